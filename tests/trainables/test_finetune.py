@@ -1,0 +1,45 @@
+"""The fine-tuning loop: determinism, divergence, resume, cosine schedule."""
+
+import torch
+
+from trainables.finetune import run_finetune
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_same_seed_same_weights_different_seed_different(smoke_config, smoke_inputs):
+    a = run_finetune(smoke_config.replace(seed=1), smoke_inputs)
+    b = run_finetune(smoke_config.replace(seed=1), smoke_inputs)
+    c = run_finetune(smoke_config.replace(seed=2), smoke_inputs)
+    assert torch.equal(_weights(a.model), _weights(b.model))
+    assert not torch.equal(_weights(a.model), _weights(c.model))
+
+
+def test_divergence_is_a_status_not_an_exception(smoke_config, smoke_inputs):
+    result = run_finetune(smoke_config.replace(optimizer="sgd", lr=1e4, clip_grad_norm=None, epochs=3), smoke_inputs)
+    assert result.status == "diverged"
+    assert result.scores == {}
+    for record in result.records:
+        assert all(v == v for v in record.values())  # only finite epochs are recorded
+
+
+def test_resume_continues_bit_for_bit(smoke_config, smoke_inputs, tmp_path):
+    config = smoke_config.replace(epochs=2, optimizer="schedulefree")
+    full = run_finetune(config, smoke_inputs)
+
+    def stop_after_first(record, write_checkpoint):
+        if record["epoch"] == 1:
+            write_checkpoint(tmp_path)
+
+    run_finetune(config.replace(epochs=1), smoke_inputs, on_epoch=stop_after_first)
+    resumed = run_finetune(config, smoke_inputs, resume_from=tmp_path)
+    assert resumed.steps == full.steps
+    assert [r["epoch"] for r in resumed.records] == [1, 2]
+    assert torch.allclose(_weights(resumed.model), _weights(full.model), atol=1e-6)
+
+
+def test_max_steps_budget_and_cosine_schedule(smoke_config, smoke_inputs):
+    result = run_finetune(smoke_config.replace(max_steps=3, epochs=50, schedule="cosine"), smoke_inputs)
+    assert result.status == "ok" and result.steps == 3

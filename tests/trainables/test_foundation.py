@@ -1,0 +1,65 @@
+"""Foundation models: state_dict round trip, mace's pickled modules, element subsets, bad files."""
+
+import pytest
+import torch
+
+from trainables.data import make_loader
+from trainables.errors import FoundationError
+from trainables.foundation import finetune_model, load_foundation, save_model
+from trainables.training import forward
+
+
+def _predict(model, graphs):
+    batch = next(iter(make_loader(graphs[:4], 4, shuffle=False)))
+    out = forward(model, batch, training=False)
+    return out["energy"].detach(), out["forces"].detach()
+
+
+def test_state_dict_round_trip_gives_identical_predictions(smoke_inputs, tmp_path):
+    model = finetune_model(smoke_inputs.foundation(), smoke_inputs.elements, smoke_inputs.e0s, torch.float32)
+    loaded = load_foundation(save_model(model, tmp_path / "m.pt"))
+    for a, b in zip(_predict(model, smoke_inputs.graphs["val"]), _predict(loaded, smoke_inputs.graphs["val"])):
+        assert torch.equal(a, b)
+
+
+def test_whole_pickled_module_loads_like_mace_ships_them(smoke_inputs, smoke_files, tmp_path):
+    from trainables.data import build_graphs, read_labelled
+    from trainables.foundation import foundation_elements
+
+    model = smoke_inputs.foundation()
+    torch.save(model, tmp_path / "whole.model")
+    loaded = load_foundation(tmp_path / "whole.model")
+    graphs = build_graphs(read_labelled(smoke_files.train)[:4], foundation_elements(model), float(model.r_max),
+                          torch.float32)
+    for a, b in zip(_predict(model, graphs), _predict(loaded, graphs)):
+        assert torch.equal(a, b)
+
+
+def test_subset_model_equals_foundation_on_target_elements(smoke_inputs, smoke_files):
+    """Restricting to the target's elements (with the foundation's E0s) leaves predictions unchanged."""
+    from trainables.data import build_graphs, read_labelled
+    from trainables.foundation import foundation_e0s, foundation_elements
+
+    foundation = smoke_inputs.foundation()
+    subset = finetune_model(foundation, smoke_inputs.elements, foundation_e0s(foundation), torch.float32)
+    items = read_labelled(smoke_files.train)[:4]
+    r_max = float(foundation.r_max)
+    e_sub, f_sub = _predict(subset, build_graphs(items, smoke_inputs.elements, r_max, torch.float32))
+    e_full, f_full = _predict(foundation, build_graphs(items, foundation_elements(foundation), r_max, torch.float32))
+    assert len(smoke_inputs.elements) < len(foundation_elements(foundation))
+    assert torch.allclose(e_sub, e_full, rtol=1e-5, atol=1e-4)
+    assert torch.allclose(f_sub, f_full, atol=1e-4)
+
+
+def test_not_a_model_file(tmp_path):
+    (tmp_path / "notes.model").write_text("not a model")
+    with pytest.raises(FoundationError, match="notes.model is not a model file"):
+        load_foundation(tmp_path / "notes.model")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "dict.pt")
+    with pytest.raises(FoundationError, match="does not hold a MACE model"):
+        load_foundation(tmp_path / "dict.pt")
+
+
+def test_unknown_name_lists_mace_mp_names():
+    with pytest.raises(FoundationError, match="foundation model not found: mace-xl.*mace_mp names: small, medium"):
+        load_foundation("mace-xl")

@@ -1,0 +1,109 @@
+"""Bad input gives a specific, actionable error; good input in every common label layout loads."""
+
+import subprocess
+import sys
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from trainables.config import FinetuneConfig
+from trainables.data import LabelKeys, read_labelled
+from trainables.errors import ConfigError, DataError, FoundationError
+from trainables.inputs import prepare_inputs
+
+
+@pytest.fixture()
+def structures(smoke_files):
+    return ase.io.read(smoke_files.train, ":")[:6]
+
+
+def _user_config(smoke_files, train, **extra):
+    return FinetuneConfig.from_dict({"train_file": str(train), "foundation": smoke_files.foundation,
+                                     "e0s_file": str(smoke_files.e0s), "epochs": 1, **extra})
+
+
+def _write(path, frames):
+    ase.io.write(path, frames, format="extxyz")
+    return path
+
+
+def test_mace_style_ref_keys_load(structures, tmp_path):
+    for atoms in structures:
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        atoms.calc = None
+    items = read_labelled(_write(tmp_path / "ref.xyz", structures))
+    assert len(items) == len(structures) and items[0].forces.shape == (len(structures[0]), 3)
+
+
+def test_missing_forces_names_file_and_key(structures, tmp_path):
+    for atoms in structures:
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy())
+    path = _write(tmp_path / "noforces.xyz", structures)
+    with pytest.raises(DataError, match=r"noforces.xyz \(structure 0\): no forces label \(looked for key REF_forces or forces\)"):
+        read_labelled(path)
+
+
+def test_unknown_key_is_an_error_not_zero_labels(structures, tmp_path):
+    path = _write(tmp_path / "train.xyz", structures)
+    with pytest.raises(DataError, match="no energy label \\(looked for key DFT_energy\\)"):
+        read_labelled(path, LabelKeys(energy="DFT_energy"))
+
+
+def test_nan_label_is_rejected(structures, tmp_path):
+    forces = structures[2].get_forces()
+    forces[0, 0] = np.nan
+    structures[2].calc = SinglePointCalculator(structures[2], energy=1.0, forces=forces)
+    with pytest.raises(DataError, match=r"structure 2\): forces label is not finite"):
+        read_labelled(_write(tmp_path / "nan.xyz", structures))
+
+
+def test_empty_and_missing_and_broken_files(tmp_path):
+    (tmp_path / "empty.xyz").write_text("")
+    with pytest.raises(DataError, match="empty.xyz"):
+        read_labelled(tmp_path / "empty.xyz")
+    with pytest.raises(DataError, match="data file not found: .*nothere.xyz"):
+        read_labelled(tmp_path / "nothere.xyz")
+    (tmp_path / "broken.xyz").write_text("3\nenergy=1.0 Properties=species:S:1:pos:R:3\nH 0 0\n")
+    with pytest.raises(DataError, match="cannot read .*broken.xyz"):
+        read_labelled(tmp_path / "broken.xyz")
+
+
+def test_element_missing_from_foundation(smoke_files, structures, tmp_path):
+    odd = Atoms("SiH4", positions=np.random.default_rng(0).normal(size=(5, 3)) * 1.5)
+    odd.calc = SinglePointCalculator(odd, energy=-1.0, forces=np.zeros((5, 3)))
+    path = _write(tmp_path / "si.xyz", structures + [odd])
+    with pytest.raises(FoundationError, match="lacks element\\(s\\) Si"):
+        prepare_inputs(_user_config(smoke_files, path))
+
+
+def test_user_files_with_seeded_split(smoke_files, structures, tmp_path):
+    path = _write(tmp_path / "train.xyz", structures)
+    inputs = prepare_inputs(_user_config(smoke_files, path, test_files={"same": str(path)}))
+    assert len(inputs.graphs["train"]) + len(inputs.graphs["val"]) == len(structures)
+    assert inputs.test_names == ["same"]
+
+
+def test_train_file_needs_a_foundation(tmp_path):
+    with pytest.raises(ConfigError, match="foundation model"):
+        prepare_inputs(FinetuneConfig.from_dict({"train_file": str(tmp_path / "x.xyz")}))
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lr": -1e-3}, "lr must be positive"),
+    ({"optimzer": "adam"}, "unknown config key\\(s\\) \\['optimzer'\\]"),
+    ({"dtype": "float16"}, "dtype must be one of"),
+])
+def test_config_validation(values, message):
+    with pytest.raises(ConfigError, match=message):
+        FinetuneConfig.from_dict(values)
+
+
+def test_cli_reports_one_line_and_exit_code_2(smoke_files, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "trainables.finetune", "--train-file", str(tmp_path / "none.xyz"),
+                          "--foundation", smoke_files.foundation], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == f"error: data file not found: {tmp_path / 'none.xyz'}"

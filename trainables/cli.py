@@ -1,0 +1,109 @@
+"""Command-line plumbing shared by the single-run command and the study launcher.
+
+Every scalar field of `FinetuneConfig` becomes a `--flag` (`--batch-size 8`); `--test NAME=PATH`
+adds test sets, `--opt KEY=VALUE` optimizer hyperparameters, and `--config FILE` (TOML or YAML)
+supplies any field. Precedence: defaults < file < flags. Errors the user can fix become one line
+on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import sys
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from trainables.config import FinetuneConfig
+from trainables.errors import ConfigError, OptistudyError
+
+_SPECIAL = {"test_files", "optimizer_kwargs"}
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _field_type(field: dataclasses.Field) -> Callable[[str], Any]:
+    hint = typing.get_type_hints(FinetuneConfig)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else hint
+    if base is bool:
+        return lambda text: str(text).lower() in ("1", "true", "yes", "on")
+    if base in (int, float):
+        return lambda text, base=base: None if text.lower() == "none" else base(text)
+    return lambda text: None if text.lower() == "none" else text
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run configuration (any FinetuneConfig field)")
+    group.add_argument("--config", type=Path, help="TOML or YAML file with config fields")
+    for field in dataclasses.fields(FinetuneConfig):
+        if field.name in _SPECIAL:
+            continue
+        group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=_field_type(field),
+                           default=argparse.SUPPRESS, metavar=field.name.upper())
+    group.add_argument("--test", dest="test_files", action="append", default=argparse.SUPPRESS,
+                       metavar="NAME=PATH", help="a named test set (repeatable)")
+    group.add_argument("--opt", dest="optimizer_kwargs", action="append", default=argparse.SUPPRESS,
+                       metavar="KEY=VALUE", help="an optimizer hyperparameter (repeatable)")
+
+
+def _pairs(items: list[str], what: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} must look like KEY=VALUE, got {item!r}")
+        out[key] = _parse_scalar(value) if what == "--opt" else value
+    return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Config fields from a TOML (.toml) or YAML (.yaml/.yml) file."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(path.read_text())
+        return yaml.safe_load(path.read_text()) or {}
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot parse {path}: {err}".splitlines()[0]) from None
+
+
+def config_values_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Defaults < `--config` file < flags, as a plain dict (not yet validated)."""
+    values = dict(vars(args))
+    file = values.pop("config", None)
+    merged = read_config_file(file) if file else {}
+    if "test_files" in values:
+        values["test_files"] = {**merged.get("test_files", {}), **_pairs(values["test_files"], "--test")}
+    if "optimizer_kwargs" in values:
+        values["optimizer_kwargs"] = {**merged.get("optimizer_kwargs", {}), **_pairs(values["optimizer_kwargs"], "--opt")}
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    return {**merged, **{k: v for k, v in values.items() if k in fields}}
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    return FinetuneConfig.from_dict(config_values_from_args(args))
+
+
+def run_cli(main: Callable[[], int]) -> int:
+    """Run `main`; user errors become one line `error: ...` on stderr and exit code 2."""
+    try:
+        return main()
+    except OptistudyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,111 @@
+"""One configuration object for a fine-tuning run, validated once, flowing from the CLI to the trainable.
+
+`FinetuneConfig.from_dict` is the single entry point: it rejects unknown keys, checks ranges and
+returns a frozen dataclass. `to_dict` gives the plain dict that Ray passes around as `config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from trainables.errors import ConfigError
+
+DTYPES = ("float32", "float64")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything one fine-tuning run needs.
+
+    Data: either `system` (an embedded default, see `trainables.embedded`) or `train_file` with
+    optional `valid_file` (else a seeded split of `valid_fraction`), named `test_files`
+    ({name: path}) and `e0s_file` (isolated-atom energies). Label keys default to auto-detection
+    (mace-style `REF_*` first, then labels stored by ASE's calculator).
+    Foundation: a local model file or a mace_mp name; None means the embedded system's own.
+    Loss (Eq. 1): `energy_weight` w_E, `forces_weight` w_F, `stress_weight` w_S; energies per atom
+    when `per_atom_energy` (as mace trains).
+    Budget: `epochs` (or `max_steps` when set), `batch_size`, gradient clipping, `schedule`.
+    """
+
+    system: str | None = None
+    data_size: str = "full"
+    train_file: str | None = None
+    valid_file: str | None = None
+    test_files: dict[str, str] = field(default_factory=dict)
+    e0s_file: str | None = None
+    energy_key: str | None = None
+    forces_key: str | None = None
+    stress_key: str | None = None
+    valid_fraction: float = 0.1
+    split_seed: int = 0
+    foundation: str | None = None
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    schedule: str = "constant"
+
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 5
+    clip_grad_norm: float | None = 10.0
+
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    stress_weight: float = 0.0
+    per_atom_energy: bool = True
+
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    threads: int = 1
+    eval_batch_size: int = 16
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "FinetuneConfig":
+        """Build and validate; unknown keys and out-of-range values raise `ConfigError`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+        config = cls(**dict(values))
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "FinetuneConfig":
+        return FinetuneConfig.from_dict({**self.to_dict(), **changes})
+
+    def validate(self) -> None:
+        from trainables.optimizers import get_optimizer_spec
+
+        get_optimizer_spec(self.optimizer)
+        _check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(0 < self.valid_fraction < 1, f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        _check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        _check(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
+        _check(min(self.energy_weight, self.forces_weight, self.stress_weight) >= 0, "loss weights must be >= 0")
+        _check(
+            self.clip_grad_norm is None or self.clip_grad_norm > 0,
+            f"clip_grad_norm must be positive or None, got {self.clip_grad_norm}",
+        )
+        _check(
+            self.system is None or self.train_file is None,
+            "give either an embedded `system` or a `train_file`, not both",
+        )
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)

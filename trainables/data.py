@@ -1,0 +1,197 @@
+"""Labelled structures: reading, label checks, isolated-atom energies, splits and MACE graphs.
+
+Any ASE-readable file works (extxyz first of all). Labels are looked up explicitly and must be
+present and finite: a missing key stops the run with the file and the key named, never trains on
+zeros (mace 0.3.16 silently does when its KeySpecification is empty). Units: eV, eV/A, eV/A^3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import ase.io
+import numpy as np
+import torch
+from ase import Atoms
+from mace.data import AtomicData
+from mace.data.utils import Configuration
+from mace.tools.torch_geometric import DataLoader
+from mace.tools.utils import AtomicNumberTable
+
+from trainables.errors import DataError
+
+ISOLATED_ATOM_TYPES = ("IsolatedAtom", "isolated_atom")
+AUTO_ENERGY_KEYS = ("REF_energy", "energy")
+AUTO_FORCES_KEYS = ("REF_forces", "forces")
+AUTO_STRESS_KEYS = ("REF_stress", "stress")
+
+
+@dataclass(frozen=True)
+class LabelKeys:
+    """Where the labels live; None means auto-detect (mace's `REF_*` first, then ASE's names)."""
+
+    energy: str | None = None
+    forces: str | None = None
+    stress: str | None = None
+
+    def candidates(self, quantity: str) -> tuple[str, ...]:
+        explicit = getattr(self, quantity)
+        auto = {"energy": AUTO_ENERGY_KEYS, "forces": AUTO_FORCES_KEYS, "stress": AUTO_STRESS_KEYS}
+        return (explicit,) if explicit else auto[quantity]
+
+
+@dataclass
+class Labelled:
+    """One structure with its reference energy (eV), forces (eV/A) and optional stress (Voigt, eV/A^3)."""
+
+    atoms: Atoms
+    energy: float
+    forces: np.ndarray
+    stress: np.ndarray | None = None
+    weight: float = 1.0
+    head: str = "Default"
+
+    @property
+    def num_atoms(self) -> int:
+        return len(self.atoms)
+
+
+def read_structures(path: str | Path) -> list[Atoms]:
+    """All frames of an ASE-readable file; a missing, unreadable or empty file raises `DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as err:  # ASE raises many types for malformed files; report them as one
+        raise DataError(f"cannot read {path}: {type(err).__name__}: {err}") from None
+    if not frames:
+        raise DataError(f"no structures in {path}")
+    return frames
+
+
+def _lookup(atoms: Atoms, key: str, per_atom: bool):
+    store = atoms.arrays if per_atom else atoms.info
+    if key in store:
+        return store[key]
+    results = atoms.calc.results if atoms.calc is not None else {}
+    return results.get(key)
+
+
+def _find_label(atoms: Atoms, keys: Sequence[str], per_atom: bool):
+    for key in keys:
+        value = _lookup(atoms, key, per_atom)
+        if value is not None:
+            return np.asarray(value, dtype=float)
+    return None
+
+
+def _required_label(atoms: Atoms, keys: LabelKeys, quantity: str, where: str) -> np.ndarray:
+    value = _find_label(atoms, keys.candidates(quantity), per_atom=quantity == "forces")
+    if value is None:
+        raise DataError(f"{where}: no {quantity} label (looked for key {' or '.join(keys.candidates(quantity))})")
+    if not np.all(np.isfinite(value)):
+        raise DataError(f"{where}: {quantity} label is not finite (NaN or inf)")
+    return value
+
+
+def label_structure(atoms: Atoms, keys: LabelKeys, where: str, with_stress: bool) -> Labelled:
+    """Attach checked labels to one structure; `where` names it in error messages."""
+    forces = _required_label(atoms, keys, "forces", where)
+    if forces.shape != (len(atoms), 3):
+        raise DataError(f"{where}: forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
+    stress = _required_label(atoms, keys, "stress", where) if with_stress else None
+    if stress is not None and stress.shape == (3, 3):
+        stress = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    energy = float(_required_label(atoms, keys, "energy", where))
+    return Labelled(atoms=atoms, energy=energy, forces=forces, stress=stress)
+
+
+def is_isolated_atom(atoms: Atoms) -> bool:
+    return atoms.info.get("config_type") in ISOLATED_ATOM_TYPES
+
+
+def read_labelled(path: str | Path, keys: LabelKeys = LabelKeys(), with_stress: bool = False) -> list[Labelled]:
+    """Read a data file and check every structure's labels; isolated-atom entries are left out."""
+    frames = [a for a in read_structures(path) if not is_isolated_atom(a)]
+    if not frames:
+        raise DataError(f"{path} holds only isolated atoms, no training structures")
+    return [label_structure(a, keys, f"{path} (structure {i})", with_stress) for i, a in enumerate(frames)]
+
+
+def read_e0s(path: str | Path, keys: LabelKeys = LabelKeys()) -> dict[int, float]:
+    """Isolated-atom energies {Z: eV} from the single-atom structures of a file."""
+    singles = [a for a in read_structures(path) if len(a) == 1]
+    if not singles:
+        raise DataError(f"{path}: no single-atom structures to take isolated-atom energies from")
+    return {
+        int(a.numbers[0]): float(_required_label(a, keys, "energy", f"{path} (atom {a.get_chemical_symbols()[0]})"))
+        for a in singles
+    }
+
+
+def isolated_atom_energies(path: str | Path, keys: LabelKeys = LabelKeys()) -> dict[int, float]:
+    """E0s from the structures of a data file tagged `config_type=IsolatedAtom`; {} if there are none."""
+    singles = [a for a in read_structures(path) if is_isolated_atom(a)]
+    return {int(a.numbers[0]): float(_required_label(a, keys, "energy", f"{path} (isolated atom)")) for a in singles}
+
+
+def elements_of(sets: Sequence[Sequence[Labelled]]) -> list[int]:
+    """Sorted atomic numbers present in any of the given sets."""
+    return sorted({int(z) for items in sets for item in items for z in item.atoms.numbers})
+
+
+def seeded_split(items: Sequence[Labelled], fraction: float, seed: int) -> tuple[list, list]:
+    """Split into (train, validation) with a seeded permutation; at least one of each."""
+    if len(items) < 2:
+        raise DataError(f"need at least 2 structures to split off a validation set, got {len(items)}")
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_valid = min(max(1, int(round(fraction * len(items)))), len(items) - 1)
+    return [items[i] for i in order[n_valid:]], [items[i] for i in order[:n_valid]]
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Temporarily set torch's default dtype (mace builds graph tensors in the default dtype)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def to_configuration(item: Labelled) -> Configuration:
+    atoms = item.atoms
+    properties = {"energy": item.energy, "forces": item.forces, "stress": item.stress}
+    return Configuration(
+        atomic_numbers=np.asarray(atoms.numbers),
+        positions=atoms.get_positions(),
+        properties=properties,
+        property_weights={"energy": 1.0, "forces": 1.0, "stress": 0.0 if item.stress is None else 1.0},
+        cell=np.asarray(atoms.get_cell()),
+        pbc=tuple(bool(p) for p in atoms.get_pbc()),
+        weight=item.weight,
+        config_type=str(atoms.info.get("config_type", "Default")),
+        head=item.head,
+    )
+
+
+def build_graphs(items: Sequence[Labelled], z_table: Sequence[int], r_max: float,
+                 dtype: torch.dtype, heads: Sequence[str] = ("Default",)) -> list[AtomicData]:
+    """Neighbour graphs (cutoff r_max, A) in `dtype`, built once and reused every epoch."""
+    table = AtomicNumberTable(list(z_table))
+    with default_dtype(dtype):
+        return [
+            AtomicData.from_config(to_configuration(item), z_table=table, cutoff=float(r_max), heads=list(heads))
+            for item in items
+        ]
+
+
+def make_loader(graphs: Sequence[AtomicData], batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """Mini-batches; a shuffled loader draws its order from its own seeded generator."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(list(graphs), batch_size=batch_size, shuffle=shuffle, drop_last=False, generator=generator)

@@ -1,0 +1,173 @@
+"""Fine-tune a foundation model with one first-order optimizer: build, loop, score.
+
+Single-run command for debugging and scripting:
+
+    python -m trainables.finetune --optimizer adamw --lr 1e-3 --seed 0
+
+prints a metrics line per epoch and the final errors on every test set. See `--help`.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from trainables.config import FinetuneConfig
+from trainables.data import make_loader
+from trainables.foundation import finetune_model, save_model
+from trainables.inputs import PreparedInputs, prepare_inputs
+from trainables.loss import LossWeights
+from trainables.optimizers import get_optimizer_spec
+from trainables.training import (
+    evaluate, load_training_state, make_scheduler, resolve_device, save_training_state, seed_everything,
+    set_modes, set_threads, train_epoch,
+)
+
+MODEL_FILE = "model.pt"
+STATE_FILE = "training_state.pt"
+
+# on_epoch(record, write_checkpoint): write_checkpoint(folder) saves model + training state there
+EpochCallback = Callable[[dict[str, Any], Callable[[Path], None]], None]
+
+
+@dataclass
+class FinetuneResult:
+    status: str                     # "ok" or "diverged"
+    records: list[dict[str, Any]]   # one per epoch
+    scores: dict[str, dict[str, float]]  # test set -> RMSEs (the validation set as "val")
+    steps: int
+    wall_time_s: float
+    model: torch.nn.Module = field(repr=False)
+
+
+def loss_weights(config: FinetuneConfig) -> LossWeights:
+    return LossWeights(config.energy_weight, config.forces_weight, config.stress_weight, config.per_atom_energy)
+
+
+def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
+    """Errors on the validation set and every named test set."""
+    names = ["val", *inputs.test_names]
+    return {name: evaluate(model, make_loader(inputs.graphs[name], config.eval_batch_size, False), device)
+            for name in names}
+
+
+def _finite(metrics: dict[str, float]) -> bool:
+    return all(math.isfinite(v) for v in metrics.values())
+
+
+def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, resume_from: Path | None = None,
+                 on_epoch: EpochCallback | None = None) -> FinetuneResult:
+    """Fine-tune for the configured budget; a non-finite loss ends the run as `diverged`."""
+    start = time.perf_counter()
+    set_threads(config.threads)
+    seed_everything(config.seed)
+    inputs = inputs or prepare_inputs(config)
+    device, spec = resolve_device(config.device), get_optimizer_spec(config.optimizer)
+    model = finetune_model(inputs.foundation(), inputs.elements, inputs.e0s, getattr(torch, config.dtype)).to(device)
+    loader = make_loader(inputs.graphs["train"], config.batch_size, shuffle=True, seed=config.seed)
+    val_loader = make_loader(inputs.graphs["val"], config.eval_batch_size, shuffle=False)
+    optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.optimizer_kwargs)
+    total_steps = config.max_steps or config.epochs * len(loader)
+    scheduler = make_scheduler(optimizer, config.schedule, total_steps, spec)
+    progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0}
+    if resume_from is not None:
+        progress = load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler, loader.generator)
+    elapsed_before, status = progress["elapsed_s"], "ok"
+    weights = loss_weights(config)
+
+    def write_checkpoint(folder: Path) -> None:
+        set_modes(model, optimizer, spec, train=False)  # ScheduleFree: save the averaged weights
+        save_model(model, Path(folder) / MODEL_FILE)
+        save_training_state(Path(folder) / STATE_FILE, model, optimizer, scheduler, loader.generator, progress)
+
+    while progress["epoch"] < config.epochs and progress["steps"] < total_steps:
+        set_modes(model, optimizer, spec, train=True)
+        stats = train_epoch(model, loader, optimizer, weights, device, config.clip_grad_norm, scheduler,
+                            max_steps=total_steps - progress["steps"], compute_stress=inputs.has_stress)
+        set_modes(model, optimizer, spec, train=False)
+        val = evaluate(model, val_loader, device) if stats.finite else {}
+        progress["epoch"] += 1
+        progress["steps"] += stats.steps
+        progress["elapsed_s"] = elapsed_before + time.perf_counter() - start
+        if not stats.finite or not _finite(val):
+            status = "diverged"
+            break
+        record = {"epoch": progress["epoch"], "steps": progress["steps"], "loss": stats.loss,
+                  **{f"val_{k}": v for k, v in val.items()}, "wall_time_s": progress["elapsed_s"]}
+        progress["records"].append(record)
+        if on_epoch is not None:
+            on_epoch(record, write_checkpoint)
+    set_modes(model, optimizer, spec, train=False)
+    scores = score_all(model, inputs, config, device) if status == "ok" else {}
+    return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
+                          wall_time_s=elapsed_before + time.perf_counter() - start, model=model)
+
+
+def format_scores(scores: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'test set':<12} {'E RMSE (meV/atom)':>18} {'F RMSE (meV/A)':>15}"]
+    lines += [f"{name:<12} {s['energy_rmse_mev_atom']:>18.2f} {s['force_rmse_mev_a']:>15.1f}" for name, s in scores.items()]
+    return "\n".join(lines)
+
+
+def format_record(record: dict[str, Any]) -> str:
+    return (f"epoch {record['epoch']:>3}  steps {record['steps']:>5}  loss {record['loss']:.4g}  "
+            f"val E {record['val_energy_rmse_mev_atom']:.2f} meV/atom  val F {record['val_force_rmse_mev_a']:.1f} meV/A  "
+            f"{record['wall_time_s']:.1f} s")
+
+
+def _parser():
+    import argparse
+
+    from trainables.cli import add_config_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m trainables.finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="folder for the fine-tuned model (state_dict) and metrics")
+    parser.add_argument("--resume", type=Path, help="checkpoint folder written by an earlier run's --out")
+    parser.add_argument("--zero-shot", action="store_true", help="only score the foundation, no training")
+    add_config_arguments(parser)
+    return parser
+
+
+def _write_outputs(out: Path, result: FinetuneResult, config: FinetuneConfig) -> None:
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(result.model, out / MODEL_FILE)
+    summary = {"config": config.to_dict(), "status": result.status, "records": result.records,
+               "scores": result.scores, "steps": result.steps, "wall_time_s": result.wall_time_s}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trainables.cli import config_from_args, run_cli
+
+    def _main() -> int:
+        args = _parser().parse_args(argv)
+        config = config_from_args(args)
+        inputs = prepare_inputs(config)
+        if args.zero_shot:
+            set_threads(config.threads)
+            model = finetune_model(inputs.foundation(), inputs.elements, inputs.e0s, getattr(torch, config.dtype))
+            print(format_scores(score_all(model, inputs, config, resolve_device(config.device))))
+            return 0
+        result = run_finetune(config, inputs, resume_from=args.resume,
+                              on_epoch=lambda record, _: print(format_record(record), flush=True))
+        print(f"status: {result.status}  steps: {result.steps}  wall time: {result.wall_time_s:.1f} s")
+        if result.scores:
+            print(format_scores(result.scores))
+        if args.out:
+            _write_outputs(args.out, result, config)
+        return 0 if result.status == "ok" else 1
+
+    return run_cli(_main)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

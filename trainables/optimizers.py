@@ -1,0 +1,109 @@
+"""The registry of first-order optimizers compared by the study.
+
+Following the paper (Liu, Wang, Zhao, arXiv 2512.05489, Sec. 2), every optimizer is read as a
+preconditioner P_t applied to the gradient g_t:  theta_{t+1} = theta_t - lr_t * P_t m_t  (m_t a
+momentum of g_t). Each spec's docstring gives its P_t. Adding an optimizer is one `register` call.
+
+Code elsewhere branches on the capability flags, never on names:
+- `has_train_eval_modes`: the optimizer keeps two weight sequences and must be switched with the
+  model (`optimizer.train()` before steps, `optimizer.eval()` before evaluating or saving);
+- `supports_schedule`: a learning-rate schedule may be layered on top (not for ScheduleFree, whose
+  averaging replaces the schedule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import pytorch_optimizer
+import schedulefree
+import torch
+
+from trainables.errors import ConfigError
+
+Factory = Callable[..., torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A named optimizer: factory `(params, *, lr, weight_decay, **hyper)` plus capability flags."""
+
+    name: str
+    factory: Factory
+    preconditioner: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    has_train_eval_modes: bool = False
+    supports_schedule: bool = True
+
+    def build(self, params: Iterable[torch.nn.Parameter], *, lr: float, weight_decay: float = 0.0,
+              **hyper: Any) -> torch.optim.Optimizer:
+        return self.factory(params, lr=lr, weight_decay=weight_decay, **{**self.defaults, **hyper})
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {}
+
+
+def register(spec: OptimizerSpec) -> OptimizerSpec:
+    OPTIMIZERS[spec.name] = spec
+    return spec
+
+
+def get_optimizer_spec(name: str) -> OptimizerSpec:
+    """Look up a registered optimizer; an unknown name raises with the list of known ones."""
+    try:
+        return OPTIMIZERS[name.lower()]
+    except KeyError:
+        raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}") from None
+
+
+def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float,
+                    weight_decay: float = 0.0, **hyper: Any) -> torch.optim.Optimizer:
+    return get_optimizer_spec(name).build(params, lr=lr, weight_decay=weight_decay, **hyper)
+
+
+register(OptimizerSpec(
+    name="sgd",
+    factory=torch.optim.SGD,
+    preconditioner="P_t = I (heavy-ball momentum 0.9 on g_t; nesterov configurable). Robbins & Monro 1951.",
+    defaults={"momentum": 0.9, "nesterov": False},
+))
+register(OptimizerSpec(
+    name="adam",
+    factory=torch.optim.Adam,
+    preconditioner="P_t = diag(sqrt(v_hat_t) + eps)^-1, v_t an EMA of g_t^2; weight decay enters the "
+    "gradient (L2). Kingma & Ba 2015.",
+))
+register(OptimizerSpec(
+    name="adamw",
+    factory=torch.optim.AdamW,
+    preconditioner="P_t = diag(sqrt(v_hat_t) + eps)^-1 as Adam, with decoupled weight decay "
+    "theta <- theta (1 - lr lambda). Loshchilov & Hutter 2019.",
+))
+register(OptimizerSpec(
+    name="radam",
+    factory=torch.optim.RAdam,
+    preconditioner="P_t = r_t diag(sqrt(v_hat_t) + eps)^-1 with the variance rectification r_t; "
+    "P_t = I (SGD with momentum) while the variance estimate is intractable. Liu et al. 2020.",
+))
+register(OptimizerSpec(
+    name="lamb",
+    factory=pytorch_optimizer.Lamb,
+    preconditioner="P_t = (||theta|| / ||u_t||) diag(sqrt(v_hat_t) + eps)^-1 per layer: Adam's "
+    "direction u_t rescaled by a layer-wise trust ratio. You et al. 2020.",
+))
+register(OptimizerSpec(
+    name="ranger",
+    factory=pytorch_optimizer.Ranger,
+    preconditioner="RAdam's P_t on fast weights; every k=6 steps the slow weights move alpha=0.5 "
+    "toward them (Lookahead, Zhang et al. 2019). Gradient centralisation off, as in the paper.",
+    defaults={"use_gc": False},
+))
+register(OptimizerSpec(
+    name="schedulefree",
+    factory=schedulefree.AdamWScheduleFree,
+    preconditioner="AdamW's P_t applied at an interpolation y_t of the iterate z_t and its running "
+    "average x_t; evaluation uses x_t, so no schedule is needed. Defazio et al. 2024.",
+    has_train_eval_modes=True,
+    supports_schedule=False,
+))

@@ -1,0 +1,105 @@
+"""The embedded foundation model: a small ScaleShiftMACE pretrained from scratch on an embedded
+system's corpus, so that the project runs offline with a real (if small) foundation.
+
+Architecture (about 30k parameters): 32x0e hidden features, max_ell 2, correlation 2, two residual
+interactions, r_max 5 A. Trained with Adam and a cosine schedule on Eq. 1; cached beside the
+system's data as a state_dict file, rebuilt when missing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from e3nn import o3
+from mace import modules
+from mace.modules.utils import compute_avg_num_neighbors, compute_mean_rms_energy_forces
+
+from trainables import data as D
+from trainables.foundation import save_model
+from trainables.loss import LossWeights
+from trainables.optimizers import build_optimizer
+from trainables.training import evaluate, seed_everything, set_threads, train_epoch
+
+FOUNDATION_FILE = "foundation.pt"
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    epochs: int
+    batch_size: int = 8
+    lr: float = 1e-2
+    seed: int = 0
+    valid_fraction: float = 0.05
+
+
+PRETRAIN = {"full": PretrainSpec(epochs=30), "smoke": PretrainSpec(epochs=4, batch_size=4)}
+
+
+def architecture(elements: list[int], e0s: dict[int, float], avg_num_neighbors: float,
+                 scale: float, shift: float) -> torch.nn.Module:
+    """The embedded foundation's ScaleShiftMACE, freshly initialised."""
+    return modules.ScaleShiftMACE(
+        r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=2,
+        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        num_interactions=2, num_elements=len(elements), hidden_irreps=o3.Irreps("32x0e"),
+        MLP_irreps=o3.Irreps("16x0e"), gate=torch.nn.functional.silu, radial_MLP=[32, 32, 32],
+        atomic_energies=np.array([e0s[z] for z in elements]), avg_num_neighbors=avg_num_neighbors,
+        atomic_numbers=elements, correlation=2, atomic_inter_scale=scale, atomic_inter_shift=shift,
+    )
+
+
+def _fresh_model(train_graphs, elements, e0s) -> torch.nn.Module:
+    loader = D.make_loader(train_graphs, 32, shuffle=False)
+    e0_array = np.array([e0s[z] for z in elements])
+    shift, scale = compute_mean_rms_energy_forces(loader, e0_array)
+    return architecture(elements, e0s, compute_avg_num_neighbors(loader), float(np.ravel(scale)[0]), float(np.ravel(shift)[0]))
+
+
+def pretrain(corpus: Path, e0s_file: Path, spec: PretrainSpec, progress: Callable[[str], None] = print) -> torch.nn.Module:
+    """Train a foundation from scratch on `corpus` (float32)."""
+    set_threads(1)
+    seed_everything(spec.seed)
+    items = D.read_labelled(corpus)
+    e0s = D.read_e0s(e0s_file)
+    elements = D.elements_of([items])
+    train, valid = D.seeded_split(items, spec.valid_fraction, spec.seed)
+    train_graphs, valid_graphs = (D.build_graphs(s, elements, 5.0, torch.float32) for s in (train, valid))
+    with D.default_dtype(torch.float32):
+        model = _fresh_model(train_graphs, elements, e0s)
+    loader = D.make_loader(train_graphs, spec.batch_size, shuffle=True, seed=spec.seed)
+    optimizer = build_optimizer("adam", model.parameters(), lr=spec.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=spec.epochs * len(loader))
+    device, start = torch.device("cpu"), time.perf_counter()
+    for epoch in range(1, spec.epochs + 1):
+        model.train()
+        stats = train_epoch(model, loader, optimizer, LossWeights(), device, 10.0, scheduler)
+        model.eval()
+        val = evaluate(model, D.make_loader(valid_graphs, 32, shuffle=False), device)
+        progress(f"pretraining foundation: epoch {epoch}/{spec.epochs}  loss {stats.loss:.4g}  "
+                 f"val F RMSE {val['force_rmse_mev_a']:.1f} meV/A  ({time.perf_counter() - start:.0f} s)")
+    return model.eval()
+
+
+def embedded_foundation(system: str, size: str = "full", rebuild: bool = False,
+                        progress: Callable[[str], None] = print) -> Path:
+    """Path of the embedded system's pretrained foundation, pretraining it on first use."""
+    from trainables.embedded import build_system
+
+    files = build_system(system, size, progress=progress)
+    path = files.root / FOUNDATION_FILE
+    if path.is_file() and not rebuild:
+        return path
+    start = time.perf_counter()
+    model = pretrain(files.pretrain, files.e0s, PRETRAIN[size], progress)
+    save_model(model, path)
+    info = {"spec": PRETRAIN[size].__dict__, "seconds": round(time.perf_counter() - start, 1),
+            "parameters": sum(p.numel() for p in model.parameters())}
+    (files.root / "foundation.json").write_text(json.dumps(info, indent=2))
+    return path
