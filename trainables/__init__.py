@@ -1,8 +1,13 @@
 """Fine-tuning core of optistudy: data, MACE foundation models, Eq. 1 loss, optimizers, L-BFGS.
 
-This layer knows nothing of Ray or Parquet (the study layer owns those).
-`import mace` comes first: under torch >= 2.6 mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD on import,
-which e3nn's own module-level loads need.
+This layer knows nothing of Ray or Parquet (the study layer owns those), except for the Ray Tune
+wrappers in `trainables.ray_trainables`.
 """
 
-import mace  # noqa: F401  (must precede any e3nn import)
+import warnings
+
+# mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD on import (e3nn's own constants need it), so it must be
+# imported before e3nn; torch then warns once per e3nn load. This project's loads pass weights_only.
+warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+
+import mace  # noqa: E402,F401

@@ -14,6 +14,8 @@ from trainables.errors import ConfigError
 
 DTYPES = ("float32", "float64")
 SCHEDULES = ("constant", "cosine")
+MODES = ("naive", "replay")
+REPLAY_SELECTIONS = ("fps", "random")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,11 @@ class FinetuneConfig:
     Loss (Eq. 1): `energy_weight` w_E, `forces_weight` w_F, `stress_weight` w_S; energies per atom
     when `per_atom_energy` (as mace trains).
     Budget: `epochs` (or `max_steps` when set), `batch_size`, gradient clipping, `schedule`.
+    Mode: `naive` fine-tunes the foundation's single head; `replay` trains a two-head model whose
+    replay head ("pt_head") is supervised on `replay_samples` configurations of pre-training data
+    (`replay_file`, else the embedded system's corpus) chosen by `replay_selection` (seeded by
+    `split_seed`), each weighted `replay_weight` (c_n in Eq. 1). With `replay_samples` set, naive
+    runs score the same replay set without training on it, so forgetting compares across modes.
     """
 
     system: str | None = None
@@ -42,6 +49,12 @@ class FinetuneConfig:
     valid_fraction: float = 0.1
     split_seed: int = 0
     foundation: str | None = None
+
+    mode: str = "naive"
+    replay_file: str | None = None
+    replay_samples: int | None = None
+    replay_selection: str = "fps"
+    replay_weight: float = 1.0
 
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -104,6 +117,26 @@ class FinetuneConfig:
             self.system is None or self.train_file is None,
             "give either an embedded `system` or a `train_file`, not both",
         )
+        self._validate_replay()
+
+    def _validate_replay(self) -> None:
+        _check(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
+        _check(self.mode != "replay" or self.replay_samples is not None,
+               "mode='replay' needs replay_samples (how many pre-training configurations to replay, e.g. 200)")
+        _check(self.replay_samples is None or self.replay_samples >= 1,
+               f"replay_samples must be >= 1, got {self.replay_samples}")
+        _check(self.replay_file is None or self.replay_samples is not None,
+               "replay_file is given but replay_samples is not set (how many of its configurations to use)")
+        _check(self.replay_samples is None or self.replay_file is not None or self.train_file is None,
+               "a replay set with train_file needs replay_file (only embedded systems bring a pre-training corpus)")
+        _check(self.replay_selection in REPLAY_SELECTIONS,
+               f"replay_selection must be one of {REPLAY_SELECTIONS}, got {self.replay_selection!r}")
+        _check(self.replay_weight >= 0, f"replay_weight must be >= 0, got {self.replay_weight}")
+
+    @property
+    def has_replay_set(self) -> bool:
+        """Whether the run prepares a replay set (trained on in `replay` mode, only scored in `naive`)."""
+        return self.replay_samples is not None
 
 
 def _check(condition: bool, message: str) -> None:

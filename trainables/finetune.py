@@ -20,16 +20,18 @@ import torch
 
 from trainables.config import FinetuneConfig
 from trainables.data import make_loader
-from trainables.foundation import finetune_model, save_model
+from trainables.foundation import save_model
 from trainables.inputs import PreparedInputs, prepare_inputs
 from trainables.loss import LossWeights
 from trainables.optimizers import get_optimizer_spec
+from trainables.replay import export_task_head
 from trainables.training import (
     evaluate, load_training_state, make_scheduler, resolve_device, save_training_state, seed_everything,
     set_modes, set_threads, train_epoch,
 )
 
 MODEL_FILE = "model.pt"
+MULTIHEAD_MODEL_FILE = "model_multihead.pt"
 STATE_FILE = "training_state.pt"
 
 # on_epoch(record, write_checkpoint): write_checkpoint(folder) saves model + training state there
@@ -38,6 +40,11 @@ EpochCallback = Callable[[dict[str, Any], Callable[[Path], None]], None]
 
 @dataclass
 class FinetuneResult:
+    """The outcome of one run. `scores` maps a test set to its RMSEs: the validation set as "val",
+    every named test set, and with a replay set "replay" (after fine-tuning) and "replay_before"
+    (the initial model on the same set; in replay mode the replay head, which equals the
+    foundation). Forgetting is "replay" minus "replay_before"; both are ordinary test-set rows."""
+
     status: str                     # "ok" or "diverged"
     records: list[dict[str, Any]]   # one per epoch
     scores: dict[str, dict[str, float]]  # test set -> RMSEs (the validation set as "val")
@@ -57,6 +64,13 @@ def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> 
             for name in names}
 
 
+def score_replay_before(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
+    """{"replay_before": RMSEs} of the not yet fine-tuned model on the replay set; {} without one."""
+    if "replay" not in inputs.graphs:
+        return {}
+    return {"replay_before": evaluate(model, make_loader(inputs.graphs["replay"], config.eval_batch_size, False), device)}
+
+
 def _finite(metrics: dict[str, float]) -> bool:
     return all(math.isfinite(v) for v in metrics.values())
 
@@ -69,7 +83,8 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     seed_everything(config.seed)
     inputs = inputs or prepare_inputs(config)
     device, spec = resolve_device(config.device), get_optimizer_spec(config.optimizer)
-    model = finetune_model(inputs.foundation(), inputs.elements, inputs.e0s, getattr(torch, config.dtype)).to(device)
+    model = inputs.initial_model().to(device)
+    replay_before = score_replay_before(model, inputs, config, device)
     loader = make_loader(inputs.graphs["train"], config.batch_size, shuffle=True, seed=config.seed)
     val_loader = make_loader(inputs.graphs["val"], config.eval_batch_size, shuffle=False)
     optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.optimizer_kwargs)
@@ -104,7 +119,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
         if on_epoch is not None:
             on_epoch(record, write_checkpoint)
     set_modes(model, optimizer, spec, train=False)
-    scores = score_all(model, inputs, config, device) if status == "ok" else {}
+    scores = {**score_all(model, inputs, config, device), **replay_before} if status == "ok" else {}
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
                           wall_time_s=elapsed_before + time.perf_counter() - start, model=model)
 
@@ -128,7 +143,8 @@ def _parser():
 
     parser = argparse.ArgumentParser(prog="python -m trainables.finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="folder for the fine-tuned model (state_dict) and metrics")
+    parser.add_argument("--out", type=Path, help="folder for the fine-tuned model (state_dict; the task head "
+                        "as a single-head model, plus model_multihead.pt in replay mode) and metrics")
     parser.add_argument("--resume", type=Path, help="checkpoint folder written by an earlier run's --out")
     parser.add_argument("--zero-shot", action="store_true", help="only score the foundation, no training")
     add_config_arguments(parser)
@@ -139,7 +155,9 @@ def _write_outputs(out: Path, result: FinetuneResult, config: FinetuneConfig) ->
     import json
 
     out.mkdir(parents=True, exist_ok=True)
-    save_model(result.model, out / MODEL_FILE)
+    save_model(export_task_head(result.model), out / MODEL_FILE)
+    if len(result.model.heads) > 1:
+        save_model(result.model, out / MULTIHEAD_MODEL_FILE)
     summary = {"config": config.to_dict(), "status": result.status, "records": result.records,
                "scores": result.scores, "steps": result.steps, "wall_time_s": result.wall_time_s}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
@@ -154,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = prepare_inputs(config)
         if args.zero_shot:
             set_threads(config.threads)
-            model = finetune_model(inputs.foundation(), inputs.elements, inputs.e0s, getattr(torch, config.dtype))
+            model = inputs.initial_model()
             print(format_scores(score_all(model, inputs, config, resolve_device(config.device))))
             return 0
         result = run_finetune(config, inputs, resume_from=args.resume,

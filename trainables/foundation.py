@@ -170,17 +170,28 @@ def check_elements(model: torch.nn.Module, elements: Sequence[int]) -> None:
 def finetune_model(foundation: torch.nn.Module, elements: Sequence[int], e0s: Mapping[int, float],
                    dtype: torch.dtype, heads: Sequence[str] = ("Default",)) -> torch.nn.Module:
     """A copy of the foundation restricted to `elements` (mace's `load_foundations_elements`),
-    with the given isolated-atom energies, readouts included, in `dtype`."""
+    with the given isolated-atom energies on every head, readouts included, in `dtype`."""
+    return multihead_finetune_model(foundation, elements, {head: e0s for head in heads}, dtype)
+
+
+def multihead_finetune_model(foundation: torch.nn.Module, elements: Sequence[int],
+                             head_e0s: Mapping[str, Mapping[int, float]], dtype: torch.dtype) -> torch.nn.Module:
+    """The foundation restricted to `elements` with one readout per head, in the order of `head_e0s`.
+
+    Every head starts as a copy of the foundation's readout (mace's `load_foundations_elements`,
+    `load_readout=True`) and its scale and shift; `head_e0s[head]` gives that head's isolated-atom
+    energies {Z: eV} and must cover `elements`. mace expects the replay head "pt_head" first.
+    """
     check_elements(foundation, elements)
     foundation = foundation.to(dtype)
     config = extract_config_mace_model(foundation)
-    energies = np.array([e0s[z] for z in elements], dtype=float)
-    config.update(
-        atomic_numbers=list(elements),
-        num_elements=len(elements),
-        atomic_energies=energies if len(heads) == 1 else np.tile(energies, (len(heads), 1)),
-        heads=list(heads),
-    )
+    heads = list(head_e0s)
+    energies = np.array([[e0s[z] for z in elements] for e0s in head_e0s.values()], dtype=float)
+    config.update(atomic_numbers=list(elements), num_elements=len(elements), heads=heads,
+                  atomic_energies=energies[0] if len(heads) == 1 else energies)
+    if len(heads) > 1:  # one scale and shift per head (a scalar cannot be indexed by head)
+        for key in ("atomic_inter_scale", "atomic_inter_shift"):
+            config[key] = np.full(len(heads), float(np.ravel(config[key])[0]))
     with _default_dtype(dtype):
         model = modules.ScaleShiftMACE(**config)
     max_l = o3.Irreps(str(config["hidden_irreps"])).lmax

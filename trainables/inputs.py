@@ -18,7 +18,10 @@ from mace.tools.scripts_utils import extract_config_mace_model
 from trainables import data as D
 from trainables.config import FinetuneConfig
 from trainables.errors import ConfigError, DataError
-from trainables.foundation import build_model, check_elements, config_to_plain, foundation_e0s, load_foundation
+from trainables.foundation import (
+    build_model, check_elements, config_to_plain, foundation_e0s, load_foundation, multihead_finetune_model,
+)
+from trainables.replay import PT_HEAD, label_replay, model_heads, read_replay_data, select_replay
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,19 @@ class Sources:
     e0s: Path | None
     foundation: str
     has_stress: bool
+    replay: Path | None = None  # pre-training data to select the replay set from
 
 
 @dataclass
 class PreparedInputs:
-    """Checked, graph-built data plus the foundation as plain values (cheap to share and rebuild)."""
+    """Checked, graph-built data plus the foundation as plain values (cheap to share and rebuild).
+
+    With a replay set, `graphs["replay"]` holds it (scored like a test set, named "replay"), and in
+    replay mode `graphs["train"]` is the target's training graphs followed by the replay graphs, so
+    any objective over `graphs["train"]` (the shuffled loader, the L-BFGS stage) includes the replay
+    term. `elements` then covers the replay set too, and `e0s` (the task head's) takes the
+    foundation's E0s for elements found only in the replay set. `heads` are the model's heads.
+    """
 
     elements: list[int]
     e0s: dict[int, float]
@@ -45,10 +56,17 @@ class PreparedInputs:
     foundation_config: dict[str, Any]
     foundation_state: dict[str, torch.Tensor] = field(repr=False)
     sources: Sources | None = None
+    heads: tuple[str, ...] = ("Default",)
 
     @property
     def test_names(self) -> list[str]:
         return [name for name in self.graphs if name not in ("train", "val")]
+
+    @property
+    def score_names(self) -> list[str]:
+        """The keys of a finished run's `FinetuneResult.scores`: "val", the test sets (with "replay")
+        and, with a replay set, "replay_before"."""
+        return ["val", *self.test_names, *(["replay_before"] if "replay" in self.graphs else [])]
 
     def foundation(self) -> torch.nn.Module:
         dtype = getattr(torch, self.dtype)
@@ -56,6 +74,14 @@ class PreparedInputs:
             model = build_model(self.foundation_config)
         model.load_state_dict(self.foundation_state)
         return model.eval()
+
+    def initial_model(self) -> torch.nn.Module:
+        """The model fine-tuning starts from: the foundation on `elements` with one readout per head;
+        the task head uses the run's `e0s`, the replay head the foundation's own, so that it
+        reproduces the foundation."""
+        foundation = self.foundation()
+        head_e0s = {head: foundation_e0s(foundation) if head == PT_HEAD else self.e0s for head in self.heads}
+        return multihead_finetune_model(foundation, self.elements, head_e0s, getattr(torch, self.dtype))
 
 
 def resolve_sources(config: FinetuneConfig) -> Sources:
@@ -69,6 +95,7 @@ def resolve_sources(config: FinetuneConfig) -> Sources:
             e0s=Path(config.e0s_file) if config.e0s_file else None,
             foundation=config.foundation,
             has_stress=config.stress_weight > 0,
+            replay=Path(config.replay_file) if config.replay_file else None,
         )
     return embedded_sources(config)
 
@@ -79,9 +106,10 @@ def embedded_sources(config: FinetuneConfig) -> Sources:
 
     name = config.system or default_system_name()
     files = build_system(name, config.data_size)
-    foundation = config.foundation or str(embedded_foundation(name, config.data_size))
+    foundation = config.foundation or str(embedded_foundation(files))
+    replay = Path(config.replay_file) if config.replay_file else files.pretrain if config.has_replay_set else None
     return Sources(train=files.train, valid=None, tests=dict(files.tests), e0s=files.e0s,
-                   foundation=foundation, has_stress=files.has_stress and config.stress_weight > 0)
+                   foundation=foundation, has_stress=files.has_stress and config.stress_weight > 0, replay=replay)
 
 
 def resolve_e0s(sources: Sources, keys: D.LabelKeys, foundation: torch.nn.Module) -> dict[int, float]:
@@ -103,25 +131,57 @@ def read_sets(sources: Sources, config: FinetuneConfig, keys: D.LabelKeys) -> di
     return sets
 
 
+def read_replay_set(config: FinetuneConfig, sources: Sources, foundation: torch.nn.Module) -> list[D.Labelled]:
+    """The selected, head-tagged replay configurations; [] when the run has no replay set."""
+    if sources.replay is None:
+        return []
+    items = read_replay_data(sources.replay, sources.has_stress)
+    selected = select_replay(items, config.replay_samples, config.replay_selection, config.split_seed, foundation)
+    return label_replay(selected, config.mode, config.replay_weight)
+
+
+def task_e0s(sources: Sources, keys: D.LabelKeys, foundation: torch.nn.Module, target_elements: list[int],
+             elements: list[int]) -> dict[int, float]:
+    """The task head's E0s: the run's for every target element (required), the foundation's for
+    elements that only the replay set has."""
+    e0s = resolve_e0s(sources, keys, foundation)
+    missing = sorted(set(target_elements) - set(e0s))
+    if missing:
+        raise DataError(f"no isolated-atom energy for atomic number(s) {missing} in {sources.e0s or sources.train}")
+    fallback = foundation_e0s(foundation)
+    return {z: e0s[z] if z in e0s else fallback[z] for z in elements}
+
+
+def build_all_graphs(config: FinetuneConfig, sets: dict[str, list[D.Labelled]], replay: list[D.Labelled],
+                     elements: list[int], r_max: float) -> dict[str, list[AtomicData]]:
+    """Graphs of every set; the replay set as "replay", and mixed into "train" in replay mode."""
+    dtype, heads = getattr(torch, config.dtype), model_heads(config.mode)
+    graphs = {name: D.build_graphs(items, elements, r_max, dtype, heads) for name, items in sets.items()}
+    if replay:
+        graphs["replay"] = D.build_graphs(replay, elements, r_max, dtype, heads)
+        if config.mode == "replay":
+            graphs["train"] = graphs["train"] + graphs["replay"]
+    return graphs
+
+
 def prepare_inputs(config: FinetuneConfig) -> PreparedInputs:
     """Read, check and graph every data set once; load the foundation once."""
     sources = resolve_sources(config)
     keys = D.LabelKeys(config.energy_key, config.forces_key, config.stress_key)
     foundation = load_foundation(sources.foundation)
     sets = read_sets(sources, config, keys)
-    elements = D.elements_of(list(sets.values()))
+    target_elements = D.elements_of(list(sets.values()))
+    check_elements(foundation, target_elements)
+    replay = read_replay_set(config, sources, foundation)
+    elements = D.elements_of([*sets.values(), replay])
     check_elements(foundation, elements)
-    e0s = resolve_e0s(sources, keys, foundation)
-    missing = sorted(set(elements) - set(e0s))
-    if missing:
-        raise DataError(f"no isolated-atom energy for atomic number(s) {missing} in {sources.e0s or sources.train}")
+    e0s = task_e0s(sources, keys, foundation, target_elements, elements)
     dtype = getattr(torch, config.dtype)
-    r_max = float(foundation.r_max)
-    graphs = {name: D.build_graphs(items, elements, r_max, dtype) for name, items in sets.items()}
     return PreparedInputs(
-        elements=elements, e0s=e0s, dtype=config.dtype, graphs=graphs, has_stress=sources.has_stress,
+        elements=elements, e0s=e0s, dtype=config.dtype, has_stress=sources.has_stress,
+        graphs=build_all_graphs(config, sets, replay, elements, float(foundation.r_max)),
         foundation_config=config_to_plain(extract_config_mace_model(foundation)),
         foundation_state={k: v.detach().to(dtype) if v.is_floating_point() else v
                           for k, v in foundation.state_dict().items()},
-        sources=sources,
+        sources=sources, heads=model_heads(config.mode),
     )

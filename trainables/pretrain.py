@@ -8,11 +8,12 @@ system's data as a state_dict file, rebuilt when missing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from trainables.foundation import save_model
 from trainables.loss import LossWeights
 from trainables.optimizers import build_optimizer
 from trainables.training import evaluate, seed_everything, set_threads, train_epoch
+
+if TYPE_CHECKING:
+    from trainables.embedded import SystemFiles
 
 FOUNDATION_FILE = "foundation.pt"
 
@@ -87,19 +91,24 @@ def pretrain(corpus: Path, e0s_file: Path, spec: PretrainSpec, progress: Callabl
     return model.eval()
 
 
-def embedded_foundation(system: str, size: str = "full", rebuild: bool = False,
-                        progress: Callable[[str], None] = print) -> Path:
-    """Path of the embedded system's pretrained foundation, pretraining it on first use."""
-    from trainables.embedded import build_system
-
-    files = build_system(system, size, progress=progress)
-    path = files.root / FOUNDATION_FILE
-    if path.is_file() and not rebuild:
+def embedded_foundation(files: "SystemFiles", rebuild: bool = False, progress: Callable[[str], None] = print) -> Path:
+    """Path of an embedded system's pretrained foundation (beside its data), pretraining it on first use."""
+    path, info_path = files.root / FOUNDATION_FILE, files.root / "foundation.json"
+    corpus = _corpus_digest(files.pretrain, files.e0s)
+    if not rebuild and path.is_file() and info_path.is_file() and json.loads(info_path.read_text()).get("corpus") == corpus:
         return path
     start = time.perf_counter()
-    model = pretrain(files.pretrain, files.e0s, PRETRAIN[size], progress)
+    model = pretrain(files.pretrain, files.e0s, PRETRAIN[files.size], progress)
     save_model(model, path)
-    info = {"spec": PRETRAIN[size].__dict__, "seconds": round(time.perf_counter() - start, 1),
-            "parameters": sum(p.numel() for p in model.parameters())}
-    (files.root / "foundation.json").write_text(json.dumps(info, indent=2))
+    info = {"spec": PRETRAIN[files.size].__dict__, "seconds": round(time.perf_counter() - start, 1),
+            "parameters": sum(p.numel() for p in model.parameters()), "corpus": corpus}
+    info_path.write_text(json.dumps(info, indent=2))
     return path
+
+
+def _corpus_digest(*paths: Path) -> str:
+    """Content hash of the pretraining inputs: a rebuilt corpus invalidates the cached foundation."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

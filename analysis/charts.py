@@ -1,0 +1,136 @@
+"""Altair charts of study results. Builders are pure `DataFrame -> alt.Chart`; saving is the caller's.
+
+Charts embed their data; Altair refuses more than 5000 rows unless
+`alt.data_transformers.disable_max_rows()` is called (the CLI does).
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from analysis.columns import distinct, present, require_columns, require_numeric, require_single
+from analysis.errors import AnalysisError
+from analysis.frontier import pareto_front
+from analysis.tables import ok_rows, summary_table
+
+TITLES = {
+    "force_rmse_mev_a": "Force RMSE (meV/Å)",
+    "energy_rmse_mev_atom": "Energy RMSE (meV/atom)",
+    "val_force_rmse_mev_a": "Validation force RMSE (meV/Å)",
+    "val_energy_rmse_mev_atom": "Validation energy RMSE (meV/atom)",
+    "wall_time_s": "Wall time (s)",
+    "total_wall_time_s": "Wall time incl. first order (s)",
+    "lr": "Learning rate",
+    "step": "Step (epoch or L-BFGS iteration)",
+    "loss": "Training loss",
+    "grad_norm": "Gradient norm",
+}
+IDENTITY = ("trial_id", "optimizer", "lr", "seed", "stage", "test_set")
+WIDTH, HEIGHT, FACET_WIDTH = 420, 280, 280
+# One colour per optimizer in every chart, however the data were filtered (Tableau 10).
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d",
+           "#ff9da6", "#bab0ac")
+KNOWN_OPTIMIZERS = ("adam", "adamw", "sgd", "radam", "lamb", "ranger", "schedulefree")
+
+
+def title(column: str) -> str:
+    """Axis title for `column`, with units where known."""
+    return TITLES.get(column, column)
+
+
+def frontier_chart(df: pd.DataFrame, x: str = "wall_time_s", y: str = "force_rmse_mev_a", *,
+                   log_x: bool = False, log_y: bool = False) -> alt.LayerChart:
+    """Trials as points (colour: optimizer, shape: stage) with their Pareto front, both minimised,
+    as a dashed step line. `df` must hold one test set (the paper's Fig. 6 uses one per panel);
+    where it has a status column only 'ok' rows are drawn (a diverged trial is fast, not good)."""
+    require_numeric(df, [x, y])
+    require_single(df, "test_set", "pick one test set for a front")
+    rows = ok_rows(df) if "status" in df else df
+    data = rows[[*present(rows, IDENTITY), x, y]].dropna(subset=[x, y])
+    front = pareto_front(data, [x, y]).sort_values([x, y])
+    x_enc, y_enc = alt.X(x, title=title(x), scale=_scale(log_x)), alt.Y(y, title=title(y), scale=_scale(log_y))
+    points = alt.Chart(data).mark_point(filled=True, size=70, opacity=0.8).encode(
+        x=x_enc, y=y_enc, color=_color(data), tooltip=[*present(data, IDENTITY), x, y],
+        **({"shape": alt.Shape("stage:N", title="stage")} if "stage" in data else {}))
+    line = alt.Chart(front).mark_line(interpolate="step-after", color="black", strokeDash=[5, 3]).encode(
+        x=x_enc, y=y_enc)
+    return (line + points).properties(title=_frontier_title(df, x, y), width=WIDTH, height=HEIGHT)
+
+
+def improvement_chart(improvement: pd.DataFrame) -> alt.LayerChart:
+    """Bars of `improvement_vs` output: improvement (%) over the baseline per optimizer, grouped by
+    test set; above zero is better than the baseline."""
+    require_columns(improvement, ["optimizer", "test_set", "mean", "baseline_mean", "improvement_pct", "baseline",
+                                  "metric"], "the improvement table")
+    if improvement.empty:
+        raise AnalysisError("the improvement table is empty")
+    order = distinct(improvement["test_set"])
+    bars = alt.Chart(improvement).mark_bar().encode(
+        x=alt.X("optimizer:N", title=None, sort=distinct(improvement["optimizer"]), axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("test_set:N", sort=order),
+        y=alt.Y("improvement_pct:Q", title=f"Improvement over {improvement['baseline'].iloc[0]} (%)"),
+        color=alt.Color("test_set:N", sort=order, title="test set"),
+        tooltip=["optimizer", "test_set", alt.Tooltip("improvement_pct:Q", format=".1f"), "mean", "baseline_mean"])
+    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="black").encode(y="zero:Q")
+    return (bars + zero).properties(title=f"{title(improvement['metric'].iloc[0])}: relative improvement",
+                                    width=WIDTH, height=HEIGHT)
+
+
+def curves_chart(curves: pd.DataFrame, y: str = "val_force_rmse_mev_a", x: str = "step", *,
+                 log_y: bool = True) -> alt.Chart | alt.FacetChart:
+    """Learning curves: `y` against `x`, one line per trial, coloured by optimizer; one panel per
+    stage (first-order epochs and L-BFGS iterations have their own x axes) where there are several."""
+    require_numeric(curves, [x, y])
+    data = curves[[*present(curves, IDENTITY), x, y]].dropna(subset=[x, y])
+    lines = alt.Chart(data).mark_line(opacity=0.7, strokeWidth=1.5).encode(
+        x=alt.X(x, title=title(x), axis=alt.Axis(tickMinStep=1) if x == "step" else alt.Axis()),
+        y=alt.Y(y, title=title(y), scale=_scale(log_y)),
+        color=_color(data), detail="trial_id:N", tooltip=[*present(data, IDENTITY), x, y])
+    if "stage" not in data or len(stages := distinct(data["stage"])) < 2:
+        return lines.properties(title=title(y), width=WIDTH, height=HEIGHT)
+    panels = lines.properties(width=FACET_WIDTH, height=HEIGHT)
+    return panels.facet(column=alt.Column("stage:N", sort=stages, title=None), title=title(y)).resolve_scale(
+        x="independent", y="independent")
+
+
+def lr_sensitivity_chart(df: pd.DataFrame, metric: str = "force_rmse_mev_a") -> alt.LayerChart | alt.FacetChart:
+    """Seed-mean `metric` against learning rate (log x) per optimizer, with mean ± std error bars;
+    one panel per test set. Uses rows with status 'ok'."""
+    summary = summary_table(df, [metric], by=("optimizer", "lr"), conditions=present(df, ["test_set"]))
+    mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"]
+    data = summary.assign(mean=mean, low=mean - std, high=mean + std)
+    lr_axis = alt.Axis(values=sorted(distinct(data["lr"])), format="~g")
+    base = alt.Chart().encode(x=alt.X("lr:Q", title=title("lr"), scale=alt.Scale(type="log"), axis=lr_axis),
+                              color=_color(data))
+    y = alt.Y("mean:Q", title=title(metric), scale=alt.Scale(zero=False))
+    line = base.mark_line(point=True).encode(y=y, tooltip=[*present(data, IDENTITY), "mean", f"{metric}_std"])
+    bars = base.mark_errorbar(ticks=True).encode(y=alt.Y("low:Q", title=title(metric)), y2="high:Q")
+    chart = alt.layer(bars, line, data=data).properties(width=FACET_WIDTH, height=HEIGHT)
+    if "test_set" not in data or len(test_sets := distinct(data["test_set"])) < 2:
+        return chart.properties(title=f"{title(metric)} vs learning rate")
+    return chart.facet(column=alt.Column("test_set:N", sort=test_sets, title=None),
+                       title=f"{title(metric)} vs learning rate")
+
+
+def _scale(log: bool) -> alt.Scale:
+    return alt.Scale(type="log", nice=False) if log else alt.Scale(zero=False)
+
+
+def _color(data: pd.DataFrame) -> alt.Color:
+    names = distinct(data["optimizer"])
+    scale = alt.Scale(domain=names, range=[optimizer_color(name, names) for name in names])
+    return alt.Color("optimizer:N", scale=scale, sort=names, title="optimizer")
+
+
+def optimizer_color(name: str, names: list[str]) -> str:
+    """A fixed colour for a known optimizer; others take the remaining colours in order of `names`."""
+    if name in KNOWN_OPTIMIZERS:
+        return PALETTE[KNOWN_OPTIMIZERS.index(name)]
+    others = [n for n in names if n not in KNOWN_OPTIMIZERS]
+    return PALETTE[(len(KNOWN_OPTIMIZERS) + others.index(name)) % len(PALETTE)]
+
+
+def _frontier_title(df: pd.DataFrame, x: str, y: str) -> str:
+    on = f" on {df['test_set'].iloc[0]}" if "test_set" in df and len(df) else ""
+    return f"{title(y)}{on} vs {title(x).lower()}"

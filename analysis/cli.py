@@ -1,0 +1,293 @@
+"""Command line: `python -m analysis COMMAND STUDY... [options]`.
+
+Each command prints a table in --format (text by default) and, with --out DIR, also writes its
+tables as CSV, Markdown and LaTeX and its chart as HTML and PNG. Errors a user can fix (no
+results, unknown column, test set or baseline, a filter matching nothing) print one line
+`error: ...` on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+
+from analysis.charts import curves_chart, frontier_chart, improvement_chart, lr_sensitivity_chart, title
+from analysis.columns import present, require_single
+from analysis.errors import AnalysisError
+from analysis.frontier import pareto_front
+from analysis.load import load, select
+from analysis.render import FORMATS, MARK_LEGEND, format_summary, render
+from analysis.sql import sql
+from analysis.tables import (METRICS, curve_summary, improvement_vs, lbfgs_gain, ok_rows, summary_table,
+                             with_total_wall_time)
+
+FILE_FORMATS = {"csv": "csv", "markdown": "md", "latex": "tex"}
+FILTERS = ("stage", "optimizer", "lr", "test_set")
+IDENTITY = ("study", "trial_id", "optimizer", "lr", "seed", "stage", "test_set")
+EXAMPLES = """examples:
+  python -m analysis frontier storage/my_study --test-set 1200K --out figures/
+  python -m analysis table storage/my_study --lr 1e-3 --format markdown
+  python -m analysis table 'storage/*' --by optimizer,lr --stage lbfgs
+  python -m analysis improvement storage/my_study --baseline adam --test-set 300K,1200K
+  python -m analysis lbfgs storage/my_study
+  python -m analysis curves storage/my_study --optimizer adam,lamb --out figures/
+  python -m analysis sql storage/my_study -q "SELECT optimizer, count(*) FROM scores GROUP BY 1"
+"""
+
+
+@dataclass
+class Output:
+    """What a command produced: text for the terminal, and files for --out (name -> text or chart)."""
+
+    text: str
+    files: dict[str, str | alt.TopLevelMixin] = field(default_factory=dict)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (2 for a user error, printed as one line on stderr)."""
+    args = build_parser().parse_args(argv)
+    alt.data_transformers.disable_max_rows()  # a study's curves easily exceed Altair's 5000-row guard
+    try:
+        output = COMMANDS[args.command](args)
+        written = save(output.files, args.out) if args.out else []
+    except AnalysisError as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    return _print("\n".join([output.text, *(f"wrote {path}" for path in written)]))
+
+
+def _print(text: str) -> int:
+    try:
+        print(text)
+    except BrokenPipeError:  # e.g. `| head`: stop quietly, and keep Python from failing at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def save(files: dict[str, str | alt.TopLevelMixin], out: Path) -> list[Path]:
+    """Write `files` under `out` (created): text as is, charts as HTML (self-contained) or PNG."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            _write(out / name, content)
+    except OSError as error:
+        raise AnalysisError(f"cannot write to {out}: {error}") from error
+    return [out / name for name in files]
+
+
+def _write(path: Path, content: str | alt.TopLevelMixin) -> None:
+    if isinstance(content, str):
+        path.write_text(content + "\n")
+    elif path.suffix == ".png":
+        content.save(path, scale_factor=2)
+    else:
+        content.save(path, inline=True)
+
+
+def frontier(args: argparse.Namespace) -> Output:
+    scores = _load(args, "scores", skip=("stage",))  # parents of L-BFGS rows, for their total wall time
+    if "total_wall_time_s" in (args.x, args.y):
+        scores = with_total_wall_time(scores)
+    scores = ok_rows(select(scores, stage=args.stage))
+    require_single(scores, "test_set", "choose one with --test-set")
+    front = pareto_front(scores, [args.x, args.y]).sort_values([args.x, args.y])
+    rows = front[[*present(front, IDENTITY), args.x, args.y]]
+    heading = f"Pareto front: {len(front)} of {len(scores)} rows, minimising {args.x} and {args.y}"
+    chart = frontier_chart(scores, args.x, args.y, log_x=args.log_x, log_y=args.log_y)
+    return Output(_titled(heading, render(rows, args.format), args.format),
+                  {**_table_files("frontier", rows), **_chart_files("frontier", chart)})
+
+
+def table(args: argparse.Namespace) -> Output:
+    summary = summary_table(_load(args, "scores"), args.metric, by=args.by)
+    return _summary_output(summary, args.metric, args.by, args, "table")
+
+
+def _summary_output(summary: pd.DataFrame, metrics: list[str], by: list[str], args: argparse.Namespace,
+                    stem: str) -> Output:
+    """The tidy summary as CSV, and per metric the marked optimizer x test set table as text, md and tex."""
+    files = {f"{stem}.csv": render(summary, "csv")}
+    sections = []
+    for metric in metrics:
+        wide = functools.partial(format_summary, summary, metric, by=by, digits=args.digits)
+        files |= {f"{stem}_{metric}.{FILE_FORMATS[fmt]}": render(wide(fmt=fmt), fmt) for fmt in ("markdown", "latex")}
+        heading = f"{title(metric)}: mean (std) over seeds; {MARK_LEGEND[args.format]}"
+        sections.append(_titled(heading, render(wide(fmt=args.format), args.format), args.format))
+    return Output(files[f"{stem}.csv"] if args.format == "csv" else "\n\n".join(sections), files)
+
+
+def improvement(args: argparse.Namespace) -> Output:
+    relative = improvement_vs(_load(args, "scores"), baseline=args.baseline, metric=args.metric)
+    rows = relative[["optimizer", "test_set", "mean", "baseline_mean", "improvement_pct"]]
+    heading = f"{title(args.metric)}: improvement over {args.baseline} (%), seed means; positive is better"
+    return Output(_titled(heading, render(rows, args.format), args.format),
+                  {**_table_files("improvement", rows),
+                   **_chart_files("improvement", improvement_chart(relative))})
+
+
+def lbfgs(args: argparse.Namespace) -> Output:
+    gain = lbfgs_gain(_load(args, "scores"), metric=args.metric).drop(columns="metric")
+    heading = f"{title(args.metric)}: first order (base) vs after L-BFGS (refined), seed means"
+    return Output(_titled(heading, render(gain, args.format), args.format), _table_files("lbfgs", gain))
+
+
+def curves(args: argparse.Namespace) -> Output:
+    data = _load(args, "curves")
+    rows = curve_summary(data, args.y)
+    heading = f"{title(args.y)} at the last step and at best, per trial"
+    return Output(_titled(heading, render(rows, args.format), args.format),
+                  {**_table_files("curves", rows),
+                   **_chart_files("curves", curves_chart(data, args.y, log_y=not args.linear_y))})
+
+
+def lr_sensitivity(args: argparse.Namespace) -> Output:
+    scores, by = _load(args, "scores"), ["optimizer", "lr"]
+    output = _summary_output(summary_table(scores, [args.metric], by=by), [args.metric], by, args, "lr")
+    output.files |= _chart_files("lr", lr_sensitivity_chart(scores, args.metric))
+    return output
+
+
+def query(args: argparse.Namespace) -> Output:
+    result = sql(args.query, *args.studies)
+    return Output(render(result, args.format), _table_files("query", result))
+
+
+def _load(args: argparse.Namespace, table_name: str, skip: tuple[str, ...] = ()) -> pd.DataFrame:
+    given = {name: getattr(args, name, None) for name in FILTERS if name not in skip}
+    filters = {name: value for name, value in given.items() if value is not None}
+    return load(*args.studies, table=table_name, **filters)
+
+
+def _titled(heading: str, text: str, fmt: str) -> str:
+    prefix = {"text": "", "markdown": "", "latex": "% ", "csv": None}[fmt]
+    return text if prefix is None else f"{prefix}{heading}\n{text}"
+
+
+def _table_files(name: str, frame: pd.DataFrame) -> dict[str, str]:
+    return {f"{name}.{ext}": render(frame, fmt) for fmt, ext in FILE_FORMATS.items()}
+
+
+def _chart_files(name: str, chart: alt.TopLevelMixin) -> dict[str, alt.TopLevelMixin]:
+    return {f"{name}.html": chart, f"{name}.png": chart}
+
+
+COMMANDS = {"frontier": frontier, "table": table, "improvement": improvement, "lbfgs": lbfgs,
+            "curves": curves, "lr": lr_sensitivity, "sql": query}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes also become one line `error: ...` and exit code 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m analysis` parser: one subcommand per table or chart."""
+    parser = _Parser(prog="python -m analysis", description=__doc__.split("\n\n")[1], epilog=EXAMPLES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _frontier_parser(commands)
+    _table_parser(commands)
+    _improvement_parser(commands)
+    _lbfgs_parser(commands)
+    _curves_parser(commands)
+    _lr_parser(commands)
+    _sql_parser(commands)
+    return parser
+
+
+def _frontier_parser(commands) -> None:
+    p = _command(commands, "frontier", "Pareto front of error vs cost on one test set (paper Fig. 6)")
+    _add_filters(p, stage="first_order")
+    p.add_argument("--x", default="wall_time_s", help="cost column, minimised (default: %(default)s, per stage; "
+                   "total_wall_time_s adds an L-BFGS trial's first-order time)")
+    p.add_argument("--y", default="force_rmse_mev_a", help="error column, minimised (default: %(default)s)")
+    p.add_argument("--log-x", action="store_true", help="log scale for x in the chart")
+    p.add_argument("--log-y", action="store_true", help="log scale for y in the chart")
+
+
+def _table_parser(commands) -> None:
+    p = _command(commands, "table", "optimizer x test set, mean (std) over seeds, best two marked (Tables 1, 2, C1)")
+    _add_filters(p, stage="first_order")
+    p.add_argument("--metric", type=_names, default=list(METRICS), help="comma-separated metric columns")
+    p.add_argument("--by", type=_names, default=["optimizer"],
+                   help="comma-separated row keys, e.g. optimizer,lr for the learning-rate ablation")
+    p.add_argument("--digits", type=_digits, default=2, help="decimals shown (default: %(default)s)")
+
+
+def _improvement_parser(commands) -> None:
+    p = _command(commands, "improvement", "relative improvement (%%) over a baseline optimizer per test set")
+    _add_filters(p, stage="first_order")
+    p.add_argument("--baseline", default="adam", help="baseline optimizer (default: %(default)s)")
+    p.add_argument("--metric", default="force_rmse_mev_a", help="metric column (default: %(default)s)")
+
+
+def _lbfgs_parser(commands) -> None:
+    p = _command(commands, "lbfgs", "first-order result vs after L-BFGS refinement (Table 3)")
+    _add_filters(p, stage=None, with_stage=False)
+    p.add_argument("--metric", default="force_rmse_mev_a", help="metric column (default: %(default)s)")
+
+
+def _curves_parser(commands) -> None:
+    p = _command(commands, "curves", "learning curves per trial, coloured by optimizer")
+    _add_filters(p, stage=None, with_test_set=False)
+    p.add_argument("--y", default="val_force_rmse_mev_a", help="curve column (default: %(default)s)")
+    p.add_argument("--linear-y", action="store_true", help="linear instead of log y axis in the chart")
+
+
+def _lr_parser(commands) -> None:
+    p = _command(commands, "lr", "learning-rate sensitivity: metric vs lr per optimizer, mean (std) over seeds")
+    _add_filters(p, stage="first_order")
+    p.add_argument("--metric", default="force_rmse_mev_a", help="metric column (default: %(default)s)")
+    p.add_argument("--digits", type=_digits, default=2, help="decimals shown (default: %(default)s)")
+
+
+def _sql_parser(commands) -> None:
+    p = _command(commands, "sql", "SQL over DuckDB views `scores` and `curves` of the studies")
+    p.add_argument("-q", "--query", required=True, help="e.g. \"SELECT optimizer, avg(force_rmse_mev_a) "
+                                                         "FROM scores GROUP BY 1\"")
+
+
+def _command(commands, name: str, help_text: str) -> argparse.ArgumentParser:
+    p = commands.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("studies", nargs="+", metavar="STUDY",
+                   help="study folder, its results/ folder, a .parquet file, or a glob pattern of these")
+    p.add_argument("--format", choices=FORMATS, default="text", help="terminal output format (default: text)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="also write tables (csv, md, tex) and charts (html, png)")
+    return p
+
+
+def _add_filters(p: argparse.ArgumentParser, stage: str | None, with_stage: bool = True,
+                 with_test_set: bool = True) -> None:
+    if with_stage:
+        p.add_argument("--stage", type=_names, default=[stage] if stage else None,
+                       help=f"first_order, lbfgs or both, comma-separated (default: {stage or 'all'})")
+    p.add_argument("--optimizer", type=_names, help="only these optimizers, comma-separated")
+    p.add_argument("--lr", type=_numbers, help="only these learning rates, comma-separated")
+    if with_test_set:
+        p.add_argument("--test-set", type=_names, help="only these test sets, comma-separated (e.g. 1200K)")
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(value) for value in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+
+
+def _digits(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a number of decimals (0, 1, 2, ...): {text!r}")
+    return int(text)

@@ -1,0 +1,58 @@
+"""Checks that a frame has the columns an analysis needs, with messages listing what it has."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+from analysis.errors import AnalysisError
+
+
+def numeric_columns(df: pd.DataFrame) -> list[str]:
+    """Names of the columns holding numbers (booleans excluded)."""
+    return [c for c in df.columns if is_numeric_dtype(df[c]) and not is_bool_dtype(df[c])]
+
+
+def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str = "the data") -> None:
+    """Raise naming the first of `columns` missing from `df`, and the columns it does have."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise AnalysisError(f"{what} has no column {missing[0]!r}; columns: {', '.join(map(str, df.columns))}")
+
+
+def require_numeric(df: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Raise naming the first of `columns` that is absent, not numeric or all null, listing the numeric ones."""
+    numeric = numeric_columns(df)
+    for column in columns:
+        if column not in df.columns:
+            problem = "is not a column"
+        elif len(df) and df[column].isna().all():
+            problem = "holds no values"
+        elif column not in numeric:
+            problem = "is not numeric"
+        else:
+            continue
+        raise AnalysisError(f"{column!r} {problem}; numeric columns: {', '.join(numeric)}")
+
+
+def names(columns: str | Iterable[str]) -> list[str]:
+    """`columns` as a list; a single name may be given as a plain string."""
+    return [columns] if isinstance(columns, str) else list(columns)
+
+
+def present(df: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """Those of `columns` that `df` has, in the order given (for optional columns)."""
+    return [c for c in columns if c in df.columns]
+
+
+def distinct(series: pd.Series) -> list:
+    """The distinct non-null values of `series`, in order of first appearance."""
+    return series.dropna().unique().tolist()
+
+
+def require_single(df: pd.DataFrame, column: str, hint: str) -> None:
+    """Raise when `column` holds more than one value; `hint` says how to choose one."""
+    if column in df.columns and len(values := distinct(df[column])) > 1:
+        raise AnalysisError(f"rows span several {column} values ({', '.join(map(str, values))}): {hint}")

@@ -1,0 +1,165 @@
+"""Tables over seeds: optimizer x condition summaries (the paper's Tables 1, 2, C1), relative
+improvement over a baseline optimizer, and the gain from L-BFGS refinement (Table 3).
+
+All functions are pure and use only rows with status 'ok'. Each averages over seeds, so every
+group must hold one row per seed: when a configuration column (lr, stage, study, ...) varies
+inside a group, they raise saying which, rather than silently averaging over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.columns import distinct, names, present, require_columns, require_numeric
+from analysis.errors import AnalysisError
+
+METRICS = ("energy_rmse_mev_atom", "force_rmse_mev_a")
+CONFIGURATION = ("study", "stage", "optimizer", "lr", "system", "mode", "test_set")
+
+
+def summary_table(df: pd.DataFrame, metric_cols: Sequence[str] = METRICS, by: Sequence[str] = ("optimizer",),
+                  conditions: Sequence[str] = ("test_set",)) -> pd.DataFrame:
+    """Mean and std (ddof=1) over seeds of each metric, one row per (`by`, `conditions`).
+
+    Columns: `by`, `conditions`, then per metric `<m>_mean`, `<m>_std`, `<m>_n` (seeds) and
+    `<m>_rank`, the rank of the mean within its condition (1 = lowest; ties share the rank), so
+    `rank <= 2` marks the best two. Put 'lr' in `by` for the learning-rate ablation.
+    """
+    metric_cols, by, conditions = names(metric_cols), names(by), names(conditions)
+    keys = [*by, *conditions]
+    if not keys or not metric_cols:
+        raise AnalysisError("a summary needs at least one metric and one column to group by")
+    ok = ok_rows(df)
+    require_numeric(ok, metric_cols)
+    check_one_row_per_seed(ok, keys)
+    stats = ok.groupby(keys, sort=False, dropna=False)[metric_cols].agg(["mean", "std", "count"])
+    stats.columns = [f"{metric}_{'n' if stat == 'count' else stat}" for metric, stat in stats.columns]
+    stats = stats.reset_index()
+    for metric in metric_cols:
+        stats[f"{metric}_rank"] = rank_within(stats, f"{metric}_mean", conditions)
+    return stats
+
+
+def improvement_vs(df: pd.DataFrame, baseline: str = "adam", metric: str = "force_rmse_mev_a",
+                   conditions: Sequence[str] = ("test_set",)) -> pd.DataFrame:
+    """Relative improvement (%) of each optimizer's seed-mean `metric` over `baseline`'s, per condition.
+
+    `improvement_pct` = 100 * (baseline - mean) / baseline: positive where the optimizer has the
+    lower error, negative where it is worse. The baseline's own rows are left out.
+    """
+    conditions = names(conditions)
+    means = summary_table(df, [metric], by=("optimizer",), conditions=conditions)
+    optimizers = distinct(means["optimizer"])
+    if baseline not in optimizers or len(optimizers) < 2:
+        raise AnalysisError(f"need 'ok' rows of the baseline optimizer {baseline!r} and of another; optimizers: "
+                            f"{', '.join(optimizers)}")
+    means = means.rename(columns={f"{metric}_mean": "mean"})[["optimizer", *conditions, "mean"]]
+    base = means[means["optimizer"] == baseline].drop(columns="optimizer").rename(columns={"mean": "baseline_mean"})
+    table = _merge(means[means["optimizer"] != baseline], base, conditions)
+    table["improvement_pct"] = 100 * (table["baseline_mean"] - table["mean"]) / table["baseline_mean"]
+    return table.assign(metric=metric, baseline=baseline)
+
+
+def lbfgs_gain(df: pd.DataFrame, metric: str = "force_rmse_mev_a") -> pd.DataFrame:
+    """First-order result vs the same trial after L-BFGS refinement, per optimizer, system, mode and test set.
+
+    Columns: `base_mean` (seed mean of the first-order parents that were refined), `refined_mean`,
+    `delta` = refined - base, `change_pct` = 100 * delta / base, `improved` (refinement lowered
+    the error) and `n` (pairs). System and mode are keys where the data has them.
+    """
+    pairs = lbfgs_pairs(df, metric)
+    keys = ["optimizer", *present(pairs, ("system", "mode")), "test_set"]
+    check_one_row_per_seed(pairs, keys)
+    gain = pairs.groupby(keys, sort=False, dropna=False).agg(
+        base_mean=("base", "mean"), refined_mean=("refined", "mean"), n=("refined", "count")).reset_index()
+    gain["delta"] = gain["refined_mean"] - gain["base_mean"]
+    gain["change_pct"] = 100 * gain["delta"] / gain["base_mean"]
+    gain["improved"] = gain["delta"] < 0
+    return gain.assign(metric=metric)
+
+
+def lbfgs_pairs(df: pd.DataFrame, metric: str = "force_rmse_mev_a") -> pd.DataFrame:
+    """One row per (L-BFGS trial, test set): its `metric` as `refined` beside its parent's as `base`.
+
+    The parent is the first-order trial whose trial_id is the L-BFGS row's parent_trial_id (same study).
+    """
+    require_columns(df, ["parent_trial_id"], "the scores table")
+    ok = ok_rows(df)
+    require_numeric(ok, [metric])
+    first, refined = stage_rows(ok, "first_order"), stage_rows(ok, "lbfgs")
+    parents = first[["study", "trial_id", "test_set", metric]].rename(
+        columns={"trial_id": "parent_trial_id", metric: "base"})
+    pairs = refined.rename(columns={metric: "refined"}).merge(parents, on=["study", "parent_trial_id", "test_set"])
+    if pairs.empty:
+        raise AnalysisError("no lbfgs row's parent_trial_id matches an 'ok' first_order trial_id of the same study "
+                            "and test set")
+    return pairs
+
+
+def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with status 'ok'; raises when there are none."""
+    require_columns(df, ["status"])
+    ok = df[df["status"] == "ok"]
+    if ok.empty:
+        raise AnalysisError(f"no rows with status 'ok'; statuses: {', '.join(map(str, distinct(df['status'])))}")
+    return ok
+
+
+def stage_rows(df: pd.DataFrame, stage: str) -> pd.DataFrame:
+    """Rows of `stage`; raises naming the stages present when there are none."""
+    require_columns(df, ["stage"])
+    rows = df[df["stage"] == stage]
+    if rows.empty:
+        raise AnalysisError(f"no 'ok' {stage} rows; stages present: {', '.join(map(str, distinct(df['stage'])))}")
+    return rows
+
+
+def check_one_row_per_seed(df: pd.DataFrame, keys: Sequence[str]) -> None:
+    """Raise when a (`keys`, seed) group has several rows, naming the columns that vary within groups."""
+    require_columns(df, [*keys, "seed"])
+    if not keys or (df.groupby([*keys, "seed"], dropna=False).size() <= 1).all():
+        return
+    grouped = df.groupby(list(keys), dropna=False)
+    varying = [c for c in present(df, CONFIGURATION)
+               if c not in keys and (grouped[c].nunique(dropna=False) > 1).any()]
+    hint = (f"{', '.join(varying)} varies within a group: filter to one value or group by it" if varying
+            else "identical configurations repeat: was a study loaded twice?")
+    raise AnalysisError(f"several rows per seed for some ({', '.join(keys)}): {hint}")
+
+
+def rank_within(table: pd.DataFrame, column: str, conditions: Sequence[str]) -> pd.Series:
+    """Rank of `column` within each `conditions` group (1 = lowest, ties share the lowest rank)."""
+    values = table.groupby(list(conditions), sort=False, dropna=False)[column] if conditions else table[column]
+    return values.rank(method="min").astype("Int64")
+
+
+def curve_summary(curves: pd.DataFrame, y: str = "val_force_rmse_mev_a") -> pd.DataFrame:
+    """One row per (trial, stage) of a curves table: its last step, `y` there (`final_<y>`) and
+    the lowest `y` seen (`best_<y>`)."""
+    require_numeric(curves, ["step", y])
+    keys = present(curves, ("study", "trial_id", "stage"))
+    ordered = curves.dropna(subset=[y]).sort_values([*keys, "step"])
+    grouped = ordered.groupby(keys, sort=False)
+    identity = present(curves, ("study", "trial_id", "stage", "optimizer", "lr", "seed"))
+    last = grouped.tail(1)[[*identity, "step", y]].rename(columns={y: f"final_{y}"})
+    return last.merge(grouped[y].min().rename(f"best_{y}").reset_index(), on=keys)
+
+
+def with_total_wall_time(scores: pd.DataFrame) -> pd.DataFrame:
+    """`scores` plus `total_wall_time_s`: a row's own wall time, plus for an L-BFGS row its parent's
+    first-order wall time (NaN where the parent is not in `scores`), to put both stages on one cost axis."""
+    require_numeric(scores, ["wall_time_s"])
+    if "parent_trial_id" not in scores.columns:
+        return scores.assign(total_wall_time_s=scores["wall_time_s"])
+    trials = scores.drop_duplicates(["study", "trial_id"]).set_index(["study", "trial_id"])["wall_time_s"]
+    parents = pd.MultiIndex.from_arrays([scores["study"], scores["parent_trial_id"]])
+    parent_wall = trials.reindex(parents).to_numpy()
+    has_parent = scores["parent_trial_id"].notna().to_numpy()
+    return scores.assign(total_wall_time_s=scores["wall_time_s"].to_numpy() + np.where(has_parent, parent_wall, 0.0))
+
+
+def _merge(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    return left.merge(right, on=on, how="left") if on else left.merge(right, how="cross")

@@ -1,0 +1,134 @@
+"""Named search spaces: data, not code.
+
+Each space is a TOML file beside this module (a user's own space is a TOML or YAML file in the same
+format, passed by path):
+
+    description = "..."
+    optimizers = ["adam", ...]        # grid: every optimizer x lr x seed is one trial
+    lrs = [1e-3, ...]
+    seeds = [0, 1, 2]
+    stages = ["first_order", "lbfgs"] # "lbfgs" chains an L-BFGS refinement after each trial
+    search = "grid"                   # or "optuna": lr drawn log-uniformly per optimizer
+    num_samples = 28                  # optuna: trials in all
+    asha = false                      # optuna: stop poor trials early (ASHA)
+    [lr_ranges]                       # optuna: optimizer = [low, high]
+    [fixed]                           # FinetuneConfig fields held fixed for every trial
+    [lbfgs]                           # LBFGSConfig fields of the refinement stage
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainables.config import FinetuneConfig
+from trainables.errors import ConfigError
+from trainables.optimizers import get_optimizer_spec
+
+HERE = Path(__file__).parent
+STAGES = ("first_order", "lbfgs")
+SEARCHES = ("grid", "optuna")
+_KEYS = {"description", "optimizers", "lrs", "seeds", "stages", "search", "num_samples", "asha", "lr_ranges",
+         "fixed", "lbfgs"}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Which trials a study runs; `fixed` and `lbfgs` stay visible as plain dicts."""
+
+    name: str
+    description: str = ""
+    optimizers: tuple[str, ...] = ()
+    lrs: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    stages: tuple[str, ...] = ("first_order",)
+    search: str = "grid"
+    num_samples: int = 1
+    asha: bool = False
+    lr_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    lbfgs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_lbfgs(self) -> bool:
+        return "lbfgs" in self.stages
+
+    @property
+    def num_first_order_trials(self) -> int:
+        if self.search == "optuna":
+            return self.num_samples * len(self.seeds)
+        return len(self.optimizers) * len(self.lrs) * len(self.seeds)
+
+
+def known_spaces() -> list[str]:
+    return sorted(p.stem for p in HERE.glob("*.toml"))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(path.read_text())
+        data = yaml.safe_load(path.read_text())
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"malformed space file {path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"malformed space file {path}: expected a table of keys")
+    return data
+
+
+def get_space(name_or_path: str) -> SearchSpace:
+    """A registered space by name, or a user's TOML/YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".toml", ".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"space file not found: {path}")
+        return space_from_dict(path.stem, _read(path))
+    if name_or_path not in known_spaces():
+        raise ConfigError(f"unknown search space {name_or_path!r}; known: {', '.join(known_spaces())} "
+                          "(or a .toml/.yaml file path)")
+    return space_from_dict(name_or_path, _read(HERE / f"{name_or_path}.toml"))
+
+
+def space_from_dict(name: str, data: dict[str, Any]) -> SearchSpace:
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ConfigError(f"space {name!r}: unknown key(s) {unknown}; known: {sorted(_KEYS)}")
+    space = SearchSpace(
+        name=name, description=data.get("description", ""),
+        optimizers=tuple(data.get("optimizers", ())), lrs=tuple(float(x) for x in data.get("lrs", ())),
+        seeds=tuple(int(s) for s in data.get("seeds", (0,))), stages=tuple(data.get("stages", ("first_order",))),
+        search=data.get("search", "grid"), num_samples=int(data.get("num_samples", 1)),
+        asha=bool(data.get("asha", False)),
+        lr_ranges={k: (float(v[0]), float(v[1])) for k, v in data.get("lr_ranges", {}).items()},
+        fixed=dict(data.get("fixed", {})), lbfgs=dict(data.get("lbfgs", {})),
+    )
+    validate_space(space)
+    return space
+
+
+def validate_space(space: SearchSpace) -> None:
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"space {space.name!r}: {message}")
+
+    check(space.search in SEARCHES, f"search must be one of {SEARCHES}, got {space.search!r}")
+    check(set(space.stages) <= set(STAGES) and space.stages[:1] == ("first_order",),
+          f"stages must start with 'first_order' and may add 'lbfgs', got {list(space.stages)}")
+    check(bool(space.seeds), "needs at least one seed")
+    names = space.optimizers if space.search == "grid" else tuple(space.lr_ranges)
+    check(bool(names), "needs optimizers (grid) or lr_ranges (optuna)")
+    for name in names:
+        get_optimizer_spec(name)
+    if space.search == "grid":
+        check(bool(space.lrs) and all(lr > 0 for lr in space.lrs), f"lrs must be positive, got {list(space.lrs)}")
+    for low, high in space.lr_ranges.values():
+        check(0 < low < high, f"each lr range needs 0 < low < high, got {low}, {high}")
+    FinetuneConfig.from_dict(space.fixed)
+    if space.has_lbfgs:
+        from trainables.lbfgs import LBFGSConfig
+
+        LBFGSConfig.from_dict(space.lbfgs)

@@ -1,0 +1,196 @@
+"""The study engine: a search space becomes Ray Tune trials; their reports become Parquet rows.
+
+Stage 1 runs the first-order trials (a grid, or an Optuna search); stage 2, when the space asks
+for it, runs one L-BFGS trial per successful first-order trial, started from that trial's final
+checkpoint and pointing back to it (`parent_trial_id`). Each stage is its own Tune experiment
+under `<storage>/<name>/ray/`, so an interrupted study resumes stage by stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from search_spaces import SearchSpace
+from study.results import ResultsStore, curve_row, score_rows
+from trainables.config import FinetuneConfig
+from trainables.errors import ConfigError
+from trainables.inputs import PreparedInputs
+from trainables.ray_trainables import first_order_trainable, lbfgs_trainable, trial_values
+
+METRIC = "val_force_rmse_mev_a"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    max_concurrent: int = 0          # 0: as many as the resources allow
+    max_failures: int = 2            # retries of a trial that raises, from its last checkpoint
+
+
+@dataclass
+class StudyContext:
+    """What every row of the study carries, and where the study lives."""
+
+    name: str
+    folder: Path
+    system: str
+    mode: str
+    test_sets: list[str]
+    store: ResultsStore
+
+
+def trial_meta(ctx: StudyContext, trial_id: str, stage: str, config: dict[str, Any],
+               parent: str | None) -> dict[str, Any]:
+    values = trial_values(config)
+    return {
+        "study": ctx.name, "trial_id": trial_id, "stage": stage, "parent_trial_id": parent,
+        "optimizer": values["optimizer"], "lr": float(values["lr"]), "seed": int(values["seed"]),
+        "system": ctx.system, "mode": ctx.mode, "epochs": values.get("epochs"),
+        "batch_size": values.get("batch_size"), "dtype": values.get("dtype"),
+    }
+
+
+class RowsCallback(tune.Callback):
+    """Turns each trial's reports into curve rows and its final report (or error) into score rows."""
+
+    def __init__(self, ctx: StudyContext, stage: str):
+        self.ctx, self.stage = ctx, stage
+
+    def _meta(self, trial) -> dict[str, Any]:
+        point = trial.config.get("point", trial.config)
+        return trial_meta(self.ctx, trial.trial_id, self.stage, point, point.get("parent_trial_id"))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        meta = self._meta(trial)
+        if result.get("kind") in ("epoch", "step"):
+            self.ctx.store.add("curves", [curve_row(meta, result)])
+        elif result.get("kind") == "final":
+            scores = json.loads(result["scores_json"])
+            self.ctx.store.add("scores", score_rows(meta, scores, self.ctx.test_sets, result["status"],
+                                                   result["wall_time_s"], int(result["steps"])))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = trial.get_pickled_error() or trial.error_file
+        message = str(error).strip().splitlines()[-1] if error else "trial failed"
+        self.ctx.store.add("scores", score_rows(self._meta(trial), {}, self.ctx.test_sets, "error", 0.0, 0,
+                                                error=message))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        if result.get("kind") != "final" and not self.ctx.store.has_final(trial.trial_id, self.stage):
+            steps = int(result.get("steps", 0) or 0)
+            self.ctx.store.add("scores", score_rows(self._meta(trial), {}, self.ctx.test_sets, "early_stopped",
+                                                    float(result.get("wall_time_s", 0.0) or 0.0), steps))
+
+
+def first_order_param_space(space: SearchSpace, base: FinetuneConfig) -> dict[str, Any]:
+    fixed = {**base.to_dict(), **space.fixed}
+    if space.search == "grid":
+        return {"finetune": fixed, "optimizer": tune.grid_search(list(space.optimizers)),
+                "lr": tune.grid_search(list(space.lrs)), "seed": tune.grid_search(list(space.seeds))}
+    return {"finetune": fixed}
+
+
+def optuna_search(space: SearchSpace):
+    """Optuna's define-by-run space: an optimizer, then a log-uniform lr in that optimizer's range."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    def define(trial):
+        optimizer = trial.suggest_categorical("optimizer", list(space.lr_ranges))
+        low, high = space.lr_ranges[optimizer]
+        trial.suggest_float(f"lr_{optimizer}", low, high, log=True)
+        trial.suggest_categorical("seed", list(space.seeds))
+
+    return OptunaSearch(space=define, metric=METRIC, mode="min", seed=0)
+
+
+def tune_config(space: SearchSpace, resources: Resources, epochs: int) -> tune.TuneConfig:
+    if space.search == "grid":
+        return tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None)
+    scheduler = None
+    if space.asha:
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs + 1, grace_period=2)
+    return tune.TuneConfig(search_alg=optuna_search(space), scheduler=scheduler, num_samples=space.num_samples,
+                           metric=METRIC, mode="min", max_concurrent_trials=resources.max_concurrent or None)
+
+
+def _with_resources(fn, inputs_ref, resources: Resources):
+    return tune.with_resources(tune.with_parameters(fn, inputs=inputs_ref),
+                               {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
+
+
+def _run_config(ctx: StudyContext, stage: str, resources: Resources, verbose: int) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=stage, storage_path=str((ctx.folder / "ray").resolve()),
+        failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[RowsCallback(ctx, stage)], verbose=verbose,
+    )
+
+
+def _tuner(ctx: StudyContext, stage: str, trainable, param_space, tune_cfg, resources, resume: bool, verbose: int):
+    path = ctx.folder / "ray" / stage
+    if resume and tune.Tuner.can_restore(str(path.resolve())):
+        return tune.Tuner.restore(str(path.resolve()), trainable=trainable, resume_errored=False,
+                                  restart_errored=False, param_space=param_space)
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_cfg,
+                      run_config=_run_config(ctx, stage, resources, verbose))
+
+
+def run_first_order(ctx, space, base, inputs_ref, resources, resume, verbose=1) -> tune.ResultGrid:
+    trainable = _with_resources(first_order_trainable, inputs_ref, resources)
+    tuner = _tuner(ctx, "first_order", trainable, first_order_param_space(space, base),
+                   tune_config(space, resources, int(space.fixed.get("epochs", base.epochs))), resources,
+                   resume, verbose)
+    return tuner.fit()
+
+
+def lbfgs_param_space(grid: tune.ResultGrid, space: SearchSpace) -> dict[str, Any] | None:
+    parents = [r for r in grid if r.error is None and r.metrics.get("status") == "ok" and r.checkpoint]
+    if not parents:
+        return None
+    points = [{**r.config, "parent_trial_id": r.metrics["trial_id"], "parent_checkpoint": r.checkpoint.path,
+               "lbfgs": dict(space.lbfgs)} for r in parents]
+    return {"point": tune.grid_search(points)}
+
+
+def run_lbfgs(ctx, space, grid, inputs_ref, resources, resume, verbose=1) -> tune.ResultGrid | None:
+    param_space = lbfgs_param_space(grid, space)
+    if param_space is None:
+        return None
+    trainable = _with_resources(lbfgs_trainable, inputs_ref, resources)
+    tuner = _tuner(ctx, "lbfgs", trainable, param_space, tune.TuneConfig(), resources, resume, verbose)
+    return tuner.fit()
+
+
+def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Join a cluster (`auto` or HOST:PORT) or start a local, loopback-only Ray."""
+    # Ray 2.60 leaves CUDA_VISIBLE_DEVICES unset for trials without GPUs; make it hide every GPU.
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 object_store_memory=256 * 1024**2, log_to_driver=False)
+
+
+def check_study_folder(folder: Path, resume: bool) -> None:
+    """Never overwrite a finished or interrupted study unless asked to resume it."""
+    exists = (folder / "results").exists() or (folder / "ray").exists()
+    if exists and not resume:
+        raise ConfigError(f"study folder {folder} already holds results; pass --resume to continue it "
+                          "or --name to start another")
+    if resume and not exists:
+        raise ConfigError(f"nothing to resume in {folder}")

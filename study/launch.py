@@ -1,0 +1,157 @@
+"""Launch an optimizer study on Ray.
+
+    python -m study.launch --space lr_ablation                   # local Ray, embedded default
+    python -m study.launch --space lr_ablation --address auto    # an existing Ray cluster
+    python -m study.launch --space my_space.toml --config study.toml --gpus-per-trial 0.25
+
+A study is the folder `<storage>/<name>/` with `manifest.json`, Ray's experiment state under
+`ray/`, and the Parquet tables `results/scores.parquet` and `results/curves.parquet` (schema in
+the README). Precedence of run settings: defaults < the space's `[fixed]` < `--config` file < flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from search_spaces import SearchSpace, get_space, known_spaces
+from study.engine import (
+    Resources, StudyContext, check_study_folder, init_ray, run_first_order, run_lbfgs,
+)
+from study.results import ResultsStore
+from trainables.cli import add_config_arguments, config_values_from_args, run_cli
+from trainables.config import FinetuneConfig
+from trainables.errors import ConfigError
+from trainables.inputs import PreparedInputs, prepare_inputs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m study.launch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", required=True, help=f"a named space ({', '.join(known_spaces())}) or a "
+                        ".toml/.yaml file")
+    parser.add_argument("--name", help="study name (default: the space's name)")
+    parser.add_argument("--storage", type=Path, default=Path("results"), help="folder holding studies")
+    parser.add_argument("--address", help="Ray cluster to join: 'auto' or HOST:PORT (default: local Ray)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1)
+    parser.add_argument("--gpus-per-trial", type=float, default=0, help="fractions share a GPU, e.g. 0.25")
+    parser.add_argument("--max-concurrent", type=int, default=0, help="trials at once (0: as resources allow)")
+    parser.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial")
+    parser.add_argument("--num-cpus", type=int, help="local Ray only: CPUs to use (default: all)")
+    parser.add_argument("--num-gpus", type=int, help="local Ray only: GPUs to declare (default: detected)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted study of this name")
+    parser.add_argument("--quiet", action="store_true", help="no progress table")
+    add_config_arguments(parser)
+    return parser
+
+
+def study_config(args: argparse.Namespace, space: SearchSpace) -> FinetuneConfig:
+    """Defaults < the space's fixed values < the --config file < flags; one thread per trial CPU."""
+    values = {**space.fixed, **config_values_from_args(args)}
+    values.setdefault("threads", max(1, int(args.cpus_per_trial)))
+    return FinetuneConfig.from_dict(values)
+
+
+def check_writable(storage: Path) -> None:
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        probe = storage / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"storage path not writable: {storage} ({err.strerror or err})") from None
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    import mace
+    import ray
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "mace": mace.__version__,
+            "ray": ray.__version__}
+
+
+def write_manifest(folder: Path, **fields: Any) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    manifest.update(fields)
+    tmp = path.with_name(".manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def context(name: str, folder: Path, config: FinetuneConfig, inputs: PreparedInputs) -> StudyContext:
+    system = config.system or (inputs.sources.train.parent.name if config.train_file is None else "user")
+    return StudyContext(name=name, folder=folder, system=system, mode=getattr(config, "mode", "naive"),
+                        test_sets=["val", *inputs.test_names], store=ResultsStore(folder / "results"))
+
+
+def run(args: argparse.Namespace) -> int:
+    space = get_space(args.space)
+    config = study_config(args, space)
+    name = args.name or space.name
+    check_writable(args.storage)
+    folder = args.storage / name
+    check_study_folder(folder, args.resume)
+    inputs = prepare_inputs(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = context(name, folder, config, inputs)
+    write_manifest(folder, study=name, space=asdict(space), config=config.to_dict(), versions=_versions(),
+                   git_revision=_git_revision(), user=getpass.getuser(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent, args.max_failures)
+    init_ray(args.address, args.num_cpus, args.num_gpus)
+    start, verbose = time.perf_counter(), 0 if args.quiet else 1
+    grid = run_first_order(ctx, space, config, inputs, resources, args.resume, verbose)
+    if space.has_lbfgs:
+        run_lbfgs(ctx, space, grid, inputs, resources, args.resume, verbose)
+    wall = time.perf_counter() - start
+    write_manifest(folder, finished=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1))
+    print(summary(folder, wall))
+    return 0
+
+
+def summary(folder: Path, wall_time_s: float) -> str:
+    """Force RMSE per optimizer and test set, mean (std) over seeds, for the printed closing table."""
+    from analysis import format_summary, load, render, summary_table
+
+    scores = load(folder, table="scores")
+    by = ("optimizer", "lr") if scores["lr"].nunique() > 1 else ("optimizer",)
+    lines = [f"study {folder.name}: {scores['trial_id'].nunique()} trials, wall time {wall_time_s:.0f} s",
+             f"results: {folder / 'results'}"]
+    for stage, part in scores.groupby("stage", sort=False):
+        ok = part[part["status"] == "ok"]
+        if ok.empty:
+            continue
+        table = summary_table(ok, metric_cols=("force_rmse_mev_a",), by=by)
+        wide = format_summary(table, "force_rmse_mev_a", by=by)
+        lines += ["", f"force RMSE (meV/A), stage {stage}, mean (std) over seeds, best two marked:", render(wide)]
+    failed = scores[scores["status"] != "ok"].drop_duplicates("trial_id")
+    if not failed.empty:
+        lines += ["", "not ok: " + ", ".join(f"{r.optimizer} lr={r.lr:g} seed={r.seed}: {r.status}"
+                                              for r in failed.itertuples())]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(lambda: run(build_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Study results as long-format Parquet: `scores` (trial, stage, test set) and `curves` (trial, stage, step).
+
+Rows are flat dicts `{**trial_meta, **metrics}`. Each table is rewritten whole (temporary file then
+rename, so a reader never sees half a file and an interrupted write leaves the previous one), and
+deduplicated on its key, so a resumed study never repeats a row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCORE_KEY = ("trial_id", "stage", "test_set")
+CURVE_KEY = ("trial_id", "stage", "step")
+TABLE_KEYS = {"scores": SCORE_KEY, "curves": CURVE_KEY}
+
+
+def write_table_atomically(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write rows as one Parquet file via a temporary sibling and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    os.replace(tmp, path)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return pq.read_table(path).to_pylist() if path.is_file() else []
+
+
+def _clean(value: Any) -> Any:
+    """Parquet-friendly scalars: NaN for missing floats, JSON for nested values."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str)
+    return value
+
+
+class ResultsStore:
+    """The `results/` folder of one study: keyed, deduplicated rows, flushed atomically."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._lock = threading.Lock()
+        self._rows = {name: {self._key(name, r): r for r in read_rows(self.path(name))} for name in TABLE_KEYS}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the callbacks holding this store with the experiment state; locks do not pickle."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def path(self, table: str) -> Path:
+        return self.folder / f"{table}.parquet"
+
+    @staticmethod
+    def _key(table: str, row: dict[str, Any]) -> tuple:
+        return tuple(row.get(k) for k in TABLE_KEYS[table])
+
+    def add(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Insert or replace rows by key, then rewrite the table."""
+        with self._lock:
+            for row in rows:
+                clean = {k: _clean(v) for k, v in row.items()}
+                self._rows[table][self._key(table, clean)] = clean
+            write_table_atomically(self._ordered(table), self.path(table))
+
+    def _ordered(self, table: str) -> list[dict[str, Any]]:
+        rows = list(self._rows[table].values())
+        columns: dict[str, None] = {}
+        for row in rows:
+            columns.update(dict.fromkeys(row))
+        return [{c: row.get(c) for c in columns} for row in rows]
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        return list(self._rows[table].values())
+
+    def has_final(self, trial_id: str, stage: str) -> bool:
+        return any(r["trial_id"] == trial_id and r["stage"] == stage for r in self._rows["scores"].values())
+
+
+def score_rows(meta: dict[str, Any], scores: dict[str, dict[str, float]], test_sets: list[str], status: str,
+               wall_time_s: float, steps: int, error: str | None = None) -> list[dict[str, Any]]:
+    """One row per test set; a test set without scores (diverged, error) gets NaN metrics."""
+    rows = []
+    for name in test_sets:
+        metrics = scores.get(name, {})
+        rows.append({**meta, "test_set": name,
+                     "energy_rmse_mev_atom": metrics.get("energy_rmse_mev_atom", math.nan),
+                     "force_rmse_mev_a": metrics.get("force_rmse_mev_a", math.nan),
+                     "wall_time_s": wall_time_s, "steps": steps, "status": status, "error": error})
+    return rows
+
+
+CURVE_FIELDS = ("loss", "val_energy_rmse_mev_atom", "val_force_rmse_mev_a", "wall_time_s", "grad_norm",
+                "step_length", "alpha", "fevals", "damped")
+
+
+def curve_row(meta: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """One curve point: epoch (first order) or L-BFGS iteration as `step`."""
+    step = result.get("epoch", result.get("step"))
+    row = {**meta, "step": int(step)}
+    for name in CURVE_FIELDS:
+        value = result.get(name)
+        row[name] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    return row

@@ -1,0 +1,147 @@
+"""`python -m analysis` end to end on the synthetic study on disk: in a subprocess for the main
+paths and representative errors, in-process (`main(argv)`, same code) for the rest, to stay fast."""
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "analysis", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def ok(*args) -> str:
+    result = cli(*args)
+    assert (result.returncode, result.stderr) == (0, "")
+    return result.stdout
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def test_frontier_prints_the_front_and_writes_table_and_chart(study, tmp_path):
+    out = ok("frontier", study, "--test-set", "1200K", "--out", tmp_path / "figures")
+    lines = out.splitlines()
+    assert lines[0] == "Pareto front: 3 of 17 rows, minimising wall_time_s and force_rmse_mev_a"
+    assert [line.split()[1] for line in lines[3:6]] == ["lamb_lr0.001_s0", "adam_lr0.001_s0", "adamw_lr0.001_s0"]
+    files = {p.name: p for p in (tmp_path / "figures").iterdir()}
+    assert set(files) == {f"frontier.{ext}" for ext in ("csv", "md", "tex", "html", "png")}
+    assert lines[6:] == [f"wrote {tmp_path / 'figures' / name}" for name in
+                         ("frontier.csv", "frontier.md", "frontier.tex", "frontier.html", "frontier.png")]
+    png = files["frontier.png"].read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 10_000
+    assert "vega" in files["frontier.html"].read_text()
+    assert pd.read_csv(files["frontier.csv"])["force_rmse_mev_a"].tolist() == [100.0, 80.0, 72.0]
+
+
+def test_table_text_marks_best_two(study):
+    out = ok("table", study, "--lr", "1e-3", "--metric", "force_rmse_mev_a")
+    lines = out.splitlines()
+    assert lines[0] == "Force RMSE (meV/Å): mean (std) over seeds; ** best, * second best"
+    assert cells(lines[1]) == ["optimizer", "val", "300K", "1200K"]
+    rows = {cells(line)[0]: cells(line)[1:] for line in lines[3:]}
+    assert rows["adamw"] == ["37.00 (1.00) **", "44.20 (1.00) **", "73.00 (1.00) **"]  # 36 * factor + mean seed
+    assert rows["adam"] == ["41.00 (1.00) *", "49.00 (1.00) *", "81.00 (1.00) *"]
+    assert rows["lamb"] == ["50.50 (0.71)", "60.50 (0.71)", "100.50 (0.71)"]  # seed 2 diverged
+
+
+def test_table_latex_and_lbfgs_csv(study):
+    latex = ok("table", study, "--by", "optimizer,lr", "--format", "latex", "--digits", "1")
+    assert r"adamw & 0.001 & \textbf{37.0 (1.0)}" in latex and latex.count(r"\end{tabular}") == 2
+    gain = pd.read_csv(io.StringIO(ok("lbfgs", study, "--format", "csv")))
+    assert gain.groupby("optimizer")["improved"].all().to_dict() == {"adam": True, "adamw": False}
+    assert gain["change_pct"].round(6).tolist() == [-10.0] * 3 + [5.0] * 3
+
+
+def test_sql(study):
+    answer = ok("sql", study, "-q", "SELECT count(*) AS n FROM curves WHERE stage = 'lbfgs'")
+    assert answer.split() == ["n", "--", "16"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["table", "{empty}"], "no scores results in {empty}: expected {empty}/results/scores*.parquet"),
+    (["frontier", "{study}", "--test-set", "900K"], "no rows with test_set in [900K]; available: val, 300K, 1200K"),
+    (["table", "{study}", "--lr", "fast"], "argument --lr: not a comma-separated list of numbers"),
+])
+def test_errors_are_one_line_and_exit_2(study, tmp_path, args, message):
+    fill = {"study": study, "empty": tmp_path}
+    result = cli(*(arg.format(**fill) for arg in args))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"error: {message.format(**fill)}" + (
+        "" if "argument" not in message else f": 'fast' (see python -m analysis table --help)") + "\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["frontier", "{study}"], "rows span several test_set values (val, 300K, 1200K): choose one with --test-set"),
+    (["frontier", "{study}", "--test-set", "val", "--y", "virial"], "'virial' is not a column; numeric columns:"),
+    (["table", "{study}", "--optimizer", "sgd"], "no rows with optimizer in [sgd]; available: adam, adamw, lamb"),
+    (["table", "{study}"], "lr varies within a group"),
+    (["table", "{study}", "--lr", "1e-3", "--metric", "force"], "'force' is not a column"),
+    (["improvement", "{study}", "--lr", "1e-3", "--baseline", "sgd"], "optimizers: adam, adamw, lamb"),
+    (["lbfgs", "{study}", "--optimizer", "lamb"], "no 'ok' lbfgs rows; stages present: first_order"),
+    (["curves", "{study}", "--y", "grad_norm", "--stage", "first_order"], "'grad_norm' holds no values"),
+    (["sql", "{study}", "-q", "SELECT nope FROM scores"], "query failed:"),
+    (["table", "{study}", "--lr", "1e-3", "--out", "{file}"], "cannot write to {file}"),
+])
+def test_more_errors_in_process(capsys, study, tmp_path, args, message):
+    fill = {"study": study, "file": tmp_path / "a_file"}
+    fill["file"].write_text("")
+    code, out, err = run_main(capsys, *(arg.format(**fill) for arg in args))
+    assert (code, out) == (2, "")
+    assert err.startswith("error: ") and err.count("\n") == 1 and message.format(**fill) in err, err
+
+
+def test_other_formats_and_outputs_in_process(capsys, study, tmp_path):
+    code, markdown, _ = run_main(capsys, "table", study, "--lr", "1e-3", "--metric", "force_rmse_mev_a",
+                                 "--format", "markdown")
+    assert code == 0 and "| adamw | **37.00 (1.00)** | **44.20 (1.00)** | **73.00 (1.00)** |" in markdown
+    _, csv, _ = run_main(capsys, "table", study, "--by", "optimizer,lr", "--format", "csv")
+    assert len(pd.read_csv(io.StringIO(csv))) == 3 * 2 * 3
+    run_main(capsys, "table", study, "--lr", "1e-3", "--out", tmp_path / "table")
+    assert {p.name for p in (tmp_path / "table").iterdir()} == {
+        "table.csv", *(f"table_{m}.{e}" for m in ("energy_rmse_mev_atom", "force_rmse_mev_a") for e in ("md", "tex"))}
+
+
+def test_improvement_lr_and_curves_in_process(capsys, study, tmp_path):
+    _, improvement, _ = run_main(capsys, "improvement", study, "--lr", "1e-3", "--format", "csv")
+    pct = pd.read_csv(io.StringIO(improvement)).groupby("optimizer")["improvement_pct"]
+    assert pct.min()["adamw"] > 0 and pct.max()["lamb"] < 0
+    _, lr, _ = run_main(capsys, "lr", study, "--test-set", "val")
+    assert cells(lr.splitlines()[5]) == ["adamw", "0.001", "37.00 (1.00) **"]
+    code, curves, _ = run_main(capsys, "curves", study, "--optimizer", "adam", "--out", tmp_path)
+    assert code == 0 and "adam_lr0.001_s0_lbfgs" in curves
+    assert (tmp_path / "curves.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_frontier_with_both_stages_on_total_wall_time(capsys, study):
+    _, out, _ = run_main(capsys, "frontier", study, "--test-set", "val", "--stage", "first_order,lbfgs",
+                         "--optimizer", "adam,lamb", "--x", "total_wall_time_s", "--format", "csv")
+    front = pd.read_csv(io.StringIO(out))
+    assert front["trial_id"].tolist() == ["lamb_lr0.001_s0", "adam_lr0.001_s0", "adam_lr0.001_s0_lbfgs"]
+    assert front["total_wall_time_s"].tolist() == [60.0, 100.0, 120.0]  # L-BFGS: 20 s after its parent's 100 s
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in ("frontier", "table", "improvement", "lbfgs", "curves", "lr", "sql"))

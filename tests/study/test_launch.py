@@ -1,0 +1,75 @@
+"""The study engine end to end on the smoke space: real Ray, real MACE, real Parquet."""
+
+import pyarrow.parquet as pq
+import pytest
+
+SCORE_COLUMNS = {"study", "trial_id", "stage", "parent_trial_id", "optimizer", "lr", "seed", "test_set",
+                 "energy_rmse_mev_atom", "force_rmse_mev_a", "wall_time_s", "steps", "status"}
+
+
+def _scores(folder):
+    return pq.read_table(folder / "results" / "scores.parquet").to_pandas()
+
+
+def _curves(folder):
+    return pq.read_table(folder / "results" / "curves.parquet").to_pandas()
+
+
+def test_smoke_study_writes_the_schema(smoke_study):
+    folder, stdout = smoke_study
+    scores = _scores(folder)
+    assert SCORE_COLUMNS <= set(scores.columns)
+    first = scores[scores.stage == "first_order"]
+    assert set(first.optimizer) == {"adam", "schedulefree"}
+    assert set(first.test_set) == {"val", "300K", "600K", "1200K", "dihedral"}
+    assert (first.status == "ok").all() and first.force_rmse_mev_a.notna().all()
+    assert not scores.duplicated(["trial_id", "stage", "test_set"]).any()
+    assert "force RMSE (meV/A), stage first_order" in stdout and "schedulefree" in stdout
+    assert (folder / "manifest.json").is_file()
+
+
+def test_lbfgs_rows_point_to_their_parents(smoke_study):
+    folder, _ = smoke_study
+    scores = _scores(folder)
+    first = scores[scores.stage == "first_order"].drop_duplicates("trial_id").set_index("trial_id")
+    refined = scores[scores.stage == "lbfgs"].drop_duplicates("trial_id")
+    assert len(refined) == len(first)
+    for row in refined.itertuples():
+        parent = first.loc[row.parent_trial_id]
+        assert (row.optimizer, row.lr, row.seed) == (parent.optimizer, parent.lr, parent.seed)
+
+
+def test_curves_hold_every_epoch_and_lbfgs_step(smoke_study):
+    folder, _ = smoke_study
+    curves = _curves(folder)
+    epochs = curves[curves.stage == "first_order"].groupby("trial_id").step.apply(sorted)
+    assert all(steps == [1, 2] for steps in epochs)
+    lbfgs = curves[curves.stage == "lbfgs"]
+    assert lbfgs.groupby("trial_id").step.min().eq(0).all() and lbfgs.fevals.notna().all()
+    assert not curves.duplicated(["trial_id", "stage", "step"]).any()
+
+
+def test_existing_study_is_never_overwritten(smoke_study, launch):
+    folder, _ = smoke_study
+    before = (folder / "results" / "scores.parquet").read_bytes()
+    again = launch(folder.parent)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1].startswith(f"error: study folder {folder} already holds results")
+    assert (folder / "results" / "scores.parquet").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--space", "nope"], "error: unknown search space 'nope'; known: lbfgs_refinement, lr_ablation"),
+    (["--space", "smoke", "--optimizer", "adamax"], "error: unknown optimizer 'adamax'"),
+    (["--space", "smoke", "--lr", "0"], "error: lr must be positive"),
+    (["--space", "missing.toml"], "error: space file not found: missing.toml"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "study.launch", "--storage", str(tmp_path), *args],
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith(message)
+    assert not (tmp_path / "smoke").exists()

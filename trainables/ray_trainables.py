@@ -1,0 +1,94 @@
+"""Ray Tune trainables: thin wrappers that build a run from the fine-tuning core, report, and resume.
+
+Each trainable is one function of Ray's `config`:
+- `config["finetune"]`: the FinetuneConfig fields fixed for the study;
+- `config["optimizer"]`, `config["lr"]` (or `config["lr_<optimizer>"]` from an Optuna space) and
+  `config["seed"]`: the trial's point in the search space;
+- L-BFGS stage only: `config["parent_checkpoint"]` (the first-order trial's final checkpoint) and
+  `config["lbfgs"]` (the stage's options).
+Every report carries `kind`: "epoch" / "step" for curves, "final" for the scores (JSON in
+`scores_json`) with the model checkpoint. This is the only module of `trainables` that imports Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from ray import tune
+
+from trainables.config import FinetuneConfig
+from trainables.finetune import run_finetune
+from trainables.foundation import save_model
+from trainables.inputs import PreparedInputs
+from trainables.refine import refine_checkpoint
+
+
+def trial_values(config: dict[str, Any]) -> dict[str, Any]:
+    """The trial's FinetuneConfig fields: study-wide ones plus its optimizer, lr and seed."""
+    optimizer = config["optimizer"]
+    lr = config.get("lr", config.get(f"lr_{optimizer}"))
+    return {**config["finetune"], "optimizer": optimizer, "lr": lr, "seed": config["seed"]}
+
+
+def trial_config(config: dict[str, Any]) -> FinetuneConfig:
+    """The FinetuneConfig a trial runs, on the device Ray gave it."""
+    values = trial_values(config)
+    values["device"] = trial_device(values.get("device", "auto"))
+    return FinetuneConfig.from_dict(values)
+
+
+def trial_device(requested: str) -> str:
+    """A CUDA device only when Ray gave this trial GPUs (a CPU trial never touches a GPU)."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    gpus = tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
+    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+def _report_with_model(metrics: dict[str, Any], write: Callable[[Path], None]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        write(Path(folder))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _final_metrics(result, **extra) -> dict[str, Any]:
+    return {"kind": "final", "status": result.status, "scores_json": json.dumps(result.scores),
+            "steps": result.steps, "wall_time_s": result.wall_time_s, **extra}
+
+
+def first_order_trainable(config: dict[str, Any], inputs: PreparedInputs) -> None:
+    """Fine-tune one (optimizer, lr, seed); resumes from Ray's last checkpoint after a failure."""
+    run = trial_config(config)
+    checkpoint = tune.get_checkpoint()
+    epoch_report = lambda record, write: _report_with_model({"kind": "epoch", **record}, write)  # noqa: E731
+    if checkpoint is None:
+        result = run_finetune(run, inputs, on_epoch=epoch_report)
+    else:
+        with checkpoint.as_directory() as folder:
+            result = run_finetune(run, inputs, resume_from=Path(folder), on_epoch=epoch_report)
+    if result.status == "ok":
+        _report_with_model(_final_metrics(result), lambda folder: save_model(result.model, folder / "model.pt"))
+    else:
+        tune.report(_final_metrics(result))
+
+
+def lbfgs_trainable(config: dict[str, Any], inputs: PreparedInputs) -> None:
+    """Refine a first-order trial's final model with the L-BFGS stage (Algorithm 1).
+
+    The stage's grid holds whole trial points under `config["point"]`."""
+    config = config.get("point", config)
+    run = trial_config(config)
+    with tune.Checkpoint(config["parent_checkpoint"]).as_directory() as folder:
+        result = refine_checkpoint(run, Path(folder), inputs, config["lbfgs"])
+    for record in result.records[:-1]:
+        tune.report({"kind": "step", **record})
+    last = {"kind": "step", **result.records[-1]}
+    tune.report(last)
+    _report_with_model(_final_metrics(result, stop_reason=result.stop_reason, best_step=result.best_step,
+                                      fevals=result.fevals),
+                       lambda folder: save_model(result.model, folder / "model.pt"))

@@ -1,0 +1,179 @@
+"""The L-BFGS refinement stage on a MACE model: Algorithm 1 (trainables.lbfgs) applied to Eq. 1 over
+the whole training set, started from a first-order run's saved model.
+
+The objective is computed in deterministic chunks of `chunk_size` configurations (gradients
+accumulated), so memory stays bounded and every evaluation sees the same sum. The validation
+force RMSE picks the returned checkpoint, the starting point included, so the stage never ends
+worse than it began on validation.
+
+Single-run command, refining the output folder of `python -m trainables.finetune --out DIR`:
+
+    python -m trainables.refine --from DIR [--max-steps 30] [--out DIR2]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from trainables.config import FinetuneConfig
+from trainables.data import make_loader
+from trainables.finetune import MODEL_FILE, loss_weights, score_all
+from trainables.foundation import load_foundation
+from trainables.inputs import PreparedInputs, prepare_inputs
+from trainables.lbfgs import LBFGSConfig, lbfgs_refine
+from trainables.loss import loss_sum
+from trainables.training import evaluate, forward, resolve_device, set_threads
+
+DEFAULT_CHUNK = 32
+
+
+@dataclass
+class RefineResult:
+    status: str                       # "ok" (the stage always returns its best checkpoint)
+    stop_reason: str
+    best_step: int
+    records: list[dict[str, Any]]     # one per L-BFGS step, step 0 the starting point
+    scores: dict[str, dict[str, float]]
+    steps: int
+    fevals: int
+    wall_time_s: float
+    model: torch.nn.Module = field(repr=False)
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[LBFGSConfig, int]:
+    """The study's `[lbfgs]` table: LBFGSConfig fields plus `chunk_size` (configurations per chunk)."""
+    options = dict(options)
+    chunk = int(options.pop("chunk_size", DEFAULT_CHUNK))
+    return LBFGSConfig.from_dict(options), chunk
+
+
+class Eq1Objective:
+    """x -> (Eq. 1 over the training set, its gradient) for a model's flat parameter vector x."""
+
+    def __init__(self, model, graphs, config: FinetuneConfig, chunk_size: int, device, compute_stress: bool):
+        self.model, self.device, self.stress = model, device, compute_stress
+        self.loader = make_loader(graphs, chunk_size, shuffle=False)
+        self.count = len(graphs)
+        self.weights = loss_weights(config)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def __call__(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+        vector_to_parameters(x, self.params)
+        for p in self.params:
+            p.grad = None
+        total = 0.0
+        for batch in self.loader:
+            batch = batch.to(self.device)
+            chunk = loss_sum(batch, forward(self.model, batch, training=True, compute_stress=self.stress),
+                             self.weights) / self.count
+            chunk.backward()
+            total += float(chunk.detach())
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        return total, parameters_to_vector(grads).detach()
+
+
+def run_refinement(config: FinetuneConfig, start_model: torch.nn.Module, inputs: PreparedInputs,
+                   lbfgs: LBFGSConfig = LBFGSConfig(), chunk_size: int = DEFAULT_CHUNK) -> RefineResult:
+    """Refine `start_model` (a first-order run's result, eval-mode weights) with Algorithm 1."""
+    start = time.perf_counter()
+    set_threads(config.threads)
+    device = resolve_device(config.device)
+    model = start_model.to(device).train()
+    objective = Eq1Objective(model, inputs.graphs["train"], config, chunk_size, device, inputs.has_stress)
+    val_loader = make_loader(inputs.graphs["val"], config.eval_batch_size, shuffle=False)
+
+    def validate(x: torch.Tensor) -> dict[str, float]:
+        vector_to_parameters(x, objective.params)
+        metrics = evaluate(model, val_loader, device)
+        return {"energy_rmse": metrics["energy_rmse_mev_atom"], "force_rmse": metrics["force_rmse_mev_a"]}
+
+    result = lbfgs_refine(objective, parameters_to_vector(objective.params).detach(), lbfgs, validate)
+    vector_to_parameters(result.x_best, objective.params)
+    model.eval()
+    return RefineResult(
+        status="ok", stop_reason=result.stop_reason, best_step=result.best_step,
+        records=[_flat_record(r) for r in result.records], scores=score_all(model, inputs, config, device),
+        steps=len(result.records) - 1, fevals=result.total_fevals,
+        wall_time_s=time.perf_counter() - start, model=model,
+    )
+
+
+def _flat_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A step record with validation metrics under the same names as the first-order curves."""
+    flat = {k: v for k, v in record.items() if k != "val"}
+    flat["val_energy_rmse_mev_atom"] = record["val"].get("energy_rmse", float("nan"))
+    flat["val_force_rmse_mev_a"] = record["val"].get("force_rmse", float("nan"))
+    return flat
+
+
+def refine_checkpoint(config: FinetuneConfig, checkpoint: Path, inputs: PreparedInputs | None = None,
+                      options: Mapping[str, Any] | None = None) -> RefineResult:
+    """Refine the model saved in a first-order checkpoint folder."""
+    inputs = inputs or prepare_inputs(config)
+    model = load_foundation(Path(checkpoint) / MODEL_FILE).to(getattr(torch, config.dtype))
+    lbfgs, chunk = split_options(options or {})
+    return run_refinement(config, model, inputs, lbfgs, chunk)
+
+
+def format_step(record: Mapping[str, Any]) -> str:
+    return (f"step {record['step']:>3}  loss {record['loss']:.5g}  |g| {record['grad_norm']:.3g}  "
+            f"alpha {record['alpha']:.3g}  fevals {record['fevals']}  damped {str(record['damped']):<5}  "
+            f"val F {record['val_force_rmse_mev_a']:.1f} meV/A  {record['wall_time_s']:.1f} s")
+
+
+def _parser():
+    import argparse
+    import dataclasses
+
+    parser = argparse.ArgumentParser(prog="python -m trainables.refine", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--from", dest="source", type=Path, required=True,
+                        help="output folder of a first-order run (model.pt and metrics.json)")
+    parser.add_argument("--out", type=Path, help="folder for the refined model and metrics")
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK)
+    for f in dataclasses.fields(LBFGSConfig):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default),
+                            default=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+
+    from trainables.cli import run_cli
+    from trainables.errors import ConfigError
+    from trainables.finetune import format_scores
+    from trainables.foundation import save_model
+
+    def _main() -> int:
+        args = vars(_parser().parse_args(argv))
+        source, out = args.pop("source"), args.pop("out")
+        metrics = source / "metrics.json"
+        if not metrics.is_file():
+            raise ConfigError(f"{source} is not a first-order run folder (no metrics.json)")
+        config = FinetuneConfig.from_dict(json.loads(metrics.read_text())["config"])
+        result = refine_checkpoint(config, source, options=args)
+        for record in result.records:
+            print(format_step(record))
+        print(f"stop: {result.stop_reason}  best step: {result.best_step}  evaluations: {result.fevals}  "
+              f"wall time: {result.wall_time_s:.1f} s")
+        print(format_scores(result.scores))
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            save_model(result.model, out / MODEL_FILE)
+            (out / "metrics.json").write_text(json.dumps(
+                {"config": config.to_dict(), "lbfgs": args, "records": result.records, "scores": result.scores,
+                 "stop_reason": result.stop_reason}, indent=2, default=str))
+        return 0
+
+    return run_cli(_main)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
