@@ -50,12 +50,12 @@ class ResultsStore:
         self._rows = {name: {self._key(name, r): r for r in read_rows(self.path(name))} for name in TABLE_KEYS}
 
     def __getstate__(self) -> dict[str, Any]:
-        """Ray pickles the callbacks holding this store with the experiment state; locks do not pickle."""
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        """Ray pickles the callbacks holding this store with its experiment state and restores them
+        on resume: keep only the folder, so a restored store rereads the rows on disk, not a stale copy."""
+        return {"folder": self.folder}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self.__init__(state["folder"])
 
     def path(self, table: str) -> Path:
         return self.folder / f"{table}.parquet"

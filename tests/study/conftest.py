@@ -8,20 +8,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def launch_command(storage: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "study.launch", "--space", "smoke", "--storage", str(storage),
-            "--num-cpus", "2", "--quiet", *extra]
+def launch_command(storage: Path, *extra: str, space: str = "smoke", local: bool = True) -> list[str]:
+    """`python -m study.launch` on `space`; a local Ray of 2 CPUs unless `local` is False."""
+    command = [sys.executable, "-m", "study.launch", "--space", space, "--storage", str(storage), "--quiet"]
+    return command + (["--num-cpus", "2"] if local else []) + list(extra)
 
 
-def run_launch(storage: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(launch_command(storage, *extra), capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+def run_launch(storage: Path, *extra: str, space: str = "smoke", timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(launch_command(storage, *extra, space=space), capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
 @pytest.fixture(scope="session")
 def launch():
-    """Run `python -m study.launch` on the smoke space in a subprocess."""
+    """Run `python -m study.launch` (default: the smoke space) in a subprocess and wait for it."""
     return run_launch
+
+
+@pytest.fixture(scope="session")
+def launch_args():
+    """The argument list of a `python -m study.launch` call, to start it yourself."""
+    return launch_command
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,119 @@
+"""Fault drills with real Ray: a node removed mid-study, the driver killed and resumed, a trial
+that raises and one that diverges. Every trial ends with its rows written exactly once."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _table(folder: Path, name: str):
+    path = folder / "results" / f"{name}.parquet"
+    return pq.read_table(path).to_pandas() if path.is_file() else None
+
+
+def _wait_for_curves(folder: Path, rows: int, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        curves = _table(folder, "curves")
+        if curves is not None and len(curves) >= rows:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no {rows} curve rows within {timeout} s")
+
+
+def _space(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "drill.toml"
+    path.write_text(text)
+    return path
+
+
+SLOW_SPACE = """
+optimizers = ["adam", "sgd"]
+lrs = [1e-3]
+seeds = [0, 1]
+[fixed]
+data_size = "smoke"
+epochs = 6
+batch_size = 4
+"""
+
+
+def _assert_complete(folder: Path, trials: int, test_sets: int = 5) -> None:
+    scores = _table(folder, "scores")
+    assert scores.trial_id.nunique() == trials
+    assert len(scores) == trials * test_sets
+    assert not scores.duplicated(["trial_id", "stage", "test_set"]).any()
+    curves = _table(folder, "curves")
+    assert not curves.duplicated(["trial_id", "stage", "step"]).any()
+
+
+def test_driver_killed_then_resumed(cache_root, smoke_inputs, tmp_path, launch, launch_args):
+    space = _space(tmp_path, SLOW_SPACE)
+    storage = tmp_path / "studies"
+    command = launch_args(storage, "--name", "drill", "--max-concurrent", "1", space=str(space))
+    driver = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    folder = storage / "drill"
+    _wait_for_curves(folder, rows=8)  # the first trial done, the second under way
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = _table(folder, "scores")
+    finished = set(before.trial_id) if before is not None else set()
+    assert finished, "the first trial should have finished before the kill"
+
+    resumed = launch(storage, "--name", "drill", "--resume", space=str(space))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_complete(folder, trials=4)
+    after = _table(folder, "scores").set_index(["trial_id", "test_set"])
+    for row in before.itertuples():  # finished trials were not rerun: their rows are unchanged
+        assert after.loc[(row.trial_id, row.test_set), "wall_time_s"] == row.wall_time_s
+
+
+def test_node_removed_mid_study_loses_no_trial(cache_root, smoke_inputs, tmp_path, launch_args):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        first = cluster.add_node(num_cpus=1)
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        storage = tmp_path / "studies"
+        command = launch_args(storage, "--name", "elastic", "--address", cluster.address,
+                              space=str(_space(tmp_path, SLOW_SPACE)), local=False)
+        driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for_curves(storage / "elastic", rows=2)
+        cluster.remove_node(first)          # a node dies: its trial restarts from its checkpoint
+        cluster.add_node(num_cpus=1)        # and a node joins
+        out, err = driver.communicate(timeout=600)
+        assert driver.returncode == 0, err[-3000:]
+        _assert_complete(storage / "elastic", trials=4)
+        assert (_table(storage / "elastic", "scores").status == "ok").all()
+    finally:
+        cluster.shutdown()
+
+
+def test_raising_and_diverging_trials_are_recorded(cache_root, smoke_inputs, tmp_path, launch):
+    space = _space(tmp_path, """
+optimizers = ["sgd", "adam"]
+lrs = [1e4]
+seeds = [0]
+[fixed]
+data_size = "smoke"
+epochs = 2
+batch_size = 4
+optimizer_kwargs = {momentum = 0.9}
+""")
+    done = launch(tmp_path / "studies", "--name", "faults", "--max-failures", "1", space=str(space))
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores = _table(tmp_path / "studies" / "faults", "scores").drop_duplicates("trial_id").set_index("optimizer")
+    assert scores.loc["sgd", "status"] == "diverged"
+    assert scores.loc["adam", "status"] == "error"
+    assert "momentum" in scores.loc["adam", "error"]
+    assert "adam lr=10000 seed=0: error" in done.stdout
