@@ -197,6 +197,10 @@ def multihead_finetune_model(foundation: torch.nn.Module, elements: Sequence[int
     max_l = o3.Irreps(str(config["hidden_irreps"])).lmax
     model = load_foundations_elements(model, foundation, AtomicNumberTable(list(elements)),
                                       load_readout=True, max_L=max_l, default_dtype=dtype)
+    # load_foundations_elements ends by copying every same-shaped foundation tensor, the E0s too
+    # when the element count matches: put the run's own isolated-atom energies back.
+    e0_buffer = model.atomic_energies_fn.atomic_energies
+    e0_buffer.copy_(torch.as_tensor(config["atomic_energies"], dtype=e0_buffer.dtype).reshape(e0_buffer.shape))
     return model.to(dtype)
 
 

@@ -63,3 +63,15 @@ def test_not_a_model_file(tmp_path):
 def test_unknown_name_lists_mace_mp_names():
     with pytest.raises(FoundationError, match="foundation model not found: mace-xl.*mace_mp names: small, medium"):
         load_foundation("mace-xl")
+
+
+def test_run_e0s_survive_when_the_element_count_matches(smoke_inputs):
+    """mace's loader copies same-shaped foundation tensors; the run's own E0s must win (e.g. DFT E0s
+    fine-tuning an xTB foundation with the same four elements)."""
+    from trainables.foundation import foundation_elements
+
+    foundation = smoke_inputs.foundation()
+    elements = foundation_elements(foundation)
+    dft_e0s = {z: -1000.0 - z for z in elements}
+    model = finetune_model(foundation, elements, dft_e0s, torch.float32)
+    assert model.atomic_energies_fn.atomic_energies.flatten().tolist() == [dft_e0s[z] for z in elements]
