@@ -99,8 +99,8 @@ def write_manifest(folder: Path, **fields: Any) -> None:
 
 def context(name: str, folder: Path, config: FinetuneConfig, inputs: PreparedInputs) -> StudyContext:
     system = config.system or (inputs.sources.train.parent.name if config.train_file is None else "user")
-    return StudyContext(name=name, folder=folder, system=system, mode=getattr(config, "mode", "naive"),
-                        test_sets=["val", *inputs.test_names], store=ResultsStore(folder / "results"))
+    return StudyContext(name=name, folder=folder, system=system, mode=config.mode,
+                        test_sets=inputs.score_names, store=ResultsStore(folder / "results"))
 
 
 def run(args: argparse.Namespace) -> int:

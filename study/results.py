@@ -88,9 +88,10 @@ class ResultsStore:
 
 def score_rows(meta: dict[str, Any], scores: dict[str, dict[str, float]], test_sets: list[str], status: str,
                wall_time_s: float, steps: int, error: str | None = None) -> list[dict[str, Any]]:
-    """One row per test set; a test set without scores (diverged, error) gets NaN metrics."""
+    """One row per test set; a failed trial (diverged, error) gets NaN metrics on every test set, a
+    finished one rows for the test sets it scored."""
     rows = []
-    for name in test_sets:
+    for name in test_sets if status != "ok" else [n for n in test_sets if n in scores]:
         metrics = scores.get(name, {})
         rows.append({**meta, "test_set": name,
                      "energy_rmse_mev_atom": metrics.get("energy_rmse_mev_atom", math.nan),

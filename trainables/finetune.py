@@ -68,7 +68,8 @@ def score_replay_before(model, inputs: PreparedInputs, config: FinetuneConfig, d
     """{"replay_before": RMSEs} of the not yet fine-tuned model on the replay set; {} without one."""
     if "replay" not in inputs.graphs:
         return {}
-    return {"replay_before": evaluate(model, make_loader(inputs.graphs["replay"], config.eval_batch_size, False), device)}
+    loader = make_loader(inputs.graphs["replay"], config.eval_batch_size, shuffle=False)
+    return {"replay_before": evaluate(model, loader, device)}
 
 
 def _finite(metrics: dict[str, float]) -> bool:

@@ -21,7 +21,8 @@ def test_smoke_study_writes_the_schema(smoke_study):
     assert SCORE_COLUMNS <= set(scores.columns)
     first = scores[scores.stage == "first_order"]
     assert set(first.optimizer) == {"adam", "schedulefree"}
-    assert set(first.test_set) == {"val", "300K", "600K", "1200K", "dihedral"}
+    assert set(first.test_set) == {"val", "300K", "600K", "1200K", "dihedral", "replay", "replay_before"}
+    assert set(first["mode"]) == {"replay"}
     assert (first.status == "ok").all() and first.force_rmse_mev_a.notna().all()
     assert not scores.duplicated(["trial_id", "stage", "test_set"]).any()
     assert "force RMSE (meV/A), stage first_order" in stdout and "schedulefree" in stdout

@@ -1,0 +1,171 @@
+"""Multi-head replay fine-tuning: the replay head equals the foundation at step 0, the exported task
+head equals the task head, selection is seeded, runs report forgetting, bad configs say what is wrong."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from trainables.config import FinetuneConfig
+from trainables.data import build_graphs, make_loader, read_labelled
+from trainables.errors import ConfigError, DataError
+from trainables.finetune import run_finetune
+from trainables.foundation import foundation_elements, load_foundation, save_model
+from trainables.inputs import prepare_inputs
+from trainables.optimizers import OPTIMIZERS
+from trainables.replay import PT_HEAD, TASK_HEAD, export_task_head, select_replay
+from trainables.training import forward
+
+REPLAY_SAMPLES = 6
+
+
+def _predict(model, graphs):
+    batch = next(iter(make_loader(graphs, len(graphs), shuffle=False)))
+    out = forward(model, batch, training=False)
+    return out["energy"].detach(), out["forces"].detach()
+
+
+@pytest.fixture(scope="module")
+def replay_config(smoke_config):
+    return smoke_config.replace(mode="replay", replay_samples=REPLAY_SAMPLES, replay_selection="random")
+
+
+@pytest.fixture(scope="module")
+def replay_inputs(replay_config):
+    return prepare_inputs(replay_config)
+
+
+@pytest.fixture(scope="module")
+def replay_inputs_f64(replay_config):
+    return prepare_inputs(replay_config.replace(dtype="float64"))
+
+
+def test_replay_head_equals_foundation_at_step_zero(replay_inputs_f64):
+    model, foundation = replay_inputs_f64.initial_model(), replay_inputs_f64.foundation()
+    assert model.heads == [PT_HEAD, TASK_HEAD]
+    replay = replay_inputs_f64.graphs["replay"]
+    assert all(int(g.head) == 0 for g in replay)  # the index of pt_head
+    items = select_replay(read_labelled(replay_inputs_f64.sources.replay), REPLAY_SAMPLES, "random", 0, foundation)
+    reference = build_graphs(items, foundation_elements(foundation), float(foundation.r_max), torch.float64)
+    for a, b in zip(_predict(model, replay), _predict(foundation, reference)):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10)
+
+
+def test_task_graphs_use_the_task_head_and_train_mixes_replay(replay_inputs_f64):
+    graphs = replay_inputs_f64.graphs
+    assert all(int(g.head) == 1 for name in ("val", *replay_inputs_f64.test_names) if name != "replay"
+               for g in graphs[name])
+    assert sum(int(g.head) == 0 for g in graphs["train"]) == REPLAY_SAMPLES
+
+
+def test_exported_task_head_equals_task_head_and_works_with_mace_calculator(replay_inputs_f64, tmp_path):
+    from mace.calculators import MACECalculator
+
+    model = replay_inputs_f64.initial_model()
+    torch.manual_seed(0)
+    with torch.no_grad():  # make the heads differ so that exporting the wrong one would show
+        for readout in model.readouts:
+            for param in readout.parameters():
+                param.add_(0.01 * torch.randn_like(param))
+    exported = export_task_head(model)
+    assert exported.heads == [TASK_HEAD] and next(exported.parameters()).dtype == torch.float64
+    items = read_labelled(replay_inputs_f64.sources.train)[:4]
+
+    def graphs(heads):  # a graph stores its head as an index into the model's heads
+        return build_graphs(items, replay_inputs_f64.elements, float(model.r_max), torch.float64, heads)
+
+    energy, forces = _predict(model, graphs(model.heads))
+    exported_energy, exported_forces = _predict(exported, graphs(exported.heads))
+    assert torch.allclose(energy, exported_energy, rtol=0, atol=1e-10)
+    assert torch.allclose(forces, exported_forces, rtol=0, atol=1e-10)
+    replay_items = [dataclasses.replace(item, head=PT_HEAD) for item in items]
+    replay_energy = _predict(model, build_graphs(replay_items, replay_inputs_f64.elements, float(model.r_max),
+                                                 torch.float64, model.heads))[0]
+    assert not torch.allclose(replay_energy, energy)  # the heads differ, so the right one was exported
+    atoms = items[0].atoms.copy()
+    atoms.calc = MACECalculator(models=load_foundation(save_model(exported, tmp_path / "task.pt")),
+                                device="cpu", default_dtype="float64")
+    assert atoms.get_potential_energy() == pytest.approx(float(energy[0]), abs=1e-8)
+
+
+def test_replay_run_end_to_end_writes_task_head_and_reports_forgetting(smoke_config, tmp_path):
+    import json
+
+    from trainables.finetune import main
+
+    argv = ["--data-size", "smoke", "--batch-size", "4", "--epochs", "2", "--mode", "replay", "--replay-samples",
+            str(REPLAY_SAMPLES), "--out", str(tmp_path)]
+    assert main(argv) == 0
+    scores = json.loads((tmp_path / "metrics.json").read_text())["scores"]
+    assert {"val", "replay", "replay_before"} <= set(scores) and scores["replay"] != scores["replay_before"]
+    assert load_foundation(tmp_path / "model.pt").heads == [TASK_HEAD]
+    assert load_foundation(tmp_path / "model_multihead.pt").heads == [PT_HEAD, TASK_HEAD]
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_runs_in_replay_mode(name, replay_config, replay_inputs):
+    result = run_finetune(replay_config.replace(optimizer=name, max_steps=2), replay_inputs)
+    assert result.status == "ok" and result.steps == 2
+    assert result.scores["replay"] != result.scores["replay_before"]
+
+
+def test_naive_run_scores_the_same_replay_set(smoke_config, smoke_inputs):
+    config = smoke_config.replace(replay_samples=REPLAY_SAMPLES, replay_selection="random", epochs=1)
+    inputs = prepare_inputs(config)
+    assert inputs.heads == (TASK_HEAD,) and len(inputs.graphs["train"]) == len(smoke_inputs.graphs["train"])
+    result = run_finetune(config, inputs)
+    assert result.model.heads == [TASK_HEAD] and {"replay", "replay_before"} <= set(result.scores)
+
+
+@pytest.mark.parametrize("method", ["random", "fps"])
+def test_selection_is_seeded_and_distinct(smoke_inputs, method):
+    items = read_labelled(smoke_inputs.sources.train)
+    foundation = smoke_inputs.foundation()
+
+    def ids(seed):
+        return [id(item) for item in select_replay(items, REPLAY_SAMPLES, method, seed, foundation)]
+
+    first = ids(0)
+    assert ids(0) == first and len(set(first)) == REPLAY_SAMPLES
+    assert ids(1) != first
+
+
+def test_fps_spreads_out_more_than_random(smoke_inputs):
+    from trainables.replay import farthest_point_sampling, random_selection, structure_descriptors
+
+    items = read_labelled(smoke_inputs.sources.train)
+    descriptors = structure_descriptors(smoke_inputs.foundation(), items)
+
+    def min_distance(rows):
+        chosen = descriptors[rows]
+        distance = np.linalg.norm(chosen[:, None] - chosen[None], axis=-1)
+        return distance[np.triu_indices(len(rows), 1)].min()
+
+    assert min_distance(farthest_point_sampling(descriptors, 5, 0)) > min_distance(random_selection(len(items), 5, 0))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"mode": "replay", "replay_samples": 0}, "replay_samples must be >= 1, got 0"),
+    ({"mode": "replay"}, "mode='replay' needs replay_samples"),
+    ({"mode": "replay", "replay_samples": 5, "replay_selection": "kmeans"}, "replay_selection must be one of"),
+    ({"mode": "multihead"}, "mode must be one of"),
+    ({"replay_file": "pretrain.xyz"}, "replay_file is given but replay_samples is not set"),
+    ({"replay_samples": 5, "replay_weight": -1.0}, "replay_weight must be >= 0"),
+])
+def test_bad_replay_config_is_a_config_error(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        FinetuneConfig.from_dict({"data_size": "smoke", **changes})
+
+
+def test_replay_with_train_file_needs_replay_file(smoke_files):
+    with pytest.raises(ConfigError, match="a replay set with train_file needs replay_file"):
+        FinetuneConfig.from_dict({"train_file": str(smoke_files.train), "foundation": smoke_files.foundation,
+                                  "mode": "replay", "replay_samples": 5})
+
+
+def test_missing_replay_file_and_too_many_samples_are_data_errors(replay_config, tmp_path):
+    with pytest.raises(DataError, match=r"replay_file not found: .*missing.xyz"):
+        prepare_inputs(replay_config.replace(replay_file=str(tmp_path / "missing.xyz")))
+    with pytest.raises(DataError, match=r"replay_samples=100000 but the replay data hold only \d+ configurations"):
+        prepare_inputs(replay_config.replace(replay_samples=100000))
