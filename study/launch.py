@@ -27,15 +27,15 @@ from study.engine import (
     Resources, StudyContext, check_study_folder, init_ray, run_first_order, run_lbfgs,
 )
 from study.results import ResultsStore
-from trainables.cli import add_config_arguments, config_values_from_args, run_cli
+from trainables.cli import OneLineParser, add_config_arguments, config_values_from_args, run_cli
 from trainables.config import FinetuneConfig
 from trainables.errors import ConfigError
 from trainables.inputs import PreparedInputs, prepare_inputs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m study.launch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m study.launch", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", required=True, help=f"a named space ({', '.join(known_spaces())}) or a "
                         ".toml/.yaml file")
     parser.add_argument("--name", help="study name (default: the space's name)")

@@ -26,6 +26,13 @@ from trainables.errors import ConfigError, OptistudyError
 _SPECIAL = {"test_files", "optimizer_kwargs"}
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line `error: ...` and exit status 2, like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def _parse_scalar(text: str) -> Any:
     try:
         return ast.literal_eval(text)

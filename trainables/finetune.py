@@ -140,10 +140,10 @@ def format_record(record: dict[str, Any]) -> str:
 def _parser():
     import argparse
 
-    from trainables.cli import add_config_arguments
+    from trainables.cli import OneLineParser, add_config_arguments
 
-    parser = argparse.ArgumentParser(prog="python -m trainables.finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m trainables.finetune", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="folder for the fine-tuned model (state_dict; the task head "
                         "as a single-head model, plus model_multihead.pt in replay mode) and metrics")
     parser.add_argument("--resume", type=Path, help="checkpoint folder written by an earlier run's --out")

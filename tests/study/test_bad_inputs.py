@@ -1,0 +1,78 @@
+"""Bad inputs to `study.launch`: one line naming the problem, exit status 2, and a study already
+written next to it left byte-for-byte untouched."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bad_files(smoke_files, tmp_path_factory):
+    """Broken variants of the smoke training data, a non-model file and a malformed space."""
+    folder = tmp_path_factory.mktemp("bad")
+    frames = ase.io.read(smoke_files.train, ":")[:6]
+    no_forces = [a.copy() for a in frames]
+    for a, b in zip(no_forces, frames):
+        a.calc = SinglePointCalculator(a, energy=b.get_potential_energy())
+    with_nan = [a.copy() for a in frames]
+    for a, b in zip(with_nan, frames):
+        a.calc = SinglePointCalculator(a, energy=float("nan"), forces=b.get_forces())
+    silicon = Atoms("SiH4", positions=np.random.default_rng(0).normal(size=(5, 3)) * 1.5)
+    silicon.calc = SinglePointCalculator(silicon, energy=-1.0, forces=np.zeros((5, 3)))
+    ase.io.write(folder / "no_forces.xyz", no_forces, format="extxyz")
+    ase.io.write(folder / "nan.xyz", with_nan, format="extxyz")
+    ase.io.write(folder / "silicon.xyz", frames + [silicon], format="extxyz")
+    (folder / "broken.xyz").write_text("27\nProperties=species:S:1:pos:R:3 energy=oops\nC 0 0\n")
+    (folder / "not_a_model.pt").write_text("weights? no")
+    (folder / "malformed.toml").write_text("optimizers = ['adam'\n")
+    (folder / "a_file").write_text("")
+    return folder
+
+
+def _case(files, smoke, name):
+    user = ["--foundation", str(smoke.foundation), "--e0s-file", str(smoke.e0s), "--mode", "naive",
+            "--replay-samples", "none"]
+    cases = {
+        "missing file": (["--train-file", str(files / "nothere.xyz"), *user], "data file not found"),
+        "unreadable extxyz": (["--train-file", str(files / "broken.xyz"), *user], "cannot read"),
+        "no forces": (["--train-file", str(files / "no_forces.xyz"), *user], "no forces label"),
+        "NaN labels": (["--train-file", str(files / "nan.xyz"), *user], "energy label is not finite"),
+        "element absent": (["--train-file", str(files / "silicon.xyz"), *user], "lacks element(s) Si"),
+        "unknown optimizer": (["--optimizer", "adamax"], "unknown optimizer 'adamax'"),
+        "unknown space": (["--space", "tables"], "unknown search space 'tables'"),
+        "malformed space": (["--space", str(files / "malformed.toml")], "malformed space file"),
+        "zero lr": (["--lr", "0"], "lr must be positive"),
+        "negative lr": (["--lr=-1e-3"], "lr must be positive"),
+        "storage not writable": (["--storage", str(files / "a_file" / "studies")], "storage path not writable"),
+        "not a model": (["--train-file", str(smoke.train), *user, "--foundation", str(files / "not_a_model.pt")],
+                        "is not a model file"),
+        "unknown key": (["--train-file", str(smoke.train), "--energy-key", "DFT_E", *user], "no energy label"),
+    }
+    return cases[name]
+
+
+CASES = ["missing file", "unreadable extxyz", "no forces", "NaN labels", "element absent", "unknown optimizer",
+         "unknown space", "malformed space", "zero lr", "negative lr", "storage not writable", "not a model",
+         "unknown key"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_leaves_results_untouched(name, bad_files, smoke_files, smoke_study):
+    folder, _ = smoke_study
+    before = {p: p.read_bytes() for p in (folder / "results").iterdir()}
+    args, message = _case(bad_files, smoke_files, name)
+    command = [sys.executable, "-m", "study.launch", "--space", "smoke", "--storage", str(folder.parent),
+               "--name", "smoke", "--resume", "--quiet", *args]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, last
+    assert {p: p.read_bytes() for p in (folder / "results").iterdir()} == before
