@@ -29,6 +29,7 @@ class FinetuneConfig:
     Foundation: a local model file or a mace_mp name; None means the embedded system's own.
     Loss (Eq. 1): `energy_weight` w_E, `forces_weight` w_F, `stress_weight` w_S; energies per atom
     when `per_atom_energy` (as mace trains).
+    Optimizer: `weight_decay` None keeps the optimizer's own default (see trainables.optimizers).
     Budget: `epochs` (or `max_steps` when set), `batch_size`, gradient clipping, `schedule`.
     Mode: `naive` fine-tunes the foundation's single head; `replay` trains a two-head model whose
     replay head ("pt_head") is supervised on `replay_samples` configurations of pre-training data
@@ -58,7 +59,7 @@ class FinetuneConfig:
 
     optimizer: str = "adam"
     lr: float = 1e-3
-    weight_decay: float = 0.0
+    weight_decay: float | None = None
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
     schedule: str = "constant"
 
@@ -100,7 +101,7 @@ class FinetuneConfig:
 
         get_optimizer_spec(self.optimizer)
         _check(self.lr > 0, f"lr must be positive, got {self.lr}")
-        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -9,6 +9,8 @@ Code elsewhere branches on the capability flags, never on names:
   model (`optimizer.train()` before steps, `optimizer.eval()` before evaluating or saving);
 - `supports_schedule`: a learning-rate schedule may be layered on top (not for ScheduleFree, whose
   averaging replaces the schedule).
+Weight decay: 0.01 (decoupled) for the AdamW-type optimizers (AdamW, LAMB, ScheduleFree), 0 for the
+others, unless the run's config sets `weight_decay`.
 """
 
 from __future__ import annotations
@@ -36,9 +38,13 @@ class OptimizerSpec:
     has_train_eval_modes: bool = False
     supports_schedule: bool = True
 
-    def build(self, params: Iterable[torch.nn.Parameter], *, lr: float, weight_decay: float = 0.0,
+    def build(self, params: Iterable[torch.nn.Parameter], *, lr: float, weight_decay: float | None = None,
               **hyper: Any) -> torch.optim.Optimizer:
-        return self.factory(params, lr=lr, weight_decay=weight_decay, **{**self.defaults, **hyper})
+        """The optimizer; `weight_decay=None` keeps the spec's default (0 unless it names one)."""
+        kwargs = {"weight_decay": 0.0, **self.defaults, **hyper}
+        if weight_decay is not None:
+            kwargs["weight_decay"] = weight_decay
+        return self.factory(params, lr=lr, **kwargs)
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
@@ -58,7 +64,7 @@ def get_optimizer_spec(name: str) -> OptimizerSpec:
 
 
 def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: float,
-                    weight_decay: float = 0.0, **hyper: Any) -> torch.optim.Optimizer:
+                    weight_decay: float | None = None, **hyper: Any) -> torch.optim.Optimizer:
     return get_optimizer_spec(name).build(params, lr=lr, weight_decay=weight_decay, **hyper)
 
 
@@ -78,7 +84,8 @@ register(OptimizerSpec(
     name="adamw",
     factory=torch.optim.AdamW,
     preconditioner="P_t = diag(sqrt(v_hat_t) + eps)^-1 as Adam, with decoupled weight decay "
-    "theta <- theta (1 - lr lambda). Loshchilov & Hutter 2019.",
+    "theta <- theta (1 - lr lambda), lambda = 0.01 by default. Loshchilov & Hutter 2019.",
+    defaults={"weight_decay": 1e-2},
 ))
 register(OptimizerSpec(
     name="radam",
@@ -90,7 +97,8 @@ register(OptimizerSpec(
     name="lamb",
     factory=pytorch_optimizer.Lamb,
     preconditioner="P_t = (||theta|| / ||u_t||) diag(sqrt(v_hat_t) + eps)^-1 per layer: Adam's "
-    "direction u_t rescaled by a layer-wise trust ratio. You et al. 2020.",
+    "direction u_t (decoupled weight decay 0.01 included) rescaled by a layer-wise trust ratio. You et al. 2020.",
+    defaults={"weight_decay": 1e-2},
 ))
 register(OptimizerSpec(
     name="ranger",
@@ -103,7 +111,9 @@ register(OptimizerSpec(
     name="schedulefree",
     factory=schedulefree.AdamWScheduleFree,
     preconditioner="AdamW's P_t applied at an interpolation y_t of the iterate z_t and its running "
-    "average x_t; evaluation uses x_t, so no schedule is needed. Defazio et al. 2024.",
+    "average x_t; evaluation uses x_t, so no schedule is needed; decoupled weight decay 0.01 as AdamW. "
+    "Defazio et al. 2024.",
+    defaults={"weight_decay": 1e-2},
     has_train_eval_modes=True,
     supports_schedule=False,
 ))

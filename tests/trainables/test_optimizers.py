@@ -56,3 +56,14 @@ def test_adding_an_optimizer_is_one_entry(smoke_config, smoke_inputs):
         assert result.status == "ok"
     finally:
         del OPTIMIZERS["adagrad"]
+
+
+def test_adamw_differs_from_adam_by_its_default_decoupled_weight_decay(smoke_config, smoke_inputs):
+    assert get_optimizer_spec("adamw").build([torch.nn.Parameter(torch.zeros(2))], lr=1e-3).defaults[
+        "weight_decay"] == 1e-2
+    adam = run_finetune(smoke_config.replace(optimizer="adam", epochs=1), smoke_inputs)
+    adamw = run_finetune(smoke_config.replace(optimizer="adamw", epochs=1), smoke_inputs)
+    same = run_finetune(smoke_config.replace(optimizer="adamw", weight_decay=0.0, epochs=1), smoke_inputs)
+    weights = [torch.cat([p.detach().flatten() for p in r.model.parameters()]) for r in (adam, adamw, same)]
+    assert not torch.equal(weights[0], weights[1])
+    assert torch.equal(weights[0], weights[2])
