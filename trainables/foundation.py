@@ -86,6 +86,7 @@ def save_model(model: torch.nn.Module, path: str | Path) -> Path:
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "model_config": config_to_plain(extract_config_mace_model(model)),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "trainable": [name for name, _ in model.named_parameters()],
     }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
@@ -104,7 +105,21 @@ def _load_state_dict_file(path: Path) -> torch.nn.Module | None:
     with _default_dtype(dtype):
         model = build_model(payload["model_config"])
     model.load_state_dict(payload["state_dict"])
+    restore_trainable(model, payload.get("trainable", ()))
     return model
+
+
+def restore_trainable(model: torch.nn.Module, names: Sequence[str]) -> None:
+    """Turn the buffers listed in `names` back into parameters. mace's `load_foundations_elements`
+    makes tensors trainable (the Bessel weights) that a freshly built model keeps as buffers."""
+    parameters = dict(model.named_parameters())
+    for name in names:
+        if name in parameters:
+            continue
+        owner_name, _, attr = name.rpartition(".")
+        owner = model.get_submodule(owner_name)
+        tensor = owner._buffers.pop(attr)
+        setattr(owner, attr, torch.nn.Parameter(tensor))
 
 
 def _load_pickled_module(path: Path) -> torch.nn.Module:

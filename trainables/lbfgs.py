@@ -222,8 +222,9 @@ def weak_wolfe_line_search(objective: Objective, x: torch.Tensor, f: float, g: t
         Armijo:     f(x + a p) <= f(x) + c1 a g'p,
         curvature:  g(x + a p)'p >= c2 g'p,
 
-    with at most `max_line_search` evaluations. Trials start at a = 1 and shrink by `backtrack`
-    while Armijo fails, as in the paper. The weak curvature condition fails only when the step is
+    with at most `max_line_search` evaluations. Trials start at a = 1 and backtrack while Armijo
+    fails, as in the paper, to the minimiser of the quadratic interpolating f(0), f'(0) and f(a)
+    kept within [0.1 a, backtrack a] (N&W eq. 3.58). The weak curvature condition fails only when the step is
     too short (the slope is still steeply negative), which backtracking cannot repair; the trial
     then expands by 1 / backtrack, and once a too-long and a too-short trial bracket the Wolfe
     points, the bracket is bisected (Lewis & Overton 2013). Weak Wolfe implies
@@ -234,26 +235,36 @@ def weak_wolfe_line_search(objective: Objective, x: torch.Tensor, f: float, g: t
     slope = dot64(g, p)
     if not slope < 0.0:  # an ascent, zero or NaN direction has no Armijo point
         return LineSearchResult(None, False, 0)
-    too_short, too_long, alpha = 0.0, math.inf, 1.0
+    too_short, too_long, alpha, shrunk = 0.0, math.inf, 1.0, 0.0
     best: Trial | None = None
     for fevals in range(1, config.max_line_search + 1):
         x_trial = torch.add(x, p, alpha=alpha)
         trial = Trial(alpha, x_trial, *_evaluate(objective, x_trial))
         if not trial.f <= f + config.c1 * alpha * slope:  # NaN or inf losses fail Armijo too
-            too_long = alpha
+            too_long, shrunk = alpha, interpolated_backtrack(alpha, trial.f, f, slope, config.backtrack)
         elif dot64(trial.g, p) >= config.c2 * slope:
             return LineSearchResult(trial, True, fevals)
         else:
             too_short = alpha
             best = trial if best is None or trial.f < best.f else best
-        alpha = _next_trial_step(too_short, too_long, config.backtrack)
+        alpha = _next_trial_step(too_short, too_long, shrunk, config.backtrack)
     return LineSearchResult(best, False, config.max_line_search)
 
 
-def _next_trial_step(too_short: float, too_long: float, backtrack: float) -> float:
-    """Backtrack below a too-long step, expand above a too-short one, else bisect the bracket."""
+def interpolated_backtrack(alpha: float, f_alpha: float, f0: float, slope: float, backtrack: float) -> float:
+    """The minimiser -slope a^2 / (2 (f(a) - f0 - slope a)) of the quadratic through f(0), f'(0) =
+    slope and f(a), safeguarded to [0.1 a, backtrack a]; plain backtracking for a non-finite f(a)."""
+    if not math.isfinite(f_alpha):
+        return backtrack * alpha
+    curvature = 2.0 * (f_alpha - f0 - slope * alpha)
+    step = -slope * alpha * alpha / curvature if curvature > 0 else backtrack * alpha
+    return min(max(step, 0.1 * alpha), backtrack * alpha)
+
+
+def _next_trial_step(too_short: float, too_long: float, shrunk: float, backtrack: float) -> float:
+    """Backtrack (to `shrunk`) below a too-long step, expand above a too-short one, else bisect."""
     if too_short == 0.0:
-        return backtrack * too_long
+        return shrunk
     if too_long == math.inf:
         return too_short / backtrack
     return 0.5 * (too_short + too_long)

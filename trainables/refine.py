@@ -23,11 +23,13 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from trainables.config import FinetuneConfig
 from trainables.data import make_loader
-from trainables.finetune import MODEL_FILE, loss_weights, score_all
+from trainables.errors import ConfigError
+from trainables.finetune import MODEL_FILE, MULTIHEAD_MODEL_FILE, loss_weights, score_all
 from trainables.foundation import load_foundation
 from trainables.inputs import PreparedInputs, prepare_inputs
 from trainables.lbfgs import LBFGSConfig, lbfgs_refine
 from trainables.loss import loss_sum
+from trainables.replay import TASK_HEAD
 from trainables.training import evaluate, forward, resolve_device, set_threads
 
 DEFAULT_CHUNK = 32
@@ -112,11 +114,30 @@ def _flat_record(record: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def load_start_model(config: FinetuneConfig, checkpoint: Path, heads: tuple[str, ...]) -> torch.nn.Module:
+    """The model with all of the run's `heads` from a first-order checkpoint folder.
+
+    A Ray checkpoint holds the whole model as model.pt; the finetune CLI's `--out` writes the task
+    head alone as model.pt and, in replay mode, the two-head model as model_multihead.pt, which
+    the replay term of the objective needs.
+    """
+    folder = Path(checkpoint)
+    multihead = folder / MULTIHEAD_MODEL_FILE
+    path = multihead if multihead.is_file() else folder / MODEL_FILE
+    if not path.is_file():
+        raise ConfigError(f"{folder} holds no {MODEL_FILE}: not the output folder of a first-order run")
+    model = load_foundation(path).to(getattr(torch, config.dtype))
+    found = tuple(getattr(model, "heads", (TASK_HEAD,)))
+    if found != tuple(heads):
+        raise ConfigError(f"{path} has the heads {list(found)}, but a mode={config.mode!r} run needs {list(heads)}")
+    return model
+
+
 def refine_checkpoint(config: FinetuneConfig, checkpoint: Path, inputs: PreparedInputs | None = None,
                       options: Mapping[str, Any] | None = None) -> RefineResult:
     """Refine the model saved in a first-order checkpoint folder."""
     inputs = inputs or prepare_inputs(config)
-    model = load_foundation(Path(checkpoint) / MODEL_FILE).to(getattr(torch, config.dtype))
+    model = load_start_model(config, checkpoint, inputs.heads)
     lbfgs, chunk = split_options(options or {})
     return run_refinement(config, model, inputs, lbfgs, chunk)
 
@@ -129,10 +150,12 @@ def format_step(record: Mapping[str, Any]) -> str:
 
 def _parser():
     import argparse
+
+    from trainables.cli import OneLineParser
     import dataclasses
 
-    parser = argparse.ArgumentParser(prog="python -m trainables.refine", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m trainables.refine", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="source", type=Path, required=True,
                         help="output folder of a first-order run (model.pt and metrics.json)")
     parser.add_argument("--out", type=Path, help="folder for the refined model and metrics")
@@ -147,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from trainables.cli import run_cli
-    from trainables.errors import ConfigError
     from trainables.finetune import format_scores
     from trainables.foundation import save_model
+    from trainables.replay import export_task_head
 
     def _main() -> int:
         args = vars(_parser().parse_args(argv))
@@ -166,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_scores(result.scores))
         if out:
             out.mkdir(parents=True, exist_ok=True)
-            save_model(result.model, out / MODEL_FILE)
+            save_model(export_task_head(result.model), out / MODEL_FILE)  # as the finetune CLI's --out
+            if len(result.model.heads) > 1:
+                save_model(result.model, out / MULTIHEAD_MODEL_FILE)
             (out / "metrics.json").write_text(json.dumps(
                 {"config": config.to_dict(), "lbfgs": args, "records": result.records, "scores": result.scores,
                  "stop_reason": result.stop_reason}, indent=2, default=str))

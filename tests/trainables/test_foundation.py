@@ -75,3 +75,12 @@ def test_run_e0s_survive_when_the_element_count_matches(smoke_inputs):
     dft_e0s = {z: -1000.0 - z for z in elements}
     model = finetune_model(foundation, elements, dft_e0s, torch.float32)
     assert model.atomic_energies_fn.atomic_energies.flatten().tolist() == [dft_e0s[z] for z in elements]
+
+
+def test_saved_model_keeps_its_trainable_tensors(smoke_inputs, tmp_path):
+    """The fine-tuning model trains the Bessel weights (mace makes them parameters); a reloaded
+    model, e.g. the L-BFGS stage's start, must train the same tensors."""
+    model = finetune_model(smoke_inputs.foundation(), smoke_inputs.elements, smoke_inputs.e0s, torch.float32)
+    loaded = load_foundation(save_model(model, tmp_path / "m.pt"))
+    assert [n for n, _ in loaded.named_parameters()] == [n for n, _ in model.named_parameters()]
+    assert "radial_embedding.bessel_fn.bessel_weights" in dict(loaded.named_parameters())
