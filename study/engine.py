@@ -99,17 +99,25 @@ def first_order_param_space(space: SearchSpace, base: FinetuneConfig) -> dict[st
     return {"finetune": fixed}
 
 
+class PerOptimizerLrSpace:
+    """Optuna's define-by-run space: an optimizer, then a log-uniform lr in that optimizer's range.
+    (A class, not a closure: Tune pickles the searcher with the experiment state.)"""
+
+    def __init__(self, lr_ranges: dict[str, tuple[float, float]], seeds: list[int]):
+        self.lr_ranges, self.seeds = lr_ranges, seeds
+
+    def __call__(self, trial) -> None:
+        optimizer = trial.suggest_categorical("optimizer", list(self.lr_ranges))
+        low, high = self.lr_ranges[optimizer]
+        trial.suggest_float(f"lr_{optimizer}", low, high, log=True)
+        trial.suggest_categorical("seed", list(self.seeds))
+
+
 def optuna_search(space: SearchSpace):
-    """Optuna's define-by-run space: an optimizer, then a log-uniform lr in that optimizer's range."""
     from ray.tune.search.optuna import OptunaSearch
 
-    def define(trial):
-        optimizer = trial.suggest_categorical("optimizer", list(space.lr_ranges))
-        low, high = space.lr_ranges[optimizer]
-        trial.suggest_float(f"lr_{optimizer}", low, high, log=True)
-        trial.suggest_categorical("seed", list(space.seeds))
-
-    return OptunaSearch(space=define, metric=METRIC, mode="min", seed=0)
+    return OptunaSearch(space=PerOptimizerLrSpace(dict(space.lr_ranges), list(space.seeds)), metric=METRIC,
+                        mode="min", seed=0)
 
 
 def tune_config(space: SearchSpace, resources: Resources, epochs: int) -> tune.TuneConfig:

@@ -13,6 +13,7 @@ Every report carries `kind`: "epoch" / "step" for curves, "final" for the scores
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -57,7 +58,12 @@ def _report_with_model(metrics: dict[str, Any], write: Callable[[Path], None]) -
 
 
 def _final_metrics(result, **extra) -> dict[str, Any]:
+    """The closing report: scores as JSON, and the validation metrics a searcher ranks trials by
+    (infinite for a trial that diverged, so it ranks last)."""
+    val = result.scores.get("val", {})
     return {"kind": "final", "status": result.status, "scores_json": json.dumps(result.scores),
+            "val_energy_rmse_mev_atom": val.get("energy_rmse_mev_atom", math.inf),
+            "val_force_rmse_mev_a": val.get("force_rmse_mev_a", math.inf),
             "steps": result.steps, "wall_time_s": result.wall_time_s, **extra}
 
 

@@ -43,3 +43,16 @@ def test_resume_continues_bit_for_bit(smoke_config, smoke_inputs, tmp_path):
 def test_max_steps_budget_and_cosine_schedule(smoke_config, smoke_inputs):
     result = run_finetune(smoke_config.replace(max_steps=3, epochs=50, schedule="cosine"), smoke_inputs)
     assert result.status == "ok" and result.steps == 3
+
+
+def test_periodic_fallback_system_trains_with_stress(smoke_config, cache_root):
+    """The EMT fallback (periodic Cu3Au, no tblite needed) fine-tunes with the stress term of Eq. 1."""
+    from trainables.inputs import prepare_inputs
+
+    config = smoke_config.replace(system="cu3au-emt", stress_weight=1.0, epochs=3, mode="naive",
+                                  replay_samples=None)
+    inputs = prepare_inputs(config)
+    assert inputs.has_stress and set(inputs.test_names) >= {"slab", "vacancy"}
+    result = run_finetune(config, inputs)
+    assert result.status == "ok" and result.records[-1]["loss"] < result.records[0]["loss"]
+    assert set(result.scores) >= {"300K", "1200K", "slab", "vacancy"}

@@ -1,0 +1,47 @@
+"""Parquet results: keyed rows without duplicates, and a write killed half-way leaves the previous
+file readable."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from study.results import ResultsStore
+
+WRITER = """
+import sys
+from study.results import ResultsStore
+store = ResultsStore(sys.argv[1])
+big = "x" * 2000
+for i in range(10**6):
+    store.add("curves", [{"trial_id": f"t{i}", "stage": "first_order", "step": j, "note": big} for j in range(200)])
+    print(i, flush=True)
+"""
+
+
+def test_rows_are_keyed_and_survive_a_new_store(tmp_path):
+    store = ResultsStore(tmp_path)
+    row = {"trial_id": "a", "stage": "first_order", "test_set": "val", "force_rmse_mev_a": 1.0}
+    store.add("scores", [row, {**row, "test_set": "300K"}])
+    store.add("scores", [{**row, "force_rmse_mev_a": 2.0}])  # same key: replaced, not appended
+    again = ResultsStore(tmp_path)
+    table = pq.read_table(tmp_path / "scores.parquet").to_pylist()
+    assert len(table) == 2 and {r["force_rmse_mev_a"] for r in table} == {1.0, 2.0}
+    assert again.has_final("a", "first_order") and not again.has_final("b", "first_order")
+
+
+def test_write_killed_half_way_leaves_the_previous_file_readable(tmp_path):
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+    for _ in range(3):  # a few complete writes, then kill it in the middle of a later one
+        writer.stdout.readline()
+    time.sleep(0.05)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    rows = pq.read_table(tmp_path / "curves.parquet").to_pylist()
+    assert len(rows) >= 3 * 200 and len(rows) % 200 == 0
+    assert len({(r["trial_id"], r["step"]) for r in rows}) == len(rows)
