@@ -132,6 +132,7 @@ def summary(folder: Path, wall_time_s: float) -> str:
     from analysis import format_summary, load, render, summary_table
 
     scores = load(folder, table="scores")
+    scores = scores[scores["test_set"] != "replay_before"]  # the same foundation for every trial
     by = ("optimizer", "lr") if scores["lr"].nunique() > 1 else ("optimizer",)
     lines = [f"study {folder.name}: {scores['trial_id'].nunique()} trials, wall time {wall_time_s:.0f} s",
              f"results: {folder / 'results'}"]
