@@ -58,6 +58,16 @@ def trial_meta(ctx: StudyContext, trial_id: str, stage: str, config: dict[str, A
     }
 
 
+def trial_error_message(trial) -> str:
+    """The last line of the exception a failed trial raised (from Ray's pickled error or error file)."""
+    error = trial.get_pickled_error()
+    text = str(error) if error is not None else ""
+    if not text.strip() and trial.error_file and Path(trial.error_file).is_file():
+        text = Path(trial.error_file).read_text()
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "trial failed"
+
+
 class RowsCallback(tune.Callback):
     """Turns each trial's reports into curve rows and its final report (or error) into score rows."""
 
@@ -78,10 +88,8 @@ class RowsCallback(tune.Callback):
                                                    result["wall_time_s"], int(result["steps"])))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = trial.get_pickled_error() or trial.error_file
-        message = str(error).strip().splitlines()[-1] if error else "trial failed"
         self.ctx.store.add("scores", score_rows(self._meta(trial), {}, self.ctx.test_sets, "error", 0.0, 0,
-                                                error=message))
+                                                error=trial_error_message(trial)))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
