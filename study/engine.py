@@ -21,7 +21,6 @@ from search_spaces import SearchSpace
 from study.results import ResultsStore, curve_row, score_rows
 from trainables.config import FinetuneConfig
 from trainables.errors import ConfigError
-from trainables.inputs import PreparedInputs
 from trainables.ray_trainables import first_order_trainable, lbfgs_trainable, trial_values
 
 METRIC = "val_force_rmse_mev_a"

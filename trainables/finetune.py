@@ -10,7 +10,6 @@ prints a metrics line per epoch and the final errors on every test set. See `--h
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -86,7 +86,7 @@ def test_errors_are_one_line_and_exit_2(study, tmp_path, args, message):
     result = cli(*(arg.format(**fill) for arg in args))
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"error: {message.format(**fill)}" + (
-        "" if "argument" not in message else f": 'fast' (see python -m analysis table --help)") + "\n"
+        "" if "argument" not in message else ": 'fast' (see python -m analysis table --help)") + "\n"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -74,3 +74,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith(message)
     assert not (tmp_path / "smoke").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["table"], ["frontier", "--test-set", "1200K"], ["lbfgs"], ["improvement", "--baseline", "adam"],
+    ["curves", "--format", "markdown"],
+    ["sql", "-q", "SELECT stage, count(*) AS n FROM scores GROUP BY stage ORDER BY stage"],
+])
+def test_analysis_cli_reads_the_engines_parquet(smoke_study, command, tmp_path):
+    import subprocess
+    import sys
+
+    folder, _ = smoke_study
+    run = subprocess.run([sys.executable, "-m", "analysis", command[0], str(folder), *command[1:],
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "adam" in run.stdout or "lbfgs" in run.stdout
+    assert any(tmp_path.iterdir())

@@ -1,6 +1,5 @@
 """The optimizer registry: every entry fine-tunes a real MACE model; unknown names are rejected."""
 
-import dataclasses
 
 import pytest
 import torch
