@@ -128,18 +128,15 @@ def optuna_search(space: SearchSpace):
 
 
 def tune_config(space: SearchSpace, resources: Resources, epochs: int) -> tune.TuneConfig:
-    # Reusing a trial's worker process for the next trial saves its start-up (importing torch, mace
-    # and building e3nn kernels: seconds per trial on a CPU).
     if space.search == "grid":
-        return tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None, reuse_actors=True)
+        return tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None)
     scheduler = None
     if space.asha:
         from ray.tune.schedulers import ASHAScheduler
 
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs + 1, grace_period=2)
     return tune.TuneConfig(search_alg=optuna_search(space), scheduler=scheduler, num_samples=space.num_samples,
-                           metric=METRIC, mode="min", max_concurrent_trials=resources.max_concurrent or None,
-                           reuse_actors=True)
+                           metric=METRIC, mode="min", max_concurrent_trials=resources.max_concurrent or None)
 
 
 def _with_resources(fn, inputs_ref, resources: Resources):
@@ -187,8 +184,7 @@ def run_lbfgs(ctx, space, grid, inputs_ref, resources, resume, verbose=1) -> tun
     if param_space is None:
         return None
     trainable = _with_resources(lbfgs_trainable, inputs_ref, resources)
-    tuner = _tuner(ctx, "lbfgs", trainable, param_space, tune.TuneConfig(reuse_actors=True), resources, resume,
-                   verbose)
+    tuner = _tuner(ctx, "lbfgs", trainable, param_space, tune.TuneConfig(), resources, resume, verbose)
     return tuner.fit()
 
 

@@ -88,9 +88,6 @@ class PreparedInputs:
             self._template = multihead_finetune_model(foundation, self.elements, head_e0s, getattr(torch, self.dtype))
         return copy.deepcopy(self._template)
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Shared with Ray trials by pickling: leave the built model out, each process builds its own."""
-        return {**self.__dict__, "_template": None}
 
 
 def resolve_sources(config: FinetuneConfig) -> Sources:
@@ -186,7 +183,7 @@ def prepare_inputs(config: FinetuneConfig) -> PreparedInputs:
     check_elements(foundation, elements)
     e0s = task_e0s(sources, keys, foundation, target_elements, elements)
     dtype = getattr(torch, config.dtype)
-    return PreparedInputs(
+    inputs = PreparedInputs(
         elements=elements, e0s=e0s, dtype=config.dtype, has_stress=sources.has_stress,
         graphs=build_all_graphs(config, sets, replay, elements, float(foundation.r_max)),
         foundation_config=config_to_plain(extract_config_mace_model(foundation)),
@@ -194,3 +191,5 @@ def prepare_inputs(config: FinetuneConfig) -> PreparedInputs:
                           for k, v in foundation.state_dict().items()},
         sources=sources, heads=model_heads(config.mode),
     )
+    inputs.initial_model()  # builds e3nn's kernels once; every trial (through Ray's pickling too) copies it
+    return inputs

@@ -1,0 +1,67 @@
+"""Shared helpers of the engine benchmarks: a space file in a temporary folder, `study.launch` as a
+subprocess, and what a finished study left behind (its wall time, its trials' own wall times)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+# the study default (lr_ablation, optimizer_benchmark): multi-head replay with 100 replay configurations
+STUDY_FIXED = {"batch_size": 5, "mode": "replay", "replay_samples": 100}
+
+
+def single_thread_env(**extra: str) -> dict[str, str]:
+    """The environment of a benchmark subprocess: one BLAS/OMP thread, no warnings on stderr."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **extra}
+
+
+def write_space(folder: Path, name: str, optimizers: list[str], seeds: list[int], fixed: dict) -> Path:
+    """A grid space file (`optimizers` x lr 1e-3 x `seeds`, first-order only) with `fixed` values."""
+    lines = [f'description = "benchmark space {name}"', f"optimizers = {json.dumps(optimizers)}",
+             "lrs = [1e-3]", f"seeds = {json.dumps(seeds)}", 'stages = ["first_order"]', "", "[fixed]"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in fixed.items()]
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def trial_grid(trials: int) -> tuple[list[str], list[int]]:
+    """adam and adamw, `trials // 2` seeds each (the benchmarks' trial set)."""
+    return ["adam", "adamw"], list(range(max(1, trials // 2)))
+
+
+@dataclass
+class StudyRun:
+    """One `study.launch` run: process wall time, the study's own wall time (Tune's fit, from the
+    manifest) and the trials' run_finetune wall times (from scores.parquet)."""
+
+    process_s: float
+    study_s: float
+    trial_s: list[float]
+    returncode: int
+    log: Path
+
+
+def launch(space: Path, storage: Path, name: str, flags: list[str]) -> StudyRun:
+    """`python -m study.launch --space SPACE ... --quiet` in a fresh process; its output goes to a log."""
+    command = [sys.executable, "-m", "study.launch", "--space", str(space), "--storage", str(storage),
+               "--name", name, "--quiet", *flags]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=single_thread_env(), capture_output=True, text=True)
+    process_s = time.perf_counter() - start
+    log = storage / f"{name}.log"
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        return StudyRun(process_s, float("nan"), [], done.returncode, log)
+    manifest = json.loads((storage / name / "manifest.json").read_text())
+    scores = pd.read_parquet(storage / name / "results" / "scores.parquet")
+    trial_s = scores.drop_duplicates("trial_id")["wall_time_s"].tolist()
+    return StudyRun(process_s, float(manifest["wall_time_s"]), trial_s, done.returncode, log)

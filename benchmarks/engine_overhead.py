@@ -1,0 +1,166 @@
+"""What the Ray study engine adds to the wall time of a set of trials run one after another.
+
+    python benchmarks/engine_overhead.py [--trials 4] [--epochs 3] [--profile]
+
+The same trials (adam and adamw x `--trials / 2` seeds, lr 1e-3, the embedded default at full
+size, the study default: replay mode with 100 replay configurations, batch size 5, one thread)
+run twice, each in a fresh process with OMP_NUM_THREADS=1:
+- ray:   `python -m study.launch --space <tmp>/overhead.toml --num-cpus 1 --max-concurrent 1`
+         (per-epoch checkpoints, Parquet rows and the summary table included: that is the engine);
+- plain: this script's `--plain-loop SPACE`: `prepare_inputs` once, then `run_finetune` per trial.
+Both wall times cover the whole process (imports and data preparation included). The table also
+splits each into time inside trials (run_finetune's own wall time) and outside. Ray's fixed cost
+(import, `ray.init`, one no-op Tune trial) is measured on its own in this process. Goal: ray /
+plain <= 1.05. `--profile` adds a cProfile breakdown of data preparation and one plain trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warnings would bury the table
+    warnings.simplefilter("ignore", category)
+
+from benchmarks._common import ROOT, STUDY_FIXED, launch, single_thread_env, trial_grid, write_space  # noqa: E402
+
+
+def trial_configs(space_path: Path) -> list:
+    """The FinetuneConfig of every grid point, as study.launch builds them (one thread each)."""
+    from search_spaces import get_space
+    from trainables.config import FinetuneConfig
+
+    space = get_space(str(space_path))
+    base = FinetuneConfig.from_dict({**space.fixed, "threads": 1})
+    return [base.replace(optimizer=o, lr=lr, seed=s) for o in space.optimizers for lr in space.lrs for s in space.seeds]
+
+
+def plain_loop(space_path: Path) -> dict:
+    """prepare_inputs once, run_finetune per trial; seconds of each part."""
+    from trainables.finetune import run_finetune
+    from trainables.inputs import prepare_inputs
+
+    configs = trial_configs(space_path)
+    start = time.perf_counter()
+    inputs = prepare_inputs(configs[0])
+    prepare_s = time.perf_counter() - start
+    trial_s = [run_finetune(config, inputs).wall_time_s for config in configs]
+    return {"prepare_s": prepare_s, "trial_s": trial_s}
+
+
+def run_plain(space_path: Path) -> tuple[float, dict]:
+    """`plain_loop` in a fresh process: (process wall seconds, its parts)."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--plain-loop", str(space_path)], cwd=ROOT,
+                          env=single_thread_env(), capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def ray_fixed_cost(folder: Path) -> dict[str, float]:
+    """Seconds to import Ray Tune, start a local one-CPU Ray and run one no-op trial."""
+    import trainables.finetune  # noqa: F401  torch and mace first: both sides import them
+
+    times, start = {}, time.perf_counter()
+    from ray import tune
+
+    times["import ray, tune"] = time.perf_counter() - start
+    from study.engine import init_ray
+
+    start = time.perf_counter()
+    init_ray(None, num_cpus=1)
+    times["ray.init (local, 1 CPU)"] = time.perf_counter() - start
+    start = time.perf_counter()
+    tune.Tuner(lambda config: tune.report({"x": 1}),
+               run_config=tune.RunConfig(storage_path=str(folder / "noop"), verbose=0)).fit()
+    times["one no-op Tune trial"] = time.perf_counter() - start
+    import ray
+
+    ray.shutdown()
+    return times
+
+
+def profile_breakdown(space_path: Path, top: int = 8) -> str:
+    """cProfile of prepare_inputs and one plain trial: each one's direct callees by cumulative time."""
+    from trainables.finetune import run_finetune
+    from trainables.inputs import prepare_inputs
+    from trainables.training import set_threads
+
+    set_threads(1)
+    config = trial_configs(space_path)[0]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_finetune(config, prepare_inputs(config))
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    parents = [("trainables/inputs.py", "prepare_inputs"), ("trainables/finetune.py", "run_finetune"),
+               ("trainables/training.py", "train_epoch"), ("trainables/training.py", "evaluate")]
+    return "\n\n".join(callee_table(stats, parent, top) for parent in parents)
+
+
+def callee_table(stats: dict, parent: tuple[str, str], top: int) -> str:
+    """The functions `parent` called directly, with the cumulative seconds spent in them from there."""
+    key = next(k for k in stats if k[0].endswith(parent[0]) and k[2] == parent[1])
+    total = stats[key][3]
+    calls = [(f"{Path(k[0]).name}:{k[2]}", callers[key][3]) for k, (*_, callers) in stats.items() if key in callers]
+    calls.sort(key=lambda item: -item[1])
+    lines = [f"{parent[1]}: {total:.1f} s under cProfile, direct callees:"]
+    lines += [f"  {name:<48} {seconds:>7.2f} s {100 * seconds / total:>5.1f} %" for name, seconds in calls[:top]]
+    rest = total - sum(seconds for _, seconds in calls[:top])
+    return "\n".join(lines + [f"  {'(its own code and the rest)':<48} {rest:>7.2f} s {100 * rest / total:>5.1f} %"])
+
+
+def format_table(plain_wall: float, plain: dict, ray_run) -> str:
+    lines = [f"{'side':<6} {'wall (s)':>9} {'in trials (s)':>14} {'outside (s)':>12} {'per trial (s)':>14}"]
+    for side, wall, trials in (("plain", plain_wall, plain["trial_s"]), ("ray", ray_run.process_s, ray_run.trial_s)):
+        inside = sum(trials)
+        lines.append(f"{side:<6} {wall:>9.1f} {inside:>14.1f} {wall - inside:>12.1f} {inside / len(trials):>14.1f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=4, help="an even number: adam and adamw x trials/2 seeds")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--data-size", default="full")
+    parser.add_argument("--profile", action="store_true", help="also profile preparation and one plain trial")
+    parser.add_argument("--plain-loop", type=Path, metavar="SPACE", help="internal: run the plain loop on SPACE "
+                        "in this process and print its timings as JSON")
+    args = parser.parse_args()
+    if args.plain_loop is not None:
+        print(json.dumps(plain_loop(args.plain_loop)))
+        return 0
+    folder = Path(tempfile.mkdtemp(prefix="optistudy-overhead-"))
+    optimizers, seeds = trial_grid(args.trials)
+    space = write_space(folder, "overhead", optimizers, seeds,
+                        {**STUDY_FIXED, "epochs": args.epochs, "data_size": args.data_size})
+    plain_wall, plain = run_plain(space)
+    print(f"plain: {plain_wall:.1f} s (prepare_inputs {plain['prepare_s']:.1f} s)", flush=True)
+    ray_run = launch(space, folder, "ray", ["--num-cpus", "1", "--max-concurrent", "1"])
+    if ray_run.returncode != 0:
+        raise SystemExit(f"study.launch failed (exit {ray_run.returncode}); see {ray_run.log}")
+    print(f"ray: {ray_run.process_s:.1f} s (Tune fit {ray_run.study_s:.1f} s); log {ray_run.log}", flush=True)
+    fixed = ray_fixed_cost(folder)
+    print(f"\n{len(plain['trial_s'])} trials ({', '.join(optimizers)} x seeds {seeds}), {args.epochs} epochs, "
+          f"{args.data_size} data, replay mode, 1 CPU, one trial at a time")
+    print(format_table(plain_wall, plain, ray_run))
+    per_trial = (ray_run.study_s - sum(ray_run.trial_s)) / len(ray_run.trial_s)
+    print(f"ray's Tune fit {ray_run.study_s:.1f} s: {per_trial:.1f} s per trial outside run_finetune "
+          "(worker start and imports, inputs from the object store, the final checkpoint, bookkeeping)")
+    print("Ray's fixed cost, measured alone: " + ", ".join(f"{k} {v:.1f} s" for k, v in fixed.items()))
+    print(f"ray / plain wall time = {ray_run.process_s / plain_wall:.3f} (goal <= 1.05)")
+    if args.profile:
+        print("\n" + profile_breakdown(space))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""Optimizer-step time of this project's loop against mace's own trainer (`mace_run_train`).
+
+    python benchmarks/step_time_vs_mace.py [--epochs 3] [--batch-size 5] [--dtype float32]
+
+Both sides fine-tune the embedded foundation (the same ScaleShiftMACE, the same weights, restricted
+to the elements of the data, one head) on the embedded default's training file, split 90/10 by
+each side's own seeded split, with Adam (amsgrad, as mace always uses it), lr 1e-3, gradient
+clipping at 10, loss weights w_E = 1, w_F = 100, the same batch size and dtype, one thread
+(OMP_NUM_THREADS=1, torch.set_num_threads(1)) on the CPU. mace gets the foundation as a whole
+pickled module (its `--foundation_model` unpickles it), written to a temporary folder.
+
+A step is what mace's `take_step` times and logs (mode "opt", "time" in results/*_train.txt):
+moving the batch to the device, zero_grad, forward with autograd forces, loss, backward,
+clipping, optimizer.step and reading the loss. Ours is the same span of `training.train_epoch`:
+from the moment the loader hands the batch over until the loop asks for the next one. Both leave
+out batch collation (graphs are built once, before training, on both sides) and evaluation.
+Differences that remain: mace's loss averages forces over a batch's atoms, ours per configuration
+(Eq. 1); mace puts weight decay 5e-7 on some parameter groups, ours none. Goal: ours / mace's <= 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warnings would bury the table
+    warnings.simplefilter("ignore", category)
+
+from benchmarks._common import single_thread_env  # noqa: E402
+from trainables import data as D  # noqa: E402
+from trainables.config import FinetuneConfig  # noqa: E402
+from trainables.finetune import loss_weights  # noqa: E402
+from trainables.foundation import load_foundation  # noqa: E402
+from trainables.inputs import prepare_inputs, resolve_sources  # noqa: E402
+from trainables.optimizers import get_optimizer_spec  # noqa: E402
+from trainables.training import seed_everything, set_modes, set_threads, train_epoch  # noqa: E402
+
+LR, SEED, CLIP = 1e-3, 0, 10.0
+
+
+class TimedLoader:
+    """Wraps a loader; `steps` collects the seconds the consumer spent on each batch, from handing
+    it over until the next one is asked for (so collating the batch is not counted)."""
+
+    def __init__(self, loader):
+        self.loader, self.steps = loader, []
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            start = time.perf_counter()
+            yield batch
+            self.steps.append(time.perf_counter() - start)
+
+
+def run_ours(args) -> dict:
+    """`args.epochs` epochs of `train_epoch`; per-step seconds and the parameter count."""
+    config = FinetuneConfig(optimizer="adam", lr=LR, epochs=args.epochs, batch_size=args.batch_size,
+                            dtype=args.dtype, threads=1, seed=SEED, device="cpu", clip_grad_norm=CLIP,
+                            optimizer_kwargs={"amsgrad": True})
+    inputs = prepare_inputs(config)
+    set_threads(1)
+    seed_everything(SEED)
+    model, spec = inputs.initial_model(), get_optimizer_spec("adam")
+    optimizer = spec.build(model.parameters(), lr=LR, **config.optimizer_kwargs)
+    loader = TimedLoader(D.make_loader(inputs.graphs["train"], args.batch_size, shuffle=True, seed=SEED))
+    for _ in range(args.epochs):
+        set_modes(model, optimizer, spec, train=True)
+        train_epoch(model, loader, optimizer, loss_weights(config), torch.device("cpu"), CLIP)
+    return {"steps": loader.steps, "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def mace_command(args, workdir: Path, train_file: Path, e0s: dict[int, float]) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "mace_run_train"), "--name", "bench", "--work_dir", str(workdir),
+        "--train_file", str(train_file), "--valid_fraction", "0.1", "--seed", str(SEED),
+        "--foundation_model", str(workdir / "foundation_module.pt"), "--multiheads_finetuning", "False",
+        "--E0s", json.dumps(e0s).replace('"', ""), "--energy_key", "energy", "--forces_key", "forces",
+        "--loss", "weighted", "--energy_weight", "1", "--forces_weight", "100",
+        "--batch_size", str(args.batch_size), "--valid_batch_size", "16", "--max_num_epochs", str(args.epochs),
+        "--optimizer", "adam", "--lr", str(LR), "--clip_grad", str(CLIP),
+        "--default_dtype", args.dtype, "--device", "cpu",
+    ]
+
+
+def run_mace(args, workdir: Path) -> dict:
+    """mace_run_train in a subprocess; per-step seconds from its results log."""
+    sources = resolve_sources(FinetuneConfig())
+    torch.save(load_foundation(sources.foundation), workdir / "foundation_module.pt")
+    elements = D.elements_of([D.read_labelled(sources.train)])
+    e0s = {z: e for z, e in D.read_e0s(sources.e0s).items() if z in elements}
+    env = single_thread_env(TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")  # torch >= 2.6 would refuse the module
+    done = subprocess.run(mace_command(args, workdir, sources.train, e0s), cwd=workdir, env=env,
+                          capture_output=True, text=True)
+    (workdir / "mace_run_train.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"mace_run_train failed (exit {done.returncode}); see {workdir / 'mace_run_train.log'}")
+    rows = [json.loads(line) for path in workdir.glob("results/*_train.txt") for line in path.read_text().splitlines()]
+    trained = torch.load(workdir / "bench.model", map_location="cpu", weights_only=False)  # mace's own output
+    return {"steps": [row["time"] for row in rows if row.get("mode") == "opt"],
+            "parameters": sum(p.numel() for p in trained.parameters())}
+
+
+def format_table(rows: dict[str, dict]) -> str:
+    lines = [f"{'trainer':<12} {'params':>7} {'steps':>6} {'median (ms)':>12} {'mean (ms)':>10} {'total (s)':>10}"]
+    for name, row in rows.items():
+        steps = row["steps"]
+        lines.append(f"{name:<12} {row['parameters']:>7} {len(steps):>6} {1000 * statistics.median(steps):>12.2f} "
+                     f"{1000 * statistics.fmean(steps):>10.2f} {sum(steps):>10.2f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=5)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--workdir", type=Path, default=None, help="mace's folder (default: a temporary one)")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="optistudy-mace-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = {"mace": run_mace(args, workdir), "optistudy": run_ours(args)}
+    print(f"\n{args.epochs} epochs, batch size {args.batch_size}, {args.dtype}, 1 thread, CPU; mace log in {workdir}")
+    print(format_table(rows))
+    ours, theirs = rows["optistudy"]["steps"], rows["mace"]["steps"]
+    print(f"step time ours / mace's: median {statistics.median(ours) / statistics.median(theirs):.2f}, "
+          f"mean {statistics.fmean(ours) / statistics.fmean(theirs):.2f} (goal <= 0.9)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
