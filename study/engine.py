@@ -197,8 +197,17 @@ def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | N
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+        listen_on_loopback_only()
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  object_store_memory=256 * 1024**2, log_to_driver=False)
+
+
+def listen_on_loopback_only() -> None:
+    """Make a local Ray bind every server to 127.0.0.1. Ray replaces 127.0.0.1 by the machine's
+    routable address unless its multi-node mode is off; the switch is read from the environment by
+    the processes Ray starts, and at import time by this one (hence the constant)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def check_study_folder(folder: Path, resume: bool) -> None:

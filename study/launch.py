@@ -140,6 +140,7 @@ def summary(folder: Path, wall_time_s: float) -> str:
         ok = part[part["status"] == "ok"]
         if ok.empty:
             continue
+        ok = ok.sort_values(["optimizer", "lr"], key=_registry_then_descending, kind="stable")
         table = summary_table(ok, metric_cols=("force_rmse_mev_a",), by=by)
         wide = format_summary(table, "force_rmse_mev_a", by=by)
         lines += ["", f"force RMSE (meV/A), stage {stage}, mean (std) over seeds, best two marked:", render(wide)]
@@ -148,6 +149,15 @@ def summary(folder: Path, wall_time_s: float) -> str:
         lines += ["", "not ok: " + ", ".join(f"{r.optimizer} lr={r.lr:g} seed={r.seed}: {r.status}"
                                               for r in failed.itertuples())]
     return "\n".join(lines)
+
+
+def _registry_then_descending(column):
+    """Sort key: optimizers in registry order, learning rates from large to small."""
+    from trainables.optimizers import OPTIMIZERS
+
+    if column.name == "optimizer":
+        return column.map({name: i for i, name in enumerate(OPTIMIZERS)})
+    return -column
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,3 +68,18 @@ def test_cluster_yaml_validates_with_rays_schema():
     config["available_node_types"]["gpu_worker"]["min_workers"] = "none"
     with pytest.raises(Exception, match="is not of type 'integer'"):
         validate_config(prepare_config(config))
+
+
+def test_a_local_study_listens_on_loopback_only():
+    import subprocess
+
+    script = ("import subprocess, ray\nfrom study.engine import init_ray\ninit_ray(None, num_cpus=1)\n"
+              "print('node ip', ray.util.get_node_ip_address())\n"
+              "print('gcs port', ray.get_runtime_context().gcs_address.rsplit(':', 1)[1])\n"
+              "print(subprocess.run(['ss', '-ltn'], capture_output=True, text=True).stdout)\nray.shutdown()\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    lines = run.stdout.splitlines()
+    assert "node ip 127.0.0.1" in lines, run.stderr[-2000:]
+    port = next(line.split()[-1] for line in lines if line.startswith("gcs port"))
+    gcs = [line.split()[3] for line in lines if line.startswith("LISTEN") and line.split()[3].endswith(f":{port}")]
+    assert gcs and all("127.0.0.1" in address for address in gcs), gcs
