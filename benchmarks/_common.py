@@ -3,6 +3,8 @@ subprocess, and what a finished study left behind (its wall time, its trials' ow
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import os
 import subprocess
@@ -65,3 +67,13 @@ def launch(space: Path, storage: Path, name: str, flags: list[str]) -> StudyRun:
     scores = pd.read_parquet(storage / name / "results" / "scores.parquet")
     trial_s = scores.drop_duplicates("trial_id")["wall_time_s"].tolist()
     return StudyRun(process_s, float(manifest["wall_time_s"]), trial_s, done.returncode, log)
+
+
+def trial_parser(doc: str, default_trials: int) -> argparse.ArgumentParser:
+    """The arguments every engine benchmark shares: how many trials, how long, on which data size."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=default_trials,
+                        help="an even number: adam and adamw x trials/2 seeds")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--data-size", default="full")
+    return parser

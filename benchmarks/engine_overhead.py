@@ -16,7 +16,6 @@ plain <= 1.05. `--profile` adds a cProfile breakdown of data preparation and one
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import json
 import pstats
@@ -31,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warnings would bury the table
     warnings.simplefilter("ignore", category)
 
-from benchmarks._common import ROOT, STUDY_FIXED, launch, single_thread_env, trial_grid, write_space  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    ROOT, STUDY_FIXED, launch, single_thread_env, trial_grid, trial_parser, write_space,
+)
 
 
 def trial_configs(space_path: Path) -> list:
@@ -127,10 +128,7 @@ def format_table(plain_wall: float, plain: dict, ray_run) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=4, help="an even number: adam and adamw x trials/2 seeds")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--data-size", default="full")
+    parser = trial_parser(__doc__, default_trials=4)
     parser.add_argument("--profile", action="store_true", help="also profile preparation and one plain trial")
     parser.add_argument("--plain-loop", type=Path, metavar="SPACE", help="internal: run the plain loop on SPACE "
                         "in this process and print its timings as JSON")

@@ -13,7 +13,6 @@ fraction's against one GPU per trial.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import STUDY_FIXED, StudyRun, launch, trial_grid, write_space  # noqa: E402
+from benchmarks._common import STUDY_FIXED, StudyRun, launch, trial_grid, trial_parser, write_space  # noqa: E402
 
 FRACTIONS = (1.0, 0.5, 0.25)
 
@@ -38,10 +37,7 @@ def format_table(runs: dict[float, StudyRun], gpus: int, cpus: int) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=8, help="an even number: adam and adamw x trials/2 seeds")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--data-size", default="full")
+    parser = trial_parser(__doc__, default_trials=8)
     args = parser.parse_args()
     import torch
 

@@ -13,7 +13,6 @@ than K x (a few), the last wave's imbalance matters less. Goal: speedup >= 1.8 w
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import STUDY_FIXED, StudyRun, launch, trial_grid, write_space  # noqa: E402
+from benchmarks._common import STUDY_FIXED, StudyRun, launch, trial_grid, trial_parser, write_space  # noqa: E402
 
 
 def concurrency_levels(cpus: int) -> list[int]:
@@ -41,10 +40,7 @@ def format_table(runs: dict[int, StudyRun]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=4, help="an even number: adam and adamw x trials/2 seeds")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--data-size", default="full")
+    parser = trial_parser(__doc__, default_trials=4)
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
     folder = Path(tempfile.mkdtemp(prefix="optistudy-parallel-"))
