@@ -18,6 +18,7 @@ format, passed by path):
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,15 @@ def space_from_dict(name: str, data: dict[str, Any]) -> SearchSpace:
     return space
 
 
+def check_fixed_keys(space: SearchSpace) -> None:
+    """`fixed` names FinetuneConfig fields; their values are checked once merged with the run's own
+    settings (a space may fix `mode = "replay"` and leave `replay_samples` to the user's config)."""
+    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    unknown = sorted(set(space.fixed) - known)
+    if unknown:
+        raise ConfigError(f"space {space.name!r}: unknown config key(s) {unknown} in [fixed]; known keys: {sorted(known)}")
+
+
 def validate_space(space: SearchSpace) -> None:
     def check(ok: bool, message: str) -> None:
         if not ok:
@@ -127,7 +137,7 @@ def validate_space(space: SearchSpace) -> None:
         check(bool(space.lrs) and all(lr > 0 for lr in space.lrs), f"lrs must be positive, got {list(space.lrs)}")
     for low, high in space.lr_ranges.values():
         check(0 < low < high, f"each lr range needs 0 < low < high, got {low}, {high}")
-    FinetuneConfig.from_dict(space.fixed)
+    check_fixed_keys(space)
     if space.has_lbfgs:
         from trainables.lbfgs import LBFGSConfig
 

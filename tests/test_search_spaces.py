@@ -39,3 +39,10 @@ def test_bad_space_files(tmp_path, text, message):
 def test_unknown_space_lists_known_ones():
     with pytest.raises(ConfigError, match="unknown search space 'tables'; known: lbfgs_refinement"):
         get_space("tables")
+
+
+def test_fixed_values_are_checked_once_merged_not_alone(tmp_path):
+    """A space may fix mode = "replay" and leave replay_samples to the user's config."""
+    path = tmp_path / "replay.toml"
+    path.write_text("optimizers = ['adam']\nlrs = [1e-3]\n[fixed]\nmode = 'replay'\n")
+    assert get_space(str(path)).fixed == {"mode": "replay"}
