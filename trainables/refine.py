@@ -150,9 +150,9 @@ def format_step(record: Mapping[str, Any]) -> str:
 
 def _parser():
     import argparse
+    import dataclasses
 
     from trainables.cli import OneLineParser
-    import dataclasses
 
     parser = OneLineParser(prog="python -m trainables.refine", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
