@@ -78,6 +78,10 @@ class RowsCallback(tune.Callback):
         return trial_meta(self.ctx, trial.trial_id, self.stage, point, point.get("parent_trial_id"))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.ctx.store.has_final(trial.trial_id, self.stage):
+            # Finished just before a driver crash that Tune's saved state did not see: on resume the
+            # trial comes back from its last checkpoint and reports again. The rows written first stand.
+            return
         meta = self._meta(trial)
         if result.get("kind") in ("epoch", "step"):
             self.ctx.store.add("curves", [curve_row(meta, result)])

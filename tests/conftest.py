@@ -20,7 +20,7 @@ def cache_root(tmp_path_factory):
 def smoke_config(cache_root):
     from trainables.config import FinetuneConfig
 
-    return FinetuneConfig(data_size="smoke", epochs=2, batch_size=4, threads=1)
+    return FinetuneConfig(data_size="smoke", epochs=2, batch_size=4, threads=1, compile=False)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 
+from trainables.compiled import compiled_view, eager_copy
 from trainables.config import FinetuneConfig
 from trainables.data import make_loader
 from trainables.foundation import save_model
@@ -84,6 +85,9 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     inputs = inputs or prepare_inputs(config)
     device, spec = resolve_device(config.device), get_optimizer_spec(config.optimizer)
     model = inputs.initial_model().to(device)
+    if config.compile:
+        model = eager_copy(model)
+    step_model = compiled_view(model) if config.compile else model  # shares model's parameters
     replay_before = score_replay_before(model, inputs, config, device)
     loader = make_loader(inputs.graphs["train"], config.batch_size, shuffle=True, seed=config.seed)
     val_loader = make_loader(inputs.graphs["val"], config.eval_batch_size, shuffle=False)
@@ -103,7 +107,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
 
     while progress["epoch"] < config.epochs and progress["steps"] < total_steps:
         set_modes(model, optimizer, spec, train=True)
-        stats = train_epoch(model, loader, optimizer, weights, device, config.clip_grad_norm, scheduler,
+        stats = train_epoch(step_model, loader, optimizer, weights, device, config.clip_grad_norm, scheduler,
                             max_steps=total_steps - progress["steps"], compute_stress=inputs.has_stress)
         set_modes(model, optimizer, spec, train=False)
         val = evaluate(model, val_loader, device) if stats.finite else {}

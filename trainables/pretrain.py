@@ -22,6 +22,7 @@ from mace import modules
 from mace.modules.utils import compute_avg_num_neighbors, compute_mean_rms_energy_forces
 
 from trainables import data as D
+from trainables.compiled import compiled_view, eager_copy
 from trainables.foundation import save_model
 from trainables.loss import LossWeights
 from trainables.optimizers import build_optimizer
@@ -40,9 +41,10 @@ class PretrainSpec:
     lr: float = 1e-2
     seed: int = 0
     valid_fraction: float = 0.05
+    compile: bool = True  # pays off over minutes of training, not over the smoke size's seconds
 
 
-PRETRAIN = {"full": PretrainSpec(epochs=30), "smoke": PretrainSpec(epochs=4, batch_size=4)}
+PRETRAIN = {"full": PretrainSpec(epochs=30), "smoke": PretrainSpec(epochs=4, batch_size=4, compile=False)}
 
 
 def architecture(elements: list[int], e0s: dict[int, float], avg_num_neighbors: float,
@@ -77,13 +79,16 @@ def pretrain(corpus: Path, e0s_file: Path, spec: PretrainSpec, progress: Callabl
     train_graphs, valid_graphs = (D.build_graphs(s, elements, 5.0, torch.float32) for s in (train, valid))
     with D.default_dtype(torch.float32):
         model = _fresh_model(train_graphs, elements, e0s)
+    if spec.compile:
+        model = eager_copy(model)
+    step_model = compiled_view(model) if spec.compile else model  # shares model's parameters
     loader = D.make_loader(train_graphs, spec.batch_size, shuffle=True, seed=spec.seed)
     optimizer = build_optimizer("adam", model.parameters(), lr=spec.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=spec.epochs * len(loader))
     device, start = torch.device("cpu"), time.perf_counter()
     for epoch in range(1, spec.epochs + 1):
         model.train()
-        stats = train_epoch(model, loader, optimizer, LossWeights(), device, 10.0, scheduler)
+        stats = train_epoch(step_model, loader, optimizer, LossWeights(), device, 10.0, scheduler)
         model.eval()
         val = evaluate(model, D.make_loader(valid_graphs, 32, shuffle=False), device)
         progress(f"pretraining foundation: epoch {epoch}/{spec.epochs}  loss {stats.loss:.4g}  "

@@ -41,7 +41,9 @@ def resolve_device(name: str) -> torch.device:
 
 def forward(model: torch.nn.Module, batch, training: bool, compute_stress: bool = False) -> dict:
     """Energies and (autograd) forces; `training` keeps the graph for a second derivative."""
-    return model(batch.to_dict(), training=training, compute_force=True, compute_stress=compute_stress)
+    inputs = batch.to_dict()
+    inputs["positions"].requires_grad_(True)  # MACE does it too, but inside a compiled graph it must come first
+    return model(inputs, training=training, compute_force=True, compute_stress=compute_stress)
 
 
 def set_modes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, spec: OptimizerSpec | None,
