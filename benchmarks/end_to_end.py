@@ -5,7 +5,8 @@
 
 Prints a table of wall times and the cold/warm ratio; the goal for lr_ablation on 2 CPUs is at most
 15 minutes cold. Each run writes a fresh study under DIR/studies; the cold run uses an empty cache
-DIR/cache, the warm run the cache the cold run left.
+DIR/cache and an empty compiler cache DIR/torchinductor (torch.compile's kernels), the warm run the
+caches the cold run left.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_study(space: str, workdir: Path, name: str, extra: list[str]) -> tuple[float, int, str]:
-    env = {**os.environ, "OPTISTUDY_CACHE": str(workdir / "cache"), "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "OPTISTUDY_CACHE": str(workdir / "cache"), "PYTHONWARNINGS": "ignore",
+           "TORCHINDUCTOR_CACHE_DIR": str(workdir / "torchinductor")}
     command = [sys.executable, "-m", "study.launch", "--space", space, "--storage", str(workdir / "studies"),
                "--name", name, "--quiet", *extra]
     start = time.perf_counter()

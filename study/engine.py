@@ -32,6 +32,7 @@ class Resources:
     gpus_per_trial: float = 0
     max_concurrent: int = 0          # 0: as many as the resources allow
     max_failures: int = 2            # retries of a trial that raises, from its last checkpoint
+    checkpoint_every_s: float = 30.0  # seconds between a trial's checkpoints (0: every epoch)
 
 
 @dataclass
@@ -131,20 +132,26 @@ def optuna_search(space: SearchSpace):
                         mode="min", seed=0)
 
 
+# A reused actor skips a worker's start and imports and keeps its compiled training step
+# (trainables.compiled): the next trial of the same architecture starts training at once.
+REUSE_ACTORS = True
+
+
 def tune_config(space: SearchSpace, resources: Resources, epochs: int) -> tune.TuneConfig:
     if space.search == "grid":
-        return tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None)
+        return tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None, reuse_actors=REUSE_ACTORS)
     scheduler = None
     if space.asha:
         from ray.tune.schedulers import ASHAScheduler
 
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs + 1, grace_period=2)
     return tune.TuneConfig(search_alg=optuna_search(space), scheduler=scheduler, num_samples=space.num_samples,
-                           metric=METRIC, mode="min", max_concurrent_trials=resources.max_concurrent or None)
+                           metric=METRIC, mode="min", max_concurrent_trials=resources.max_concurrent or None,
+                           reuse_actors=REUSE_ACTORS)
 
 
-def _with_resources(fn, inputs_ref, resources: Resources):
-    return tune.with_resources(tune.with_parameters(fn, inputs=inputs_ref),
+def _with_resources(fn, resources: Resources, **parameters):
+    return tune.with_resources(tune.with_parameters(fn, **parameters),
                                {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
 
 
@@ -166,8 +173,9 @@ def _tuner(ctx: StudyContext, stage: str, trainable, param_space, tune_cfg, reso
                       run_config=_run_config(ctx, stage, resources, verbose))
 
 
-def run_first_order(ctx, space, base, inputs_ref, resources, resume, verbose=1) -> tune.ResultGrid:
-    trainable = _with_resources(first_order_trainable, inputs_ref, resources)
+def run_first_order(ctx, space, base, shared, resources, resume, verbose=1) -> tune.ResultGrid:
+    trainable = _with_resources(first_order_trainable, resources, shared=shared,
+                                checkpoint_every_s=resources.checkpoint_every_s)
     tuner = _tuner(ctx, "first_order", trainable, first_order_param_space(space, base),
                    tune_config(space, resources, int(space.fixed.get("epochs", base.epochs))), resources,
                    resume, verbose)
@@ -183,12 +191,12 @@ def lbfgs_param_space(grid: tune.ResultGrid, space: SearchSpace) -> dict[str, An
     return {"point": tune.grid_search(points)}
 
 
-def run_lbfgs(ctx, space, grid, inputs_ref, resources, resume, verbose=1) -> tune.ResultGrid | None:
+def run_lbfgs(ctx, space, grid, shared, resources, resume, verbose=1) -> tune.ResultGrid | None:
     param_space = lbfgs_param_space(grid, space)
     if param_space is None:
         return None
-    trainable = _with_resources(lbfgs_trainable, inputs_ref, resources)
-    tuner = _tuner(ctx, "lbfgs", trainable, param_space, tune.TuneConfig(), resources, resume, verbose)
+    trainable = _with_resources(lbfgs_trainable, resources, shared=shared)
+    tuner = _tuner(ctx, "lbfgs", trainable, param_space, tune.TuneConfig(reuse_actors=REUSE_ACTORS), resources, resume, verbose)
     return tuner.fit()
 
 

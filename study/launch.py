@@ -31,6 +31,7 @@ from trainables.cli import OneLineParser, add_config_arguments, config_values_fr
 from trainables.config import FinetuneConfig
 from trainables.errors import ConfigError
 from trainables.inputs import PreparedInputs, prepare_inputs
+from trainables.ray_trainables import SharedInputs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpus-per-trial", type=float, default=0, help="fractions share a GPU, e.g. 0.25")
     parser.add_argument("--max-concurrent", type=int, default=0, help="trials at once (0: as resources allow)")
     parser.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial")
+    parser.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                        help="checkpoint a running trial at the first epoch end this long after its last "
+                             "checkpoint (0: every epoch); a failed trial resumes from there")
     parser.add_argument("--num-cpus", type=int, help="local Ray only: CPUs to use (default: all)")
     parser.add_argument("--num-gpus", type=int, help="local Ray only: GPUs to declare (default: detected)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted study of this name")
@@ -115,12 +119,14 @@ def run(args: argparse.Namespace) -> int:
     ctx = context(name, folder, config, inputs)
     write_manifest(folder, study=name, space=asdict(space), config=config.to_dict(), versions=_versions(),
                    git_revision=_git_revision(), user=getpass.getuser(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent, args.max_failures)
+    resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent, args.max_failures,
+                          args.checkpoint_every)
     init_ray(args.address, args.num_cpus, args.num_gpus)
     start, verbose = time.perf_counter(), 0 if args.quiet else 1
-    grid = run_first_order(ctx, space, config, inputs, resources, args.resume, verbose)
+    shared = SharedInputs(inputs)
+    grid = run_first_order(ctx, space, config, shared, resources, args.resume, verbose)
     if space.has_lbfgs:
-        run_lbfgs(ctx, space, grid, inputs, resources, args.resume, verbose)
+        run_lbfgs(ctx, space, grid, shared, resources, args.resume, verbose)
     wall = time.perf_counter() - start
     write_manifest(folder, finished=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1))
     print(summary(folder, wall))

@@ -8,7 +8,9 @@ e3nn's TorchScript code generation off, the symmetric contractions traced with `
 
 Two modules share one set of parameters: the eager model (owner of the weights: the optimizer,
 evaluation and saving use it) and the compiled view used for the training step. Compilation runs
-on the first step (a few seconds; inductor's on-disk cache makes later trials on a node faster).
+on the first step (a few seconds; inductor's on-disk cache makes later processes on a node faster).
+`training_modules` keeps the last pair of a process and loads the next run's weights into it, so
+runs one after another in a process (a reused Ray actor, a plain loop, tests) compile once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,31 @@ from mace.tools import compile as mace_compile
 from mace.tools.scripts_utils import extract_config_mace_model
 
 from trainables.foundation import restore_trainable
+
+_LAST: dict[tuple, tuple[torch.nn.Module, torch.nn.Module]] = {}  # architecture -> (eager, compiled view)
+
+
+def training_modules(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(eager, compiled): an eager model holding `model`'s weights and trainable set, and a compiled
+    view sharing its parameters. The pair is this process's last one when the architecture, dtype
+    and device match (its weights overwritten in place), else a new one. Train the eager model's
+    parameters through the view; copy the result out before the next call reuses the pair."""
+    key = _architecture_key(model)
+    if key not in _LAST:
+        _LAST.clear()
+        eager = eager_copy(model)
+        _LAST[key] = (eager, compiled_view(eager))
+    eager, view = _LAST[key]
+    eager.load_state_dict(model.state_dict())
+    for parameter in eager.parameters():
+        parameter.grad = None
+    return eager, view
+
+
+def _architecture_key(model: torch.nn.Module) -> tuple:
+    parameter = next(model.parameters())
+    trainable = tuple(name for name, p in model.named_parameters() if p.requires_grad)
+    return type(model), repr(extract_config_mace_model(model)), trainable, parameter.dtype, str(parameter.device)
 
 
 def eager_copy(model: torch.nn.Module) -> torch.nn.Module:

@@ -30,9 +30,12 @@ thread, restoring the previous value afterwards.
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.metadata
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -170,18 +173,46 @@ def pretrain_corpus(
     """MD snapshots of every corpus molecule at every pre-training temperature, and notes on skipped runs.
 
     A trajectory whose xTB SCF fails is dropped whole (its molecule keeps its other temperatures).
+    Trajectories run in parallel, one process per core: each has its own random stream, so the
+    corpus is the same whatever the number of processes.
     """
     names = plan.molecules if plan.molecules is not None else pretrain_molecule_names()
+    jobs = [(name, temperature_K) for name in names for temperature_K in plan.pretrain_temperatures_K]
     configs, notes = [], []
-    for index, name in enumerate(names, start=1):
-        progress(f"pretrain MD {index}/{len(names)} molecules ({name})")
-        for temperature_K in plan.pretrain_temperatures_K:
-            try:
-                configs += _molecule_md(name, temperature_K, plan, seed)
-            except CalculationFailed as error:
-                notes.append(f"skipped {name} at {temperature_K:.0f} K: xTB failed ({error})")
-                progress(notes[-1])
+    for index, ((name, temperature_K), (snapshots, error)) in enumerate(
+            zip(jobs, _map_in_processes(functools.partial(_corpus_job, plan=plan, seed=seed), jobs)), start=1):
+        progress(f"pretrain MD {index}/{len(jobs)} trajectories ({name}, {temperature_K:.0f} K)")
+        configs += snapshots
+        if error is not None:
+            notes.append(f"skipped {name} at {temperature_K:.0f} K: xTB failed ({error})")
+            progress(notes[-1])
     return configs, notes
+
+
+def _corpus_job(job: tuple[str, float], plan: BiphenylPlan, seed: int) -> tuple[list[Atoms], str | None]:
+    """One corpus trajectory; (snapshots, None), or ([], the reason) when xTB fails."""
+    name, temperature_K = job
+    with single_threaded_openmp():
+        try:
+            return _molecule_md(name, temperature_K, plan, seed), None
+        except CalculationFailed as error:
+            return [], str(error)
+
+
+def _map_in_processes(function: Callable, jobs: list) -> Iterator:
+    """`map(function, jobs)` in order, over one process per available core (in this process when one)."""
+    workers = min(len(os.sched_getaffinity(0)), len(jobs))
+    if workers <= 1:
+        yield from map(function, jobs)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork: torch and OpenMP may be loaded here
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_openmp_thread) as pool:
+        yield from pool.map(function, jobs)
+
+
+def _one_openmp_thread() -> None:
+    """A worker's first act, before torch (and with it libgomp) is imported."""
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _molecule_md(name: str, temperature_K: float, plan: BiphenylPlan, seed: int) -> list[Atoms]:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from trainables.compiled import compiled_view, eager_copy
+from trainables.compiled import training_modules
 from trainables.config import FinetuneConfig
 from trainables.data import make_loader
 from trainables.foundation import save_model
@@ -84,10 +84,8 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     seed_everything(config.seed)
     inputs = inputs or prepare_inputs(config)
     device, spec = resolve_device(config.device), get_optimizer_spec(config.optimizer)
-    model = inputs.initial_model().to(device)
-    if config.compile:
-        model = eager_copy(model)
-    step_model = compiled_view(model) if config.compile else model  # shares model's parameters
+    initial = inputs.initial_model().to(device)
+    model, step_model = training_modules(initial) if config.compile else (initial, initial)  # shared parameters
     replay_before = score_replay_before(model, inputs, config, device)
     loader = make_loader(inputs.graphs["train"], config.batch_size, shuffle=True, seed=config.seed)
     val_loader = make_loader(inputs.graphs["val"], config.eval_batch_size, shuffle=False)
@@ -124,8 +122,9 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
             on_epoch(record, write_checkpoint)
     set_modes(model, optimizer, spec, train=False)
     scores = {**score_all(model, inputs, config, device), **replay_before} if status == "ok" else {}
+    initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
-                          wall_time_s=elapsed_before + time.perf_counter() - start, model=model)
+                          wall_time_s=elapsed_before + time.perf_counter() - start, model=initial)
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
+import ray
 from ray import tune
 
 from trainables.config import FinetuneConfig
@@ -25,6 +27,26 @@ from trainables.finetune import run_finetune
 from trainables.foundation import save_model
 from trainables.inputs import PreparedInputs
 from trainables.refine import refine_checkpoint
+
+
+class SharedInputs:
+    """A study's PreparedInputs in Ray's object store, fetched once per worker process.
+
+    Tune's `with_parameters` would unpickle the whole object for every trial (about a second for the
+    embedded default's graphs); a reused actor runs many trials and keeps this process's copy.
+    Runs only read it (loaders collate new tensors), so trials can share it."""
+
+    _fetched: dict[str, PreparedInputs] = {}
+
+    def __init__(self, inputs: PreparedInputs):
+        self.ref = ray.put(inputs)
+
+    def get(self) -> PreparedInputs:
+        key = self.ref.hex()
+        if key not in SharedInputs._fetched:
+            SharedInputs._fetched.clear()  # one study's inputs per process
+            SharedInputs._fetched[key] = ray.get(self.ref)
+        return SharedInputs._fetched[key]
 
 
 def trial_values(config: dict[str, Any]) -> dict[str, Any]:
@@ -67,11 +89,28 @@ def _final_metrics(result, **extra) -> dict[str, Any]:
             "steps": result.steps, "wall_time_s": result.wall_time_s, **extra}
 
 
-def first_order_trainable(config: dict[str, Any], inputs: PreparedInputs) -> None:
+def epoch_reporter(checkpoint_every_s: float) -> Callable[[dict[str, Any], Callable[[Path], None]], None]:
+    """Reports every epoch's curve point; adds the model and training state (a checkpoint) once
+    `checkpoint_every_s` seconds have passed since the last one (0: every epoch). A checkpoint costs
+    a fraction of a second, a lost one at most that many seconds of training."""
+    last = time.monotonic()
+
+    def report(record: dict[str, Any], write: Callable[[Path], None]) -> None:
+        nonlocal last
+        if time.monotonic() - last < checkpoint_every_s:
+            tune.report({"kind": "epoch", **record})
+            return
+        _report_with_model({"kind": "epoch", **record}, write)
+        last = time.monotonic()
+
+    return report
+
+
+def first_order_trainable(config: dict[str, Any], shared: SharedInputs, checkpoint_every_s: float = 0.0) -> None:
     """Fine-tune one (optimizer, lr, seed); resumes from Ray's last checkpoint after a failure."""
-    run = trial_config(config)
+    run, inputs = trial_config(config), shared.get()
     checkpoint = tune.get_checkpoint()
-    epoch_report = lambda record, write: _report_with_model({"kind": "epoch", **record}, write)  # noqa: E731
+    epoch_report = epoch_reporter(checkpoint_every_s)
     if checkpoint is None:
         result = run_finetune(run, inputs, on_epoch=epoch_report)
     else:
@@ -83,14 +122,14 @@ def first_order_trainable(config: dict[str, Any], inputs: PreparedInputs) -> Non
         tune.report(_final_metrics(result))
 
 
-def lbfgs_trainable(config: dict[str, Any], inputs: PreparedInputs) -> None:
+def lbfgs_trainable(config: dict[str, Any], shared: SharedInputs) -> None:
     """Refine a first-order trial's final model with the L-BFGS stage (Algorithm 1).
 
     The stage's grid holds whole trial points under `config["point"]`."""
     config = config.get("point", config)
     run = trial_config(config)
     with tune.Checkpoint(config["parent_checkpoint"]).as_directory() as folder:
-        result = refine_checkpoint(run, Path(folder), inputs, config["lbfgs"])
+        result = refine_checkpoint(run, Path(folder), shared.get(), config["lbfgs"])
     for record in result.records[:-1]:
         tune.report({"kind": "step", **record})
     last = {"kind": "step", **result.records[-1]}

@@ -56,7 +56,8 @@ def _assert_complete(folder: Path, trials: int, test_sets: int = 5) -> None:
 def test_driver_killed_then_resumed(cache_root, smoke_inputs, tmp_path, launch, launch_args):
     space = _space(tmp_path, SLOW_SPACE)
     storage = tmp_path / "studies"
-    command = launch_args(storage, "--name", "drill", "--max-concurrent", "1", space=str(space))
+    command = launch_args(storage, "--name", "drill", "--max-concurrent", "1", "--checkpoint-every", "0",
+                          space=str(space))
     driver = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     folder = storage / "drill"
@@ -84,7 +85,7 @@ def test_node_removed_mid_study_loses_no_trial(cache_root, smoke_inputs, tmp_pat
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         storage = tmp_path / "studies"
-        command = launch_args(storage, "--name", "elastic", "--address", cluster.address,
+        command = launch_args(storage, "--name", "elastic", "--address", cluster.address, "--checkpoint-every", "0",
                               space=str(_space(tmp_path, SLOW_SPACE)), local=False)
         driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_for_curves(storage / "elastic", rows=2)
