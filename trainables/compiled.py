@@ -19,6 +19,9 @@ import torch
 from mace.tools import compile as mace_compile
 from mace.tools.scripts_utils import extract_config_mace_model
 
+from torch._dynamo.exc import TorchDynamoException
+
+from trainables.errors import ConfigError
 from trainables.foundation import restore_trainable
 
 _LAST: dict[tuple, tuple[torch.nn.Module, torch.nn.Module]] = {}  # architecture -> (eager, compiled view)
@@ -70,7 +73,24 @@ def compiled_view(model: torch.nn.Module) -> torch.nn.Module:
     # only fail its guards and pile up recompilations: one compiled model per process at a time.
     torch._dynamo.reset()
     view = mace_compile.simplify(_shallow_tree_copy(model))
-    return torch.compile(view, fullgraph=True, dynamic=True)
+    return _ExplainedFailures(torch.compile(view, fullgraph=True, dynamic=True))
+
+
+class _ExplainedFailures(torch.nn.Module):
+    """The compiled module, whose compilation failures become one actionable ConfigError (a model
+    that Dynamo cannot trace, a missing C++ compiler): the run stops with the remedy named."""
+
+    def __init__(self, compiled: torch.nn.Module):
+        super().__init__()
+        self.compiled = compiled
+
+    def forward(self, *args, **kwargs):
+        try:
+            return self.compiled(*args, **kwargs)
+        except TorchDynamoException as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ConfigError(f"torch.compile failed on this model ({reason}); run it eagerly with "
+                              f"--compile false (compile = false in a config or space file)") from error
 
 
 def _shallow_tree_copy(module: torch.nn.Module) -> torch.nn.Module:

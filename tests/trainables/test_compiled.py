@@ -61,3 +61,12 @@ def test_compiled_stress_and_its_gradient_match_eager(smoke_config, cache_root):
     for key in ("energy", "forces", "stress"):
         torch.testing.assert_close(outputs[1][key], outputs[0][key], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-3, atol=1e-5)
+
+
+def test_a_model_dynamo_cannot_trace_stops_with_the_remedy(smoke_inputs):
+    """The scripted model (e3nn's TorchScript kernels), not its eager copy: one line naming --compile false."""
+    from trainables.errors import ConfigError
+
+    view = compiled_view(smoke_inputs.initial_model())
+    with pytest.raises(ConfigError, match=r"^torch.compile failed on this model \(.+\); run it eagerly with --compile false"):
+        forward(view, _first_batch(smoke_inputs), training=True)
