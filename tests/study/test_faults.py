@@ -41,6 +41,7 @@ seeds = [0, 1]
 data_size = "smoke"
 epochs = 6
 batch_size = 4
+compile = false  # the drills are about faults; a cold compile would only slow them
 """
 
 
@@ -108,6 +109,7 @@ seeds = [0]
 data_size = "smoke"
 epochs = 2
 batch_size = 4
+compile = false
 optimizer_kwargs = {momentum = 0.9}
 """)
     done = launch(tmp_path / "studies", "--name", "faults", "--max-failures", "1", space=str(space))

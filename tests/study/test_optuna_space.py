@@ -17,6 +17,7 @@ sgd = [1e-2, 5e-2]
 data_size = "smoke"
 epochs = 3
 batch_size = 4
+compile = false
 """)
     done = launch(tmp_path / "studies", "--name", "search", space=str(space))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -121,7 +121,7 @@ def test_cli_refines_a_finetune_output_folder(cache_root, tmp_path):
     """`python -m trainables.refine --from DIR` on what `python -m trainables.finetune --out DIR` wrote
     (that CLI's main, run in-process to save an interpreter start)."""
     source, out = tmp_path / "adam", tmp_path / "refined"
-    assert finetune_main(["--data-size", "smoke", "--epochs", "1", "--out", str(source)]) == 0
+    assert finetune_main(["--data-size", "smoke", "--epochs", "1", "--compile", "false", "--out", str(source)]) == 0
     proc = subprocess.run(
         [sys.executable, "-m", "trainables.refine", "--from", str(source), "--max-steps", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -138,7 +138,7 @@ def test_cli_refines_a_finetune_output_folder(cache_root, tmp_path):
 def replay_folder(cache_root, tmp_path_factory):
     """A replay-mode run's output folder: model.pt the task head, model_multihead.pt both heads."""
     folder = tmp_path_factory.mktemp("replay")
-    args = ["--data-size", "smoke", "--epochs", "1", "--mode", "replay", "--replay-samples", "4"]
+    args = ["--data-size", "smoke", "--epochs", "1", "--compile", "false", "--mode", "replay", "--replay-samples", "4"]
     assert finetune_main([*args, "--out", str(folder)]) == 0
     return folder
 
