@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,30 @@ def trial_error_message(trial) -> str:
 
 
 class RowsCallback(tune.Callback):
-    """Turns each trial's reports into curve rows and its final report (or error) into score rows."""
+    """Turns each trial's reports into curve rows and its final report (or error) into score rows.
+
+    Score rows are written at once; curve rows at most every `curve_flush_s` seconds, and always
+    before a trial's checkpoint or scores are recorded, so that every epoch a resumed study will not
+    rerun already has its row on disk."""
+
+    curve_flush_s = 10.0
 
     def __init__(self, ctx: StudyContext, stage: str):
         self.ctx, self.stage = ctx, stage
+        self._curves_written = time.monotonic()
+
+    def _add_curve(self, row: dict[str, Any]) -> None:
+        self.ctx.store.add("curves", [row], flush=False)
+        if time.monotonic() - self._curves_written >= self.curve_flush_s:
+            self._flush_curves()
+
+    def _flush_curves(self) -> None:
+        self.ctx.store.flush("curves")
+        self._curves_written = time.monotonic()
+
+    def _add_scores(self, rows: list[dict[str, Any]]) -> None:
+        self._flush_curves()
+        self.ctx.store.add("scores", rows)
 
     def _meta(self, trial) -> dict[str, Any]:
         point = trial.config.get("point", trial.config)
@@ -85,22 +106,28 @@ class RowsCallback(tune.Callback):
             return
         meta = self._meta(trial)
         if result.get("kind") in ("epoch", "step"):
-            self.ctx.store.add("curves", [curve_row(meta, result)])
+            self._add_curve(curve_row(meta, result))
         elif result.get("kind") == "final":
             scores = json.loads(result["scores_json"])
-            self.ctx.store.add("scores", score_rows(meta, scores, self.ctx.test_sets, result["status"],
-                                                   result["wall_time_s"], int(result["steps"])))
+            self._add_scores(score_rows(meta, scores, self.ctx.test_sets, result["status"],
+                                        result["wall_time_s"], int(result["steps"])))
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        self._flush_curves()
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.ctx.store.add("scores", score_rows(self._meta(trial), {}, self.ctx.test_sets, "error", 0.0, 0,
-                                                error=trial_error_message(trial)))
+        self._add_scores(score_rows(self._meta(trial), {}, self.ctx.test_sets, "error", 0.0, 0,
+                                    error=trial_error_message(trial)))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
         if result.get("kind") != "final" and not self.ctx.store.has_final(trial.trial_id, self.stage):
             steps = int(result.get("steps", 0) or 0)
-            self.ctx.store.add("scores", score_rows(self._meta(trial), {}, self.ctx.test_sets, "early_stopped",
-                                                    float(result.get("wall_time_s", 0.0) or 0.0), steps))
+            self._add_scores(score_rows(self._meta(trial), {}, self.ctx.test_sets, "early_stopped",
+                                        float(result.get("wall_time_s", 0.0) or 0.0), steps))
+
+    def on_experiment_end(self, trials, **info):
+        self._flush_curves()
 
 
 def first_order_param_space(space: SearchSpace, base: FinetuneConfig) -> dict[str, Any]:

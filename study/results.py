@@ -2,7 +2,9 @@
 
 Rows are flat dicts `{**trial_meta, **metrics}`. Each table is rewritten whole (temporary file then
 rename, so a reader never sees half a file and an interrupted write leaves the previous one), and
-deduplicated on its key, so a resumed study never repeats a row.
+deduplicated on its key, so a resumed study never repeats a row. A writer may hold rows back
+(`add(..., flush=False)`) and write them with the next `flush`: rewriting the curves table at every
+epoch of every trial would cost the driver time quadratic in the study's size.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class ResultsStore:
         self.folder = Path(folder)
         self._lock = threading.Lock()
         self._rows = {name: {self._key(name, r): r for r in read_rows(self.path(name))} for name in TABLE_KEYS}
+        self._unwritten: set[str] = set()
+        self._finished = {(r["trial_id"], r["stage"]) for r in self._rows["scores"].values()}
 
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles the callbacks holding this store with its experiment state and restores them
@@ -64,13 +68,28 @@ class ResultsStore:
     def _key(table: str, row: dict[str, Any]) -> tuple:
         return tuple(row.get(k) for k in TABLE_KEYS[table])
 
-    def add(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
-        """Insert or replace rows by key, then rewrite the table."""
+    def add(self, table: str, rows: Iterable[dict[str, Any]], flush: bool = True) -> None:
+        """Insert or replace rows by key, then rewrite the table (with `flush=False`: at the next flush)."""
         with self._lock:
             for row in rows:
                 clean = {k: _clean(v) for k, v in row.items()}
                 self._rows[table][self._key(table, clean)] = clean
-            write_table_atomically(self._ordered(table), self.path(table))
+                if table == "scores":
+                    self._finished.add((clean["trial_id"], clean["stage"]))
+            self._unwritten.add(table)
+            if flush:
+                self._write(table)
+
+    def flush(self, *tables: str) -> None:
+        """Rewrite the given tables (default: all) if they hold rows not yet on disk."""
+        with self._lock:
+            for table in tables or tuple(TABLE_KEYS):
+                if table in self._unwritten:
+                    self._write(table)
+
+    def _write(self, table: str) -> None:
+        write_table_atomically(self._ordered(table), self.path(table))
+        self._unwritten.discard(table)
 
     def _ordered(self, table: str) -> list[dict[str, Any]]:
         rows = list(self._rows[table].values())
@@ -83,7 +102,7 @@ class ResultsStore:
         return list(self._rows[table].values())
 
     def has_final(self, trial_id: str, stage: str) -> bool:
-        return any(r["trial_id"] == trial_id and r["stage"] == stage for r in self._rows["scores"].values())
+        return (trial_id, stage) in self._finished
 
 
 def score_rows(meta: dict[str, Any], scores: dict[str, dict[str, float]], test_sets: list[str], status: str,

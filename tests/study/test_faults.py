@@ -45,13 +45,15 @@ compile = false  # the drills are about faults; a cold compile would only slow t
 """
 
 
-def _assert_complete(folder: Path, trials: int, test_sets: int = 5) -> None:
+def _assert_complete(folder: Path, trials: int, test_sets: int = 5, epochs: int = 6) -> None:
     scores = _table(folder, "scores")
     assert scores.trial_id.nunique() == trials
     assert len(scores) == trials * test_sets
     assert not scores.duplicated(["trial_id", "stage", "test_set"]).any()
     curves = _table(folder, "curves")
     assert not curves.duplicated(["trial_id", "stage", "step"]).any()
+    for trial_id in scores[scores.status == "ok"].trial_id.unique():  # every epoch's curve point, once
+        assert sorted(curves[curves.trial_id == trial_id].step) == list(range(1, epochs + 1)), trial_id
 
 
 def test_driver_killed_then_resumed(cache_root, smoke_inputs, tmp_path, launch, launch_args):
