@@ -191,6 +191,46 @@ def build_graphs(items: Sequence[Labelled], z_table: Sequence[int], r_max: float
         ]
 
 
+class PackedGraphs:
+    """A list of graphs as one flat tensor per attribute, for pickling.
+
+    A data set's graphs are thousands of small tensors, which pickle (Ray's object store, a
+    trial's inputs) at tens of microseconds each: seconds each way for the embedded default.
+    Packed, they pickle in milliseconds; `unpack` returns equal graphs whose tensors are views of
+    disjoint slices of the flat ones (in-place writes stay within their graph)."""
+
+    def __init__(self, graphs: Sequence[AtomicData]):
+        self.cls = type(graphs[0]) if graphs else AtomicData
+        self.rest = [dict(graph.__dict__) for graph in graphs]  # what is not packed stays per graph
+        self.shapes: dict[str, list[torch.Size]] = {}
+        self.flat: dict[str, torch.Tensor] = {}
+        for key in _packable_keys(self.rest):
+            tensors = [state.pop(key) for state in self.rest]
+            self.shapes[key] = [t.shape for t in tensors]
+            self.flat[key] = torch.cat([t.detach().reshape(-1) for t in tensors])
+
+    def unpack(self) -> list[AtomicData]:
+        columns = {key: [part.reshape(shape) for part, shape in
+                         zip(torch.split(flat, [shape.numel() for shape in self.shapes[key]]), self.shapes[key])]
+                   for key, flat in self.flat.items()}
+        graphs = []
+        for i, rest in enumerate(self.rest):
+            graph = object.__new__(self.cls)
+            graph.__dict__.update(rest)
+            graph.__dict__.update({key: column[i] for key, column in columns.items()})
+            graphs.append(graph)
+        return graphs
+
+
+def _packable_keys(states: list[dict]) -> list[str]:
+    """Attributes that are a tensor of one dtype in every graph."""
+    if not states:
+        return []
+    keys = [k for k, v in states[0].items() if isinstance(v, torch.Tensor)]
+    return [k for k in keys if all(isinstance(s.get(k), torch.Tensor) and s[k].dtype == states[0][k].dtype
+                                   for s in states)]
+
+
 def make_loader(graphs: Sequence[AtomicData], batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
     """Mini-batches; a shuffled loader draws its order from its own seeded generator."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None

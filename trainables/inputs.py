@@ -88,6 +88,13 @@ class PreparedInputs:
             self._template = multihead_finetune_model(foundation, self.elements, head_e0s, getattr(torch, self.dtype))
         return copy.deepcopy(self._template)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Graphs packed (trainables.data.PackedGraphs): Ray ships these inputs to every worker."""
+        return {**self.__dict__, "graphs": {name: D.PackedGraphs(graphs) for name, graphs in self.graphs.items()}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({**state, "graphs": {name: packed.unpack() for name, packed in state["graphs"].items()}})
+
 
 
 def resolve_sources(config: FinetuneConfig) -> Sources:

@@ -10,6 +10,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from trainables.config import FinetuneConfig
+from trainables import data as D
 from trainables.data import LabelKeys, read_labelled
 from trainables.errors import ConfigError, DataError, FoundationError
 from trainables.inputs import prepare_inputs
@@ -107,3 +108,27 @@ def test_cli_reports_one_line_and_exit_code_2(smoke_files, tmp_path):
                           "--foundation", smoke_files.foundation], capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1] == f"error: data file not found: {tmp_path / 'none.xyz'}"
+
+
+def test_inputs_pickle_with_packed_graphs_and_come_back_equal(smoke_inputs):
+    """What Ray ships to a worker: the same graphs (every attribute, dtype and value) and model."""
+    import pickle
+
+    import torch
+
+    back = pickle.loads(pickle.dumps(smoke_inputs))
+    assert back.graphs.keys() == smoke_inputs.graphs.keys()
+    for name, graphs in smoke_inputs.graphs.items():
+        assert len(back.graphs[name]) == len(graphs)
+        for original, copy in zip(graphs, back.graphs[name]):
+            assert type(copy) is type(original) and copy.keys == original.keys
+            for key in original.keys:
+                a, b = original[key], copy[key]
+                if isinstance(a, torch.Tensor):
+                    assert a.dtype == b.dtype and torch.equal(a, b), (name, key)
+                else:
+                    assert a == b, (name, key)
+    assert all(torch.equal(a, b) for a, b in zip(smoke_inputs.initial_model().state_dict().values(),
+                                                  back.initial_model().state_dict().values()))
+    batch = next(iter(D.make_loader(back.graphs["train"], 4, shuffle=False)))  # they still collate
+    assert batch.num_graphs == 4
