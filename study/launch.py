@@ -18,6 +18,7 @@ import os
 import platform
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from study.results import ResultsStore
 from trainables.cli import OneLineParser, add_config_arguments, config_values_from_args, run_cli
 from trainables.config import FinetuneConfig
 from trainables.errors import ConfigError
-from trainables.inputs import PreparedInputs, prepare_inputs
+from trainables.inputs import CheckedData, PreparedInputs, build_inputs, check_data
 from trainables.ray_trainables import SharedInputs
 
 
@@ -107,6 +108,15 @@ def context(name: str, folder: Path, config: FinetuneConfig, inputs: PreparedInp
                         test_sets=inputs.score_names, store=ResultsStore(folder / "results"))
 
 
+def build_inputs_while_ray_starts(checked: CheckedData, args: argparse.Namespace) -> PreparedInputs:
+    """Build the graphs and select the replay set in a thread while the main thread starts or joins
+    Ray (a local start takes seconds). Input errors were all raised by `check_data`, before Ray."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-inputs") as pool:
+        building = pool.submit(build_inputs, checked)
+        init_ray(args.address, args.num_cpus, args.num_gpus)
+        return building.result()
+
+
 def run(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     config = study_config(args, space)
@@ -114,14 +124,13 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.storage)
     folder = args.storage / name
     check_study_folder(folder, args.resume)
-    inputs = prepare_inputs(config)
+    inputs = build_inputs_while_ray_starts(check_data(config), args)
     folder.mkdir(parents=True, exist_ok=True)
     ctx = context(name, folder, config, inputs)
     write_manifest(folder, study=name, space=asdict(space), config=config.to_dict(), versions=_versions(),
                    git_revision=_git_revision(), user=getpass.getuser(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))
     resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent, args.max_failures,
                           args.checkpoint_every)
-    init_ray(args.address, args.num_cpus, args.num_gpus)
     start, verbose = time.perf_counter(), 0 if args.quiet else 1
     shared = SharedInputs(inputs)
     grid = run_first_order(ctx, space, config, shared, resources, args.resume, verbose)

@@ -144,23 +144,29 @@ def read_sets(sources: Sources, config: FinetuneConfig, keys: D.LabelKeys) -> di
     return sets
 
 
-def read_replay_set(config: FinetuneConfig, sources: Sources, foundation: torch.nn.Module) -> list[D.Labelled]:
+def read_replay_items(sources: Sources) -> list[D.Labelled]:
+    """The pre-training configurations to select the replay set from; [] when the run has none."""
+    return [] if sources.replay is None else read_replay_data(sources.replay, sources.has_stress)
+
+
+def replay_set(config: FinetuneConfig, items: list[D.Labelled], foundation: torch.nn.Module) -> list[D.Labelled]:
     """The selected, head-tagged replay configurations; [] when the run has no replay set."""
-    if sources.replay is None:
+    if not items:
         return []
-    items = read_replay_data(sources.replay, sources.has_stress)
     selected = select_replay(items, config.replay_samples, config.replay_selection, config.split_seed, foundation)
     return label_replay(selected, config.mode, config.replay_weight)
 
 
-def task_e0s(sources: Sources, keys: D.LabelKeys, foundation: torch.nn.Module, target_elements: list[int],
-             elements: list[int]) -> dict[int, float]:
-    """The task head's E0s: the run's for every target element (required), the foundation's for
-    elements that only the replay set has."""
-    e0s = resolve_e0s(sources, keys, foundation)
+def check_target_e0s(sources: Sources, e0s: dict[int, float], target_elements: list[int]) -> None:
+    """Every element of the target data needs the run's own isolated-atom energy."""
     missing = sorted(set(target_elements) - set(e0s))
     if missing:
         raise DataError(f"no isolated-atom energy for atomic number(s) {missing} in {sources.e0s or sources.train}")
+
+
+def task_e0s(e0s: dict[int, float], foundation: torch.nn.Module, elements: list[int]) -> dict[int, float]:
+    """The task head's E0s: the run's for every element it has, the foundation's for elements that
+    only the replay set has."""
     fallback = foundation_e0s(foundation)
     return {z: e0s[z] if z in e0s else fallback[z] for z in elements}
 
@@ -177,26 +183,55 @@ def build_all_graphs(config: FinetuneConfig, sets: dict[str, list[D.Labelled]], 
     return graphs
 
 
-def prepare_inputs(config: FinetuneConfig) -> PreparedInputs:
-    """Read, check and graph every data set once; load the foundation once."""
+@dataclass
+class CheckedData:
+    """Every file of a run read and checked, nothing built yet: what `check_data` returns once no
+    input error is left to find, and `build_inputs` turns into PreparedInputs."""
+
+    config: FinetuneConfig
+    sources: Sources
+    foundation: torch.nn.Module
+    sets: dict[str, list[D.Labelled]]
+    replay_items: list[D.Labelled]
+    e0s: dict[int, float]
+
+
+def check_data(config: FinetuneConfig) -> CheckedData:
+    """Read and check every file (data, labels, elements, E0s, the foundation): fast, and the step
+    that raises for bad input. The embedded default is built here on first use."""
     sources = resolve_sources(config)
     keys = D.LabelKeys(config.energy_key, config.forces_key, config.stress_key)
     foundation = load_foundation(sources.foundation)
     sets = read_sets(sources, config, keys)
     target_elements = D.elements_of(list(sets.values()))
     check_elements(foundation, target_elements)
-    replay = read_replay_set(config, sources, foundation)
-    elements = D.elements_of([*sets.values(), replay])
+    replay_items = read_replay_items(sources)
+    e0s = resolve_e0s(sources, keys, foundation)
+    check_target_e0s(sources, e0s, target_elements)
+    return CheckedData(config, sources, foundation, sets, replay_items, e0s)
+
+
+def build_inputs(checked: CheckedData) -> PreparedInputs:
+    """Select the replay set, build every neighbour graph and the initial model: the slow step
+    (seconds), which study.launch overlaps with starting Ray."""
+    config, foundation = checked.config, checked.foundation
+    replay = replay_set(config, checked.replay_items, foundation)
+    elements = D.elements_of([*checked.sets.values(), replay])
     check_elements(foundation, elements)
-    e0s = task_e0s(sources, keys, foundation, target_elements, elements)
     dtype = getattr(torch, config.dtype)
     inputs = PreparedInputs(
-        elements=elements, e0s=e0s, dtype=config.dtype, has_stress=sources.has_stress,
-        graphs=build_all_graphs(config, sets, replay, elements, float(foundation.r_max)),
+        elements=elements, e0s=task_e0s(checked.e0s, foundation, elements), dtype=config.dtype,
+        has_stress=checked.sources.has_stress,
+        graphs=build_all_graphs(config, checked.sets, replay, elements, float(foundation.r_max)),
         foundation_config=config_to_plain(extract_config_mace_model(foundation)),
         foundation_state={k: v.detach().to(dtype) if v.is_floating_point() else v
                           for k, v in foundation.state_dict().items()},
-        sources=sources, heads=model_heads(config.mode),
+        sources=checked.sources, heads=model_heads(config.mode),
     )
     inputs.initial_model()  # builds e3nn's kernels once; every trial (through Ray's pickling too) copies it
     return inputs
+
+
+def prepare_inputs(config: FinetuneConfig) -> PreparedInputs:
+    """Read, check and graph every data set once; load the foundation once."""
+    return build_inputs(check_data(config))
