@@ -110,7 +110,8 @@ class RowsCallback(tune.Callback):
         elif result.get("kind") == "final":
             scores = json.loads(result["scores_json"])
             self._add_scores(score_rows(meta, scores, self.ctx.test_sets, result["status"],
-                                        result["wall_time_s"], int(result["steps"])))
+                                        result["wall_time_s"], int(result["steps"]),
+                                        resumed_from_step=int(result.get("resumed_from_step", 0))))
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         self._flush_curves()

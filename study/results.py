@@ -106,16 +106,19 @@ class ResultsStore:
 
 
 def score_rows(meta: dict[str, Any], scores: dict[str, dict[str, float]], test_sets: list[str], status: str,
-               wall_time_s: float, steps: int, error: str | None = None) -> list[dict[str, Any]]:
+               wall_time_s: float, steps: int, error: str | None = None,
+               resumed_from_step: int = 0) -> list[dict[str, Any]]:
     """One row per test set; a failed trial (diverged, error) gets NaN metrics on every test set, a
-    finished one rows for the test sets it scored."""
+    finished one rows for the test sets it scored. `resumed_from_step` > 0 marks a trial whose last
+    attempt restarted from a checkpoint (a failed worker or node, a resumed study)."""
     rows = []
     for name in test_sets if status != "ok" else [n for n in test_sets if n in scores]:
         metrics = scores.get(name, {})
         rows.append({**meta, "test_set": name,
                      "energy_rmse_mev_atom": metrics.get("energy_rmse_mev_atom", math.nan),
                      "force_rmse_mev_a": metrics.get("force_rmse_mev_a", math.nan),
-                     "wall_time_s": wall_time_s, "steps": steps, "status": status, "error": error})
+                     "wall_time_s": wall_time_s, "steps": steps, "resumed_from_step": resumed_from_step,
+                     "status": status, "error": error})
     return rows
 
 

@@ -235,3 +235,13 @@ def make_loader(graphs: Sequence[AtomicData], batch_size: int, shuffle: bool, se
     """Mini-batches; a shuffled loader draws its order from its own seeded generator."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(list(graphs), batch_size=batch_size, shuffle=shuffle, drop_last=False, generator=generator)
+
+
+def training_loader(graphs: Sequence[AtomicData], batch_size: int, seed: int) -> DataLoader:
+    """Shuffled, seeded mini-batches without the last partial one (as mace's trainer does; every
+    configuration still comes up across epochs). A tiny last batch would also cost a recompilation
+    of the compiled step, whose shapes are dynamic above a few atoms and graphs, not down to one.
+    A data set smaller than one batch is one batch."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(list(graphs), batch_size=batch_size, shuffle=True, drop_last=len(graphs) >= batch_size,
+                      generator=generator)

@@ -19,7 +19,7 @@ import torch
 
 from trainables.compiled import training_modules
 from trainables.config import FinetuneConfig
-from trainables.data import make_loader
+from trainables.data import make_loader, training_loader
 from trainables.foundation import save_model
 from trainables.inputs import PreparedInputs, prepare_inputs
 from trainables.loss import LossWeights
@@ -51,6 +51,7 @@ class FinetuneResult:
     steps: int
     wall_time_s: float
     model: torch.nn.Module = field(repr=False)
+    resumed_from_step: int = 0      # the step of the checkpoint this run started from (0: from the start)
 
 
 def loss_weights(config: FinetuneConfig) -> LossWeights:
@@ -87,7 +88,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     initial = inputs.initial_model().to(device)
     model, step_model = training_modules(initial) if config.compile else (initial, initial)  # shared parameters
     replay_before = score_replay_before(model, inputs, config, device)
-    loader = make_loader(inputs.graphs["train"], config.batch_size, shuffle=True, seed=config.seed)
+    loader = training_loader(inputs.graphs["train"], config.batch_size, seed=config.seed)
     val_loader = make_loader(inputs.graphs["val"], config.eval_batch_size, shuffle=False)
     optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.optimizer_kwargs)
     total_steps = config.max_steps or config.epochs * len(loader)
@@ -95,7 +96,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0}
     if resume_from is not None:
         progress = load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler, loader.generator)
-    elapsed_before, status = progress["elapsed_s"], "ok"
+    elapsed_before, steps_before, status = progress["elapsed_s"], progress["steps"], "ok"
     weights = loss_weights(config)
 
     def write_checkpoint(folder: Path) -> None:
@@ -124,7 +125,8 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     scores = {**score_all(model, inputs, config, device), **replay_before} if status == "ok" else {}
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
-                          wall_time_s=elapsed_before + time.perf_counter() - start, model=initial)
+                          wall_time_s=elapsed_before + time.perf_counter() - start, model=initial,
+                          resumed_from_step=steps_before)
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:

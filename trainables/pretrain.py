@@ -82,7 +82,7 @@ def pretrain(corpus: Path, e0s_file: Path, spec: PretrainSpec, progress: Callabl
     if spec.compile:
         model = eager_copy(model)
     step_model = compiled_view(model) if spec.compile else model  # shares model's parameters
-    loader = D.make_loader(train_graphs, spec.batch_size, shuffle=True, seed=spec.seed)
+    loader = D.training_loader(train_graphs, spec.batch_size, seed=spec.seed)
     optimizer = build_optimizer("adam", model.parameters(), lr=spec.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=spec.epochs * len(loader))
     device, start = torch.device("cpu"), time.perf_counter()
@@ -99,21 +99,26 @@ def pretrain(corpus: Path, e0s_file: Path, spec: PretrainSpec, progress: Callabl
 def embedded_foundation(files: "SystemFiles", rebuild: bool = False, progress: Callable[[str], None] = print) -> Path:
     """Path of an embedded system's pretrained foundation (beside its data), pretraining it on first use."""
     path, info_path = files.root / FOUNDATION_FILE, files.root / "foundation.json"
-    corpus = _corpus_digest(files.pretrain, files.e0s)
-    if not rebuild and path.is_file() and info_path.is_file() and json.loads(info_path.read_text()).get("corpus") == corpus:
+    digest = _recipe_digest(PRETRAIN[files.size], files.pretrain, files.e0s)
+    if not rebuild and path.is_file() and info_path.is_file() and json.loads(info_path.read_text()).get("digest") == digest:
         return path
     start = time.perf_counter()
     model = pretrain(files.pretrain, files.e0s, PRETRAIN[files.size], progress)
     save_model(model, path)
     info = {"spec": PRETRAIN[files.size].__dict__, "seconds": round(time.perf_counter() - start, 1),
-            "parameters": sum(p.numel() for p in model.parameters()), "corpus": corpus}
+            "parameters": sum(p.numel() for p in model.parameters()), "digest": digest}
     info_path.write_text(json.dumps(info, indent=2))
     return path
 
 
-def _corpus_digest(*paths: Path) -> str:
-    """Content hash of the pretraining inputs: a rebuilt corpus invalidates the cached foundation."""
-    digest = hashlib.sha256()
+# Raised when pretraining changes in a way PretrainSpec does not show (2: no partial last batch).
+RECIPE_VERSION = 2
+
+
+def _recipe_digest(spec: PretrainSpec, *paths: Path) -> str:
+    """Hash of the pretraining inputs and recipe: a rebuilt corpus or a changed recipe invalidates
+    the cached foundation (and only it: the data stay cached)."""
+    digest = hashlib.sha256(json.dumps({"spec": spec.__dict__, "recipe": RECIPE_VERSION}, sort_keys=True).encode())
     for path in paths:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

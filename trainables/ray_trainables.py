@@ -86,7 +86,8 @@ def _final_metrics(result, **extra) -> dict[str, Any]:
     return {"kind": "final", "status": result.status, "scores_json": json.dumps(result.scores),
             "val_energy_rmse_mev_atom": val.get("energy_rmse_mev_atom", math.inf),
             "val_force_rmse_mev_a": val.get("force_rmse_mev_a", math.inf),
-            "steps": result.steps, "wall_time_s": result.wall_time_s, **extra}
+            "steps": result.steps, "wall_time_s": result.wall_time_s,
+            "resumed_from_step": result.resumed_from_step, **extra}
 
 
 def epoch_reporter(checkpoint_every_s: float) -> Callable[[dict[str, Any], Callable[[Path], None]], None]:

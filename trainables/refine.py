@@ -46,6 +46,7 @@ class RefineResult:
     fevals: int
     wall_time_s: float
     model: torch.nn.Module = field(repr=False)
+    resumed_from_step: int = 0        # always 0: a stage is short and restarts from its parent's model
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[LBFGSConfig, int]:

@@ -17,14 +17,15 @@ def _table(folder: Path, name: str):
     return pq.read_table(path).to_pandas() if path.is_file() else None
 
 
-def _wait_for_curves(folder: Path, rows: int, timeout: float = 300) -> None:
+def _wait_for_curves(folder: Path, rows: int, trials: int = 1, timeout: float = 300) -> None:
+    """Until the curves table holds `rows` rows from at least `trials` trials."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         curves = _table(folder, "curves")
-        if curves is not None and len(curves) >= rows:
+        if curves is not None and len(curves) >= rows and curves.trial_id.nunique() >= trials:
             return
         time.sleep(0.5)
-    raise AssertionError(f"no {rows} curve rows within {timeout} s")
+    raise AssertionError(f"no {rows} curve rows of {trials} trial(s) within {timeout} s")
 
 
 def _space(tmp_path: Path, text: str) -> Path:
@@ -77,6 +78,8 @@ def test_driver_killed_then_resumed(cache_root, smoke_inputs, tmp_path, launch, 
     after = _table(folder, "scores").set_index(["trial_id", "test_set"])
     for row in before.itertuples():  # finished trials were not rerun: their rows are unchanged
         assert after.loc[(row.trial_id, row.test_set), "wall_time_s"] == row.wall_time_s
+    restarted = set(after[after.resumed_from_step > 0].reset_index().trial_id)
+    assert not restarted & finished  # only the trial under way may go on from a checkpoint (if Tune's saved state had one)
 
 
 def test_node_removed_mid_study_loses_no_trial(cache_root, smoke_inputs, tmp_path, launch_args):
@@ -91,13 +94,15 @@ def test_node_removed_mid_study_loses_no_trial(cache_root, smoke_inputs, tmp_pat
         command = launch_args(storage, "--name", "elastic", "--address", cluster.address, "--checkpoint-every", "0",
                               space=str(_space(tmp_path, SLOW_SPACE)), local=False)
         driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _wait_for_curves(storage / "elastic", rows=2)
+        _wait_for_curves(storage / "elastic", rows=2, trials=2)  # both running trials have a checkpoint
         cluster.remove_node(first)          # a node dies: its trial restarts from its checkpoint
         cluster.add_node(num_cpus=1)        # and a node joins
         out, err = driver.communicate(timeout=600)
         assert driver.returncode == 0, err[-3000:]
         _assert_complete(storage / "elastic", trials=4)
-        assert (_table(storage / "elastic", "scores").status == "ok").all()
+        scores = _table(storage / "elastic", "scores")
+        assert (scores.status == "ok").all()
+        assert (scores.resumed_from_step > 0).any()  # the lost trial went on from its checkpoint, not from step 0
     finally:
         cluster.shutdown()
 

@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 SCORE_COLUMNS = {"study", "trial_id", "stage", "parent_trial_id", "optimizer", "lr", "seed", "test_set",
-                 "energy_rmse_mev_atom", "force_rmse_mev_a", "wall_time_s", "steps", "status"}
+                 "energy_rmse_mev_atom", "force_rmse_mev_a", "wall_time_s", "steps", "resumed_from_step", "status"}
 
 
 def _scores(folder):
@@ -25,6 +25,7 @@ def test_smoke_study_writes_the_schema(smoke_study):
     assert set(first["mode"]) == {"replay"}
     assert (first.status == "ok").all() and first.force_rmse_mev_a.notna().all()
     assert not scores.duplicated(["trial_id", "stage", "test_set"]).any()
+    assert (scores.resumed_from_step == 0).all()  # nothing failed, so nothing restarted
     assert "force RMSE (meV/A), stage first_order" in stdout and "schedulefree" in stdout
     assert (folder / "manifest.json").is_file()
 

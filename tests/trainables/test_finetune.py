@@ -33,9 +33,10 @@ def test_resume_continues_bit_for_bit(smoke_config, smoke_inputs, tmp_path):
         if record["epoch"] == 1:
             write_checkpoint(tmp_path)
 
-    run_finetune(config.replace(epochs=1), smoke_inputs, on_epoch=stop_after_first)
+    first = run_finetune(config.replace(epochs=1), smoke_inputs, on_epoch=stop_after_first)
     resumed = run_finetune(config, smoke_inputs, resume_from=tmp_path)
     assert resumed.steps == full.steps
+    assert (full.resumed_from_step, resumed.resumed_from_step) == (0, first.steps)
     assert [r["epoch"] for r in resumed.records] == [1, 2]
     assert torch.allclose(_weights(resumed.model), _weights(full.model), atol=1e-6)
 
