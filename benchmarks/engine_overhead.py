@@ -7,7 +7,7 @@ size, the study default: replay mode with 100 replay configurations, batch size 
 run twice, each in a fresh process with OMP_NUM_THREADS=1:
 - ray:   `python -m study.launch --space <tmp>/overhead.toml --num-cpus 1 --max-concurrent 1`
          (per-epoch checkpoints, Parquet rows and the summary table included: that is the engine);
-- plain: this script's `--plain-loop SPACE`: `prepare_inputs` once, then `run_finetune` per trial.
+- plain: `benchmarks/plain_loop.py SPACE`: `prepare_inputs` once, then `run_finetune` per trial.
 Both wall times cover the whole process (imports and data preparation included). The table also
 splits each into time inside trials (run_finetune's own wall time) and outside. Ray's fixed cost
 (import, `ray.init`, one no-op Tune trial) is measured on its own in this process. Goal: ray /
@@ -17,9 +17,7 @@ plain <= 1.05. `--profile` adds a cProfile breakdown of data preparation and one
 from __future__ import annotations
 
 import cProfile
-import json
 import pstats
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,40 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warnings would bury the table
     warnings.simplefilter("ignore", category)
 
-from benchmarks._common import (  # noqa: E402
-    ROOT, STUDY_FIXED, launch, single_thread_env, trial_grid, trial_parser, write_space,
-)
-
-
-def trial_configs(space_path: Path) -> list:
-    """The FinetuneConfig of every grid point, as study.launch builds them (one thread each)."""
-    from search_spaces import get_space
-    from trainables.config import FinetuneConfig
-
-    space = get_space(str(space_path))
-    base = FinetuneConfig.from_dict({**space.fixed, "threads": 1})
-    return [base.replace(optimizer=o, lr=lr, seed=s) for o in space.optimizers for lr in space.lrs for s in space.seeds]
-
-
-def plain_loop(space_path: Path) -> dict:
-    """prepare_inputs once, run_finetune per trial; seconds of each part."""
-    from trainables.finetune import run_finetune
-    from trainables.inputs import prepare_inputs
-
-    configs = trial_configs(space_path)
-    start = time.perf_counter()
-    inputs = prepare_inputs(configs[0])
-    prepare_s = time.perf_counter() - start
-    trial_s = [run_finetune(config, inputs).wall_time_s for config in configs]
-    return {"prepare_s": prepare_s, "trial_s": trial_s}
-
-
-def run_plain(space_path: Path) -> tuple[float, dict]:
-    """`plain_loop` in a fresh process: (process wall seconds, its parts)."""
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--plain-loop", str(space_path)], cwd=ROOT,
-                          env=single_thread_env(), capture_output=True, text=True, check=True)
-    return time.perf_counter() - start, json.loads(done.stdout.strip().splitlines()[-1])
+from benchmarks._common import STUDY_FIXED, launch, trial_grid, trial_parser, write_space  # noqa: E402
+from benchmarks.plain_loop import PlainProcess, trial_configs  # noqa: E402
 
 
 def ray_fixed_cost(folder: Path) -> dict[str, float]:
@@ -134,17 +100,12 @@ def format_table(plain_wall: float, plain: dict, ray_run) -> str:
 def main() -> int:
     parser = trial_parser(__doc__, default_trials=4)
     parser.add_argument("--profile", action="store_true", help="also profile preparation and one plain trial")
-    parser.add_argument("--plain-loop", type=Path, metavar="SPACE", help="internal: run the plain loop on SPACE "
-                        "in this process and print its timings as JSON")
     args = parser.parse_args()
-    if args.plain_loop is not None:
-        print(json.dumps(plain_loop(args.plain_loop)))
-        return 0
     folder = Path(tempfile.mkdtemp(prefix="optistudy-overhead-"))
     optimizers, seeds = trial_grid(args.trials)
     space = write_space(folder, "overhead", optimizers, seeds,
                         {**STUDY_FIXED, "epochs": args.epochs, "data_size": args.data_size})
-    plain_wall, plain = run_plain(space)
+    plain_wall, plain = PlainProcess(space).wait()
     print(f"plain: {plain_wall:.1f} s (prepare_inputs {plain['prepare_s']:.1f} s)", flush=True)
     ray_run = launch(space, folder, "ray", ["--num-cpus", "1", "--max-concurrent", "1"])
     if ray_run.returncode != 0:

@@ -83,7 +83,7 @@ def run_ours(args, compile: bool) -> dict:
         model = eager_copy(model)
     step_model = compiled_view(model) if compile else model
     optimizer = spec.build(model.parameters(), lr=LR, **config.optimizer_kwargs)
-    loader = TimedLoader(D.make_loader(inputs.graphs["train"], args.batch_size, shuffle=True, seed=SEED))
+    loader = TimedLoader(D.training_loader(inputs.graphs["train"], args.batch_size, seed=SEED))
     for _ in range(args.epochs):
         set_modes(model, optimizer, spec, train=True)
         train_epoch(step_model, loader, optimizer, loss_weights(config), torch.device("cpu"), CLIP)
