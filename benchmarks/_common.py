@@ -10,14 +10,17 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-# the study default (lr_ablation, optimizer_benchmark): multi-head replay with 100 replay configurations
-STUDY_FIXED = {"batch_size": 5, "mode": "replay", "replay_samples": 100}
+def study_fixed(epochs: int, data_size: str) -> dict:
+    """The study default (lr_ablation, optimizer_benchmark): multi-head replay with 100 replay
+    configurations, batch size 5 (20 replay configurations at the smoke size, whose corpus has 64)."""
+    return {"batch_size": 5, "mode": "replay", "replay_samples": 20 if data_size == "smoke" else 100,
+            "epochs": epochs, "data_size": data_size}
 
 
 def single_thread_env(**extra: str) -> dict[str, str]:
@@ -43,13 +46,15 @@ def trial_grid(trials: int) -> tuple[list[str], list[int]]:
 @dataclass
 class StudyRun:
     """One `study.launch` run: process wall time, the study's own wall time (Tune's fit, from the
-    manifest) and the trials' run_finetune wall times (from scores.parquet)."""
+    manifest), the trials' run_finetune wall times (from scores.parquet) and the manifest's
+    `setup_s` (check_data, build_inputs and ray_init; the last two overlap)."""
 
     process_s: float
     study_s: float
     trial_s: list[float]
     returncode: int
     log: Path
+    setup_s: dict[str, float] = field(default_factory=dict)
 
 
 def launch(space: Path, storage: Path, name: str, flags: list[str]) -> StudyRun:
@@ -66,7 +71,7 @@ def launch(space: Path, storage: Path, name: str, flags: list[str]) -> StudyRun:
     manifest = json.loads((storage / name / "manifest.json").read_text())
     scores = pd.read_parquet(storage / name / "results" / "scores.parquet")
     trial_s = scores.drop_duplicates("trial_id")["wall_time_s"].tolist()
-    return StudyRun(process_s, float(manifest["wall_time_s"]), trial_s, done.returncode, log)
+    return StudyRun(process_s, float(manifest["wall_time_s"]), trial_s, done.returncode, log, manifest.get("setup_s", {}))
 
 
 def trial_parser(doc: str, default_trials: int) -> argparse.ArgumentParser:

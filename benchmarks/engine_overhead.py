@@ -1,34 +1,37 @@
 """What the Ray study engine adds to the wall time of a set of trials run one after another.
 
-    python benchmarks/engine_overhead.py [--trials 4] [--epochs 3] [--profile]
+    python benchmarks/engine_overhead.py [--trials 4] [--epochs 3] [--repeats 1] [--profile]
 
 The same trials (adam and adamw x `--trials / 2` seeds, lr 1e-3, the embedded default at full
 size, the study default: replay mode with 100 replay configurations, batch size 5, one thread)
-run twice, each in a fresh process with OMP_NUM_THREADS=1:
+run through both sides below, each in a fresh process with OMP_NUM_THREADS=1, `--repeats` times
+alternately (plain, ray, plain, ray, ...: the speed of a shared machine drifts over minutes):
 - ray:   `python -m study.launch --space <tmp>/overhead.toml --num-cpus 1 --max-concurrent 1`
          (per-epoch checkpoints, Parquet rows and the summary table included: that is the engine);
 - plain: `benchmarks/plain_loop.py SPACE`: `prepare_inputs` once, then `run_finetune` per trial.
 Both wall times cover the whole process (imports and data preparation included). The table also
 splits each into time inside trials (run_finetune's own wall time) and outside. Ray's fixed cost
 (import, `ray.init`, one no-op Tune trial) is measured on its own in this process. Goal: ray /
-plain <= 1.05. `--profile` adds a cProfile breakdown of data preparation and one plain trial.
+plain <= 1.05 (the median over the pairs). `--profile` adds a cProfile breakdown of data preparation and one plain trial.
 """
 
 from __future__ import annotations
 
 import cProfile
 import pstats
+import statistics
 import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warnings would bury the table
     warnings.simplefilter("ignore", category)
 
-from benchmarks._common import STUDY_FIXED, launch, trial_grid, trial_parser, write_space  # noqa: E402
+from benchmarks._common import StudyRun, launch, study_fixed, trial_grid, trial_parser, write_space  # noqa: E402
 from benchmarks.plain_loop import PlainProcess, trial_configs  # noqa: E402
 
 
@@ -85,41 +88,70 @@ def callee_table(stats: dict, parent: tuple[str, str], top: int) -> str:
     return "\n".join(lines + [f"  {'(its own code and the rest)':<48} {rest:>7.2f} s {100 * rest / total:>5.1f} %"])
 
 
-def format_table(plain_wall: float, plain: dict, ray_run) -> str:
+@dataclass
+class Pair:
+    """One plain run and the ray run right after it."""
+
+    plain_wall: float
+    plain: dict
+    ray: StudyRun
+
+    @property
+    def ratio(self) -> float:
+        return self.ray.process_s / self.plain_wall
+
+
+def run_pair(space: Path, folder: Path, index: int) -> Pair:
+    plain_wall, plain = PlainProcess(space).wait()
+    print(f"#{index} plain: {plain_wall:.1f} s (prepare_inputs {plain['prepare_s']:.1f} s)", flush=True)
+    ray_run = launch(space, folder, f"ray{index}", ["--num-cpus", "1", "--max-concurrent", "1"])
+    if ray_run.returncode != 0:
+        raise SystemExit(f"study.launch failed (exit {ray_run.returncode}); see {ray_run.log}")
+    print(f"#{index} ray: {ray_run.process_s:.1f} s (Tune fit {ray_run.study_s:.1f} s); log {ray_run.log}", flush=True)
+    return Pair(plain_wall, plain, ray_run)
+
+
+def format_table(pairs: list[Pair]) -> str:
     """Wall time split into trials (run_finetune's own time) and the rest; the first trial of a
     process also compiles the training step, the later ones reuse it."""
-    lines = [f"{'side':<6} {'wall (s)':>9} {'in trials (s)':>14} {'outside (s)':>12} {'first trial (s)':>16} "
-             f"{'later trials, mean (s)':>23}"]
-    for side, wall, trials in (("plain", plain_wall, plain["trial_s"]), ("ray", ray_run.process_s, ray_run.trial_s)):
-        inside, later = sum(trials), trials[1:] or trials
-        lines.append(f"{side:<6} {wall:>9.1f} {inside:>14.1f} {wall - inside:>12.1f} {trials[0]:>16.1f} "
-                     f"{sum(later) / len(later):>23.1f}")
+    lines = [f"{'run':<9} {'wall (s)':>9} {'in trials (s)':>14} {'outside (s)':>12} {'first trial (s)':>16} "
+             f"{'later trials, mean (s)':>23} {'ray / plain':>12}"]
+    for index, pair in enumerate(pairs, 1):
+        for side, wall, trials in (("plain", pair.plain_wall, pair.plain["trial_s"]),
+                                   ("ray", pair.ray.process_s, pair.ray.trial_s)):
+            inside, later = sum(trials), trials[1:] or trials
+            ratio = f"{pair.ratio:.3f}" if side == "ray" else ""
+            lines.append(f"{f'#{index} {side}':<9} {wall:>9.1f} {inside:>14.1f} {wall - inside:>12.1f} {trials[0]:>16.1f} "
+                         f"{sum(later) / len(later):>23.1f} {ratio:>12}")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = trial_parser(__doc__, default_trials=4)
+    parser.add_argument("--repeats", type=int, default=1, help="plain/ray pairs, run alternately; the median "
+                        "ratio is reported (this machine's speed drifts by 10-20%% over minutes)")
     parser.add_argument("--profile", action="store_true", help="also profile preparation and one plain trial")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="optistudy-overhead-"))
     optimizers, seeds = trial_grid(args.trials)
     space = write_space(folder, "overhead", optimizers, seeds,
-                        {**STUDY_FIXED, "epochs": args.epochs, "data_size": args.data_size})
-    plain_wall, plain = PlainProcess(space).wait()
-    print(f"plain: {plain_wall:.1f} s (prepare_inputs {plain['prepare_s']:.1f} s)", flush=True)
-    ray_run = launch(space, folder, "ray", ["--num-cpus", "1", "--max-concurrent", "1"])
-    if ray_run.returncode != 0:
-        raise SystemExit(f"study.launch failed (exit {ray_run.returncode}); see {ray_run.log}")
-    print(f"ray: {ray_run.process_s:.1f} s (Tune fit {ray_run.study_s:.1f} s); log {ray_run.log}", flush=True)
+                        study_fixed(args.epochs, args.data_size))
+    pairs = [run_pair(space, folder, index) for index in range(1, args.repeats + 1)]
     fixed = ray_fixed_cost(folder)
-    print(f"\n{len(plain['trial_s'])} trials ({', '.join(optimizers)} x seeds {seeds}), {args.epochs} epochs, "
+    print(f"\n{len(seeds) * len(optimizers)} trials ({', '.join(optimizers)} x seeds {seeds}), {args.epochs} epochs, "
           f"{args.data_size} data, replay mode, 1 CPU, one trial at a time")
-    print(format_table(plain_wall, plain, ray_run))
-    per_trial = (ray_run.study_s - sum(ray_run.trial_s)) / len(ray_run.trial_s)
-    print(f"ray's Tune fit {ray_run.study_s:.1f} s: {per_trial:.1f} s per trial outside run_finetune "
-          "(worker start and imports, inputs from the object store, the final checkpoint, bookkeeping)")
+    print(format_table(pairs))
+    for index, pair in enumerate(pairs, 1):
+        ray_run = pair.ray
+        per_trial = (ray_run.study_s - sum(ray_run.trial_s)) / len(ray_run.trial_s)
+        print(f"#{index}: ray's Tune fit {ray_run.study_s:.1f} s, {per_trial:.1f} s per trial outside run_finetune "
+              "(worker start and imports, inputs from the object store, the final checkpoint, bookkeeping); "
+              "before the trials (manifest setup_s): " + ", ".join(f"{k} {v:.1f} s" for k, v in ray_run.setup_s.items())
+              + f"; plain prepare_inputs {pair.plain['prepare_s']:.1f} s")
     print("Ray's fixed cost, measured alone: " + ", ".join(f"{k} {v:.1f} s" for k, v in fixed.items()))
-    print(f"ray / plain wall time = {ray_run.process_s / plain_wall:.3f} (goal <= 1.05)")
+    ratios = [pair.ratio for pair in pairs]
+    print(f"ray / plain wall time = {statistics.median(ratios):.3f} (median of {len(ratios)}: "
+          f"{', '.join(f'{r:.3f}' for r in ratios)}; goal <= 1.05)")
     if args.profile:
         print("\n" + profile_breakdown(space))
     return 0

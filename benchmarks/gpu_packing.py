@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import STUDY_FIXED, StudyRun, launch, trial_grid, trial_parser, write_space  # noqa: E402
+from benchmarks._common import StudyRun, launch, study_fixed, trial_grid, trial_parser, write_space  # noqa: E402
 
 FRACTIONS = (1.0, 0.5, 0.25)
 
@@ -48,7 +48,7 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="optistudy-gpu-"))
     optimizers, seeds = trial_grid(args.trials)
     space = write_space(folder, "gpu", optimizers, seeds,
-                        {**STUDY_FIXED, "epochs": args.epochs, "data_size": args.data_size})
+                        study_fixed(args.epochs, args.data_size))
     runs = {}
     for fraction in FRACTIONS:
         flags = ["--num-gpus", str(gpus), "--num-cpus", str(cpus), "--gpus-per-trial", str(fraction),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import STUDY_FIXED, StudyRun, launch, trial_grid, trial_parser, write_space  # noqa: E402
+from benchmarks._common import StudyRun, launch, study_fixed, trial_grid, trial_parser, write_space  # noqa: E402
 from benchmarks.plain_loop import PlainProcess  # noqa: E402
 
 
@@ -83,7 +83,7 @@ def main() -> int:
     cpus = os.cpu_count() or 1
     folder = Path(tempfile.mkdtemp(prefix="optistudy-parallel-"))
     optimizers, seeds = trial_grid(args.trials)
-    fixed = {**STUDY_FIXED, "epochs": args.epochs, "data_size": args.data_size}
+    fixed = study_fixed(args.epochs, args.data_size)
     space = write_space(folder, "parallel", optimizers, seeds, fixed)
     runs = {}
     for k in concurrency_levels(cpus):

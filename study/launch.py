@@ -108,12 +108,22 @@ def context(name: str, folder: Path, config: FinetuneConfig, inputs: PreparedInp
                         test_sets=inputs.score_names, store=ResultsStore(folder / "results"))
 
 
-def build_inputs_while_ray_starts(checked: CheckedData, args: argparse.Namespace) -> PreparedInputs:
+def _timed(seconds: dict[str, float], key: str, fn, *args):
+    """fn(*args), its wall seconds stored under `key`."""
+    start = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        seconds[key] = round(time.perf_counter() - start, 2)
+
+
+def build_inputs_while_ray_starts(checked: CheckedData, args: argparse.Namespace,
+                                  seconds: dict[str, float]) -> PreparedInputs:
     """Build the graphs and select the replay set in a thread while the main thread starts or joins
     Ray (a local start takes seconds). Input errors were all raised by `check_data`, before Ray."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-inputs") as pool:
-        building = pool.submit(build_inputs, checked)
-        init_ray(args.address, args.num_cpus, args.num_gpus)
+        building = pool.submit(_timed, seconds, "build_inputs", build_inputs, checked)
+        _timed(seconds, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
         return building.result()
 
 
@@ -124,11 +134,14 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.storage)
     folder = args.storage / name
     check_study_folder(folder, args.resume)
-    inputs = build_inputs_while_ray_starts(check_data(config), args)
+    setup_s: dict[str, float] = {}  # wall seconds before the trials; build_inputs and ray_init overlap
+    checked = _timed(setup_s, "check_data", check_data, config)
+    inputs = build_inputs_while_ray_starts(checked, args, setup_s)
     folder.mkdir(parents=True, exist_ok=True)
     ctx = context(name, folder, config, inputs)
     write_manifest(folder, study=name, space=asdict(space), config=config.to_dict(), versions=_versions(),
-                   git_revision=_git_revision(), user=getpass.getuser(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                   git_revision=_git_revision(), user=getpass.getuser(), started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                   setup_s=setup_s)
     resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent, args.max_failures,
                           args.checkpoint_every)
     start, verbose = time.perf_counter(), 0 if args.quiet else 1

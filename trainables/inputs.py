@@ -23,7 +23,9 @@ from trainables.errors import ConfigError, DataError
 from trainables.foundation import (
     build_model, check_elements, config_to_plain, foundation_e0s, load_foundation, multihead_finetune_model,
 )
-from trainables.replay import PT_HEAD, label_replay, model_heads, read_replay_data, select_replay
+from trainables.replay import (
+    PT_HEAD, check_replay_samples, label_replay, model_heads, read_replay_data, select_replay,
+)
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,8 @@ def check_data(config: FinetuneConfig) -> CheckedData:
     target_elements = D.elements_of(list(sets.values()))
     check_elements(foundation, target_elements)
     replay_items = read_replay_items(sources)
+    if replay_items:
+        check_replay_samples(config.replay_samples, len(replay_items))
     e0s = resolve_e0s(sources, keys, foundation)
     check_target_e0s(sources, e0s, target_elements)
     return CheckedData(config, sources, foundation, sets, replay_items, e0s)

@@ -92,11 +92,15 @@ def structure_descriptors(foundation: torch.nn.Module, items: Sequence[D.Labelle
     return torch.cat(rows).double().numpy()
 
 
+def check_replay_samples(samples: int, available: int) -> None:
+    if samples > available:
+        raise DataError(f"replay_samples={samples} but the replay data hold only {available} configurations")
+
+
 def replay_indices(items: Sequence[D.Labelled], samples: int, method: str, seed: int,
                    foundation: torch.nn.Module) -> list[int]:
     """Indices of `samples` distinct configurations of `items` chosen by `method` ("fps" or "random")."""
-    if samples > len(items):
-        raise DataError(f"replay_samples={samples} but the replay data hold only {len(items)} configurations")
+    check_replay_samples(samples, len(items))
     if method == "random":
         return random_selection(len(items), samples, seed)
     return farthest_point_sampling(structure_descriptors(foundation, items), samples, seed)

@@ -1,5 +1,7 @@
 """The study engine end to end on the smoke space: real Ray, real MACE, real Parquet."""
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -27,7 +29,9 @@ def test_smoke_study_writes_the_schema(smoke_study):
     assert not scores.duplicated(["trial_id", "stage", "test_set"]).any()
     assert (scores.resumed_from_step == 0).all()  # nothing failed, so nothing restarted
     assert "force RMSE (meV/A), stage first_order" in stdout and "schedulefree" in stdout
-    assert (folder / "manifest.json").is_file()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["setup_s"]) == {"check_data", "build_inputs", "ray_init"}
+    assert all(seconds > 0 for seconds in manifest["setup_s"].values()) and manifest["wall_time_s"] > 0
 
 
 def test_lbfgs_rows_point_to_their_parents(smoke_study):

@@ -12,7 +12,7 @@ from trainables.data import build_graphs, make_loader, read_labelled
 from trainables.errors import ConfigError, DataError
 from trainables.finetune import run_finetune
 from trainables.foundation import foundation_elements, load_foundation, save_model
-from trainables.inputs import prepare_inputs
+from trainables.inputs import check_data, prepare_inputs
 from trainables.optimizers import OPTIMIZERS
 from trainables.replay import PT_HEAD, TASK_HEAD, export_task_head, select_replay
 from trainables.training import forward
@@ -165,7 +165,8 @@ def test_replay_with_train_file_needs_replay_file(smoke_files):
 
 
 def test_missing_replay_file_and_too_many_samples_are_data_errors(replay_config, tmp_path):
+    """Both are found by check_data, the step study.launch runs before it starts Ray."""
     with pytest.raises(DataError, match=r"replay_file not found: .*missing.xyz"):
-        prepare_inputs(replay_config.replace(replay_file=str(tmp_path / "missing.xyz")))
+        check_data(replay_config.replace(replay_file=str(tmp_path / "missing.xyz")))
     with pytest.raises(DataError, match=r"replay_samples=100000 but the replay data hold only \d+ configurations"):
-        prepare_inputs(replay_config.replace(replay_samples=100000))
+        check_data(replay_config.replace(replay_samples=100000))
