@@ -11,14 +11,16 @@ the README). Precedence of run settings: defaults < the space's `[fixed]` < `--c
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import getpass
 import json
 import os
 import platform
 import subprocess
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from study.results import ResultsStore
 from trainables.cli import OneLineParser, add_config_arguments, config_values_from_args, run_cli
 from trainables.config import FinetuneConfig
 from trainables.errors import ConfigError
-from trainables.inputs import CheckedData, PreparedInputs, build_inputs, check_data
+from trainables.inputs import CheckedData, build_inputs, check_data
 from trainables.ray_trainables import SharedInputs
 
 
@@ -102,10 +104,10 @@ def write_manifest(folder: Path, **fields: Any) -> None:
     os.replace(tmp, path)
 
 
-def context(name: str, folder: Path, config: FinetuneConfig, inputs: PreparedInputs) -> StudyContext:
-    system = config.system or (inputs.sources.train.parent.name if config.train_file is None else "user")
+def context(name: str, folder: Path, config: FinetuneConfig, checked: CheckedData) -> StudyContext:
+    system = config.system or (checked.sources.train.parent.name if config.train_file is None else "user")
     return StudyContext(name=name, folder=folder, system=system, mode=config.mode,
-                        test_sets=inputs.score_names, store=ResultsStore(folder / "results"))
+                        test_sets=checked.score_names, store=ResultsStore.open(folder / "results"))
 
 
 def _timed(seconds: dict[str, float], key: str, fn, *args):
@@ -117,14 +119,47 @@ def _timed(seconds: dict[str, float], key: str, fn, *args):
         seconds[key] = round(time.perf_counter() - start, 2)
 
 
-def build_inputs_while_ray_starts(checked: CheckedData, args: argparse.Namespace,
-                                  seconds: dict[str, float]) -> PreparedInputs:
-    """Build the graphs and select the replay set in a thread while the main thread starts or joins
-    Ray (a local start takes seconds). Input errors were all raised by `check_data`, before Ray."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-inputs") as pool:
-        building = pool.submit(_timed, seconds, "build_inputs", build_inputs, checked)
-        _timed(seconds, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
-        return building.result()
+class InputsHandoff:
+    """The study's graphs, replay set and initial model, built in a thread while the main thread
+    starts Ray and Tune starts the trial workers (seconds of process starts and imports); the thread
+    puts them into the trials' `SharedInputs` once both exist.
+
+    Input errors were all raised by `check_data`, before Ray. Should the build or the hand-over
+    still fail (a bug, no memory), the thread interrupts the main thread: Tune stops its waiting
+    trials as after Ctrl-C (nothing recorded, a later --resume runs them), and `raise_if_failed`
+    raises the thread's error."""
+
+    def __init__(self, checked: CheckedData, seconds: dict[str, float]):
+        self._shared: SharedInputs | None = None
+        self._receiver_known, self._closed = threading.Event(), False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-inputs")
+        self._building = self._pool.submit(self._build_and_hand_over, checked, seconds)
+        self._building.add_done_callback(self._interrupt_main_on_error)
+
+    def _build_and_hand_over(self, checked: CheckedData, seconds: dict[str, float]) -> None:
+        inputs = _timed(seconds, "build_inputs", build_inputs, checked)
+        self._receiver_known.wait()
+        if self._shared is not None:
+            self._shared.put(inputs)
+
+    def _interrupt_main_on_error(self, building: Future) -> None:
+        if building.exception() is not None and not self._closed:
+            _thread.interrupt_main()
+
+    def hand_over_to(self, shared: SharedInputs) -> None:
+        """Put the inputs into `shared` as soon as they are built."""
+        self._shared = shared
+        self._receiver_known.set()
+
+    def raise_if_failed(self) -> None:
+        """Wait for the build and the hand-over; raise the error if either failed."""
+        self._building.result()
+
+    def close(self) -> None:
+        """No hand-over any more (the study ended or failed first); the thread finishes on its own."""
+        self._closed = True
+        self._receiver_known.set()
+        self._pool.shutdown(wait=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,17 +171,33 @@ def run(args: argparse.Namespace) -> int:
     check_study_folder(folder, args.resume)
     setup_s: dict[str, float] = {}  # wall seconds before the trials; build_inputs and ray_init overlap
     checked = _timed(setup_s, "check_data", check_data, config)
-    inputs = build_inputs_while_ray_starts(checked, args, setup_s)
+    handoff = InputsHandoff(checked, setup_s)
+    try:
+        return run_study(args, space, config, name, folder, checked, handoff, setup_s)
+    except KeyboardInterrupt:
+        handoff.close()
+        handoff.raise_if_failed()  # the build's own error, if that is what interrupted
+        raise
+    finally:
+        handoff.close()
+
+
+def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, checked: CheckedData,
+              handoff: InputsHandoff, setup_s: dict[str, float]) -> int:
+    """Start Ray, hand the inputs over when built, run the stages, write the manifest and summary."""
+    _timed(setup_s, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
+    shared = SharedInputs()
+    handoff.hand_over_to(shared)
     folder.mkdir(parents=True, exist_ok=True)
-    ctx = context(name, folder, config, inputs)
+    ctx = context(name, folder, config, checked)
     write_manifest(folder, study=name, space=asdict(space), config=config.to_dict(), versions=_versions(),
-                   git_revision=_git_revision(), user=getpass.getuser(), started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                   setup_s=setup_s)
+                   git_revision=_git_revision(), user=getpass.getuser(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))
     resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent, args.max_failures,
                           args.checkpoint_every)
     start, verbose = time.perf_counter(), 0 if args.quiet else 1
-    shared = SharedInputs(inputs)
     grid = run_first_order(ctx, space, config, shared, resources, args.resume, verbose)
+    handoff.raise_if_failed()
+    write_manifest(folder, setup_s=setup_s)
     if space.has_lbfgs:
         run_lbfgs(ctx, space, grid, shared, resources, args.resume, verbose)
     wall = time.perf_counter() - start

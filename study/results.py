@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 SCORE_KEY = ("trial_id", "stage", "test_set")
 CURVE_KEY = ("trial_id", "stage", "step")
 TABLE_KEYS = {"scores": SCORE_KEY, "curves": CURVE_KEY}
+_OPEN_STORES: dict[Path, "ResultsStore"] = {}  # by resolved folder: see ResultsStore.open
 
 
 def write_table_atomically(rows: list[dict[str, Any]], path: Path) -> None:
@@ -43,6 +44,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _open_store(folder: Path) -> "ResultsStore":
+    return _OPEN_STORES.get(Path(folder).resolve()) or ResultsStore.open(folder)
+
+
 class ResultsStore:
     """The `results/` folder of one study: keyed, deduplicated rows, flushed atomically."""
 
@@ -53,13 +58,20 @@ class ResultsStore:
         self._unwritten: set[str] = set()
         self._finished = {(r["trial_id"], r["stage"]) for r in self._rows["scores"].values()}
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Ray pickles the callbacks holding this store with its experiment state and restores them
-        on resume: keep only the folder, so a restored store rereads the rows on disk, not a stale copy."""
-        return {"folder": self.folder}
+    @classmethod
+    def open(cls, folder: Path) -> "ResultsStore":
+        """A fresh store of `folder` (its rows reread from disk), and this process's store of that
+        folder from now on: what an unpickled store becomes (see `__reduce__`)."""
+        store = cls(folder)
+        _OPEN_STORES[store.folder.resolve()] = store
+        return store
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["folder"])
+    def __reduce__(self):
+        """Ray pickles the callbacks holding this store with its experiment state and restores them
+        on resume. A restored store is the process's open store of its folder (else a fresh one): a
+        resumed stage and the next stage then write to one store, and neither rewrites the table
+        without the other's rows."""
+        return (_open_store, (self.folder,))
 
     def path(self, table: str) -> Path:
         return self.folder / f"{table}.parquet"

@@ -41,6 +41,12 @@ class Sources:
     replay: Path | None = None  # pre-training data to select the replay set from
 
 
+def score_names(test_names: list[str], has_replay: bool) -> list[str]:
+    """The keys of a finished run's scores: "val", the named test sets and, with a replay set, the
+    replay set after ("replay") and before ("replay_before") fine-tuning."""
+    return ["val", *test_names, *(["replay", "replay_before"] if has_replay else [])]
+
+
 @dataclass
 class PreparedInputs:
     """Checked, graph-built data plus the foundation as plain values (cheap to share and rebuild).
@@ -69,9 +75,8 @@ class PreparedInputs:
 
     @property
     def score_names(self) -> list[str]:
-        """The keys of a finished run's `FinetuneResult.scores`: "val", the test sets (with "replay")
-        and, with a replay set, "replay_before"."""
-        return ["val", *self.test_names, *(["replay_before"] if "replay" in self.graphs else [])]
+        """The keys of a finished run's `FinetuneResult.scores` (see `score_names`)."""
+        return score_names([n for n in self.test_names if n != "replay"], "replay" in self.graphs)
 
     def foundation(self) -> torch.nn.Module:
         dtype = getattr(torch, self.dtype)
@@ -197,6 +202,11 @@ class CheckedData:
     replay_items: list[D.Labelled]
     e0s: dict[int, float]
 
+    @property
+    def score_names(self) -> list[str]:
+        """What `PreparedInputs.score_names` will be, known before the graphs are built."""
+        return score_names([n for n in self.sets if n not in ("train", "val")], bool(self.replay_items))
+
 
 def check_data(config: FinetuneConfig) -> CheckedData:
     """Read and check every file (data, labels, elements, E0s, the foundation): fast, and the step
@@ -206,8 +216,8 @@ def check_data(config: FinetuneConfig) -> CheckedData:
     foundation = load_foundation(sources.foundation)
     sets = read_sets(sources, config, keys)
     target_elements = D.elements_of(list(sets.values()))
-    check_elements(foundation, target_elements)
     replay_items = read_replay_items(sources)
+    check_elements(foundation, D.elements_of([*sets.values(), replay_items]))  # any replay item may be selected
     if replay_items:
         check_replay_samples(config.replay_samples, len(replay_items))
     e0s = resolve_e0s(sources, keys, foundation)

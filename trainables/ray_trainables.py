@@ -12,15 +12,18 @@ Every report carries `kind`: "epoch" / "step" for curves, "final" for the scores
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 import ray
 from ray import tune
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from trainables.config import FinetuneConfig
 from trainables.finetune import run_finetune
@@ -29,24 +32,57 @@ from trainables.inputs import PreparedInputs
 from trainables.refine import refine_checkpoint
 
 
+@ray.remote(num_cpus=0)
+class _InputsMailbox:
+    """Holds the reference to a study's inputs once the driver has built them; `get` waits till then."""
+
+    def __init__(self):
+        self._ready, self._box = asyncio.Event(), None
+
+    async def put(self, box: list) -> None:
+        self._box = box  # [ObjectRef]: in a list, Ray passes the reference on without fetching it
+        self._ready.set()
+
+    async def get(self) -> list:
+        await self._ready.wait()
+        return self._box
+
+
 class SharedInputs:
     """A study's PreparedInputs in Ray's object store, fetched once per worker process.
 
     Tune's `with_parameters` would unpickle the whole object for every trial (about a second for the
     embedded default's graphs); a reused actor runs many trials and keeps this process's copy.
-    Runs only read it (loaders collate new tensors), so trials can share it."""
+    Runs only read it (loaders collate new tensors), so trials can share it.
+
+    It can exist before the inputs do: `SharedInputs()` then `put(inputs)`. Tune then starts the trial
+    workers (a process start and the imports of torch and mace: seconds) while the driver still builds
+    the graphs, and a trial's `get` waits for `put`. The mailbox lives on the driver's node, as does
+    the object (the driver owns it), so losing another node loses neither."""
 
     _fetched: dict[str, PreparedInputs] = {}
 
-    def __init__(self, inputs: PreparedInputs):
-        self.ref = ray.put(inputs)
+    def __init__(self, inputs: PreparedInputs | None = None):
+        self.key = uuid.uuid4().hex
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self._mailbox = _InputsMailbox.options(scheduling_strategy=here).remote()
+        self._ref = None  # the driver's reference keeps the object alive; workers never need it
+        if inputs is not None:
+            self.put(inputs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key, "_mailbox": self._mailbox, "_ref": None}
+
+    def put(self, inputs: PreparedInputs) -> None:
+        self._ref = ray.put(inputs)
+        ray.get(self._mailbox.put.remote([self._ref]))
 
     def get(self) -> PreparedInputs:
-        key = self.ref.hex()
-        if key not in SharedInputs._fetched:
+        if self.key not in SharedInputs._fetched:
+            [ref] = ray.get(self._mailbox.get.remote())
             SharedInputs._fetched.clear()  # one study's inputs per process
-            SharedInputs._fetched[key] = ray.get(self.ref)
-        return SharedInputs._fetched[key]
+            SharedInputs._fetched[self.key] = ray.get(ref)
+        return SharedInputs._fetched[self.key]
 
 
 def trial_values(config: dict[str, Any]) -> dict[str, Any]:

@@ -96,3 +96,34 @@ def test_analysis_cli_reads_the_engines_parquet(smoke_study, command, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "adam" in run.stdout or "lbfgs" in run.stdout
     assert any(tmp_path.iterdir())
+
+
+def test_a_failed_graph_build_stops_the_study_with_its_error_and_resume_runs_it(cache_root, smoke_inputs, tmp_path,
+                                                                              monkeypatch, launch):
+    """The graphs are built while Ray and the trial workers start. Should that build fail (no input
+    error is left by then: a bug, no memory), the study stops with the build's own error, records no
+    trial, and `--resume` later runs every trial."""
+    import time
+
+    import ray
+
+    from study import launch as launcher
+
+    def failing_build(checked):
+        time.sleep(8)  # fail once the trials wait for their inputs (a sooner failure takes the same path out)
+        raise RuntimeError("graph build failed")
+
+    monkeypatch.setattr(launcher, "build_inputs", failing_build)
+    args = launcher.build_parser().parse_args(["--space", "smoke", "--storage", str(tmp_path), "--quiet",
+                                               "--num-cpus", "2"])
+    try:
+        with pytest.raises(RuntimeError, match="graph build failed"):
+            launcher.run(args)
+    finally:
+        ray.shutdown()
+    assert not (tmp_path / "smoke" / "results" / "scores.parquet").exists()
+    resumed = launch(tmp_path, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    scores = _scores(tmp_path / "smoke")
+    assert set(scores["status"]) == {"ok"} and not scores.duplicated(["trial_id", "stage", "test_set"]).any()
+    assert scores[scores["stage"] == "first_order"]["trial_id"].nunique() == 2

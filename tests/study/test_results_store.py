@@ -49,6 +49,24 @@ def test_rows_held_back_reach_the_file_at_the_next_flush(tmp_path):
     assert len(ResultsStore(tmp_path).rows("curves")) == 3
 
 
+def test_a_restored_store_is_the_open_store_of_its_folder(tmp_path):
+    """Tune restores a resumed stage's callback, store included, from its pickled state; the next
+    stage writes through the study's own store. Both must be one store, or the later write drops
+    the resumed stage's rows."""
+    import pickle
+
+    pickled = pickle.dumps(ResultsStore(tmp_path))  # the callback's store, saved by the first run
+    study = ResultsStore.open(tmp_path)  # the resumed run's store
+    restored = pickle.loads(pickled)
+    assert restored is study
+    row = {"trial_id": "a", "stage": "first_order", "test_set": "val"}
+    restored.add("scores", [row])  # the resumed first-order stage
+    study.add("scores", [{**row, "trial_id": "b", "stage": "lbfgs"}])  # the next stage
+    assert {r["stage"] for r in pq.read_table(tmp_path / "scores.parquet").to_pylist()} == {"first_order", "lbfgs"}
+    elsewhere = pickle.loads(pickle.dumps(ResultsStore(tmp_path / "other")))  # no open store there: a fresh one
+    assert elsewhere.folder == tmp_path / "other" and elsewhere.rows("scores") == []
+
+
 def test_write_killed_half_way_leaves_the_previous_file_readable(tmp_path):
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
                               cwd=Path(__file__).resolve().parents[2])

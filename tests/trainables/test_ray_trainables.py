@@ -40,3 +40,18 @@ def test_shared_inputs_are_fetched_once_per_process(local_ray, smoke_inputs):
     assert first.score_names == smoke_inputs.score_names
     other = SharedInputs(smoke_inputs)  # another study's inputs replace the cached ones
     assert other.get() is not first
+
+
+def test_shared_inputs_reach_trials_that_started_before_them(local_ray, smoke_inputs):
+    """study.launch starts the trials while it still builds the graphs: a trial's `get` waits for `put`."""
+    shared = SharedInputs()
+
+    @ray.remote(num_cpus=0)
+    def trial(shared):  # nested: Ray pickles it by value
+        return shared.get().score_names
+
+    waiting = trial.remote(shared)
+    ready, _ = ray.wait([waiting], timeout=3)
+    assert not ready  # no inputs yet: the trial waits
+    shared.put(smoke_inputs)
+    assert ray.get(waiting, timeout=120) == smoke_inputs.score_names
