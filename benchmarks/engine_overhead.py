@@ -126,6 +126,17 @@ def format_table(pairs: list[Pair]) -> str:
     return "\n".join(lines)
 
 
+def outside_summary(pairs: list[Pair]) -> str:
+    """Ray's cost outside the trials, averaged over the pairs: the part of the ratio that the
+    machine's drift in training speed (both sides run the same run_finetune) does not blur."""
+    plain_out = statistics.mean(p.plain_wall - sum(p.plain["trial_s"]) for p in pairs)
+    ray_out = statistics.mean(p.ray.process_s - sum(p.ray.trial_s) for p in pairs)
+    plain_wall = statistics.mean(p.plain_wall for p in pairs)
+    return (f"outside the trials, mean over {len(pairs)}: ray {ray_out:.1f} s, plain {plain_out:.1f} s; Ray adds "
+            f"{ray_out - plain_out:.1f} s = {100 * (ray_out - plain_out) / plain_wall:.1f}% of plain's mean wall "
+            f"{plain_wall:.1f} s")
+
+
 def main() -> int:
     parser = trial_parser(__doc__, default_trials=4)
     parser.add_argument("--repeats", type=int, default=1, help="plain/ray pairs, run alternately; the median "
@@ -145,10 +156,11 @@ def main() -> int:
         ray_run = pair.ray
         per_trial = (ray_run.study_s - sum(ray_run.trial_s)) / len(ray_run.trial_s)
         print(f"#{index}: ray's Tune fit {ray_run.study_s:.1f} s, {per_trial:.1f} s per trial outside run_finetune "
-              "(worker start and imports, inputs from the object store, the final checkpoint, bookkeeping); "
+              "(mostly the first trial's wait for its worker's start and imports and for the inputs); "
               "before the trials (manifest setup_s): " + ", ".join(f"{k} {v:.1f} s" for k, v in ray_run.setup_s.items())
               + f"; plain prepare_inputs {pair.plain['prepare_s']:.1f} s")
     print("Ray's fixed cost, measured alone: " + ", ".join(f"{k} {v:.1f} s" for k, v in fixed.items()))
+    print(outside_summary(pairs))
     ratios = [pair.ratio for pair in pairs]
     print(f"ray / plain wall time = {statistics.median(ratios):.3f} (median of {len(ratios)}: "
           f"{', '.join(f'{r:.3f}' for r in ratios)}; goal <= 1.05)")
