@@ -8,9 +8,12 @@ zeros (mace 0.3.16 silently does when its KeySpecification is empty). Units: eV,
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
+
+from torch.utils.data import DataLoader
 
 import ase.io
 import numpy as np
@@ -18,7 +21,7 @@ import torch
 from ase import Atoms
 from mace.data import AtomicData
 from mace.data.utils import Configuration
-from mace.tools.torch_geometric import DataLoader
+from mace.tools.torch_geometric import Batch
 from mace.tools.utils import AtomicNumberTable
 
 from trainables.errors import DataError
@@ -231,10 +234,46 @@ def _packable_keys(states: list[dict]) -> list[str]:
                                    for s in states)]
 
 
+def collate_graphs(graphs: Sequence[AtomicData]) -> Batch:
+    """mace's `Batch.from_data_list`, with one `torch.cat` per attribute instead of a Python loop
+    over graphs and attributes (that loop was about 7% of a training step on a CPU). The result has
+    the same attributes, values and dtypes; only mace's bookkeeping for splitting a batch back into
+    graphs (`to_data_list`) is left out. Graphs with a non-tensor attribute go through mace's."""
+    first = graphs[0]
+    keys = first.keys
+    if not all(isinstance(first.__dict__.get(key), torch.Tensor) for key in keys):
+        return Batch.from_data_list(list(graphs))
+    batch = Batch()
+    for key in first.__dict__:
+        if not (key.startswith("__") and key.endswith("__")):
+            batch[key] = None  # attributes that are None in the graphs stay None, as in mace's batches
+    counts = [graph.num_nodes for graph in graphs]
+    for key in keys:
+        items = [graph.__dict__[key] for graph in graphs]
+        if _increments(key):
+            offsets = np.cumsum([0, *counts[:-1]]).tolist()
+            items = [item + offset if offset else item for item, offset in zip(items, offsets)]
+        if items[0].dim() == 0:
+            batch[key] = torch.stack(items)
+        else:
+            batch[key] = torch.cat(items, first.__cat_dim__(key, items[0]))
+    batch.batch = torch.repeat_interleave(torch.arange(len(graphs)), torch.tensor(counts))
+    batch.ptr = torch.tensor(np.cumsum([0, *counts]).tolist())
+    batch.__num_graphs__ = len(graphs)
+    batch.__data_class__ = type(first)
+    return batch
+
+
+def _increments(key: str) -> bool:
+    """Index attributes are offset by the nodes of the graphs before them (mace's `Data.__inc__`)."""
+    return bool(re.search("(index|face)", key))
+
+
 def make_loader(graphs: Sequence[AtomicData], batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
     """Mini-batches; a shuffled loader draws its order from its own seeded generator."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(list(graphs), batch_size=batch_size, shuffle=shuffle, drop_last=False, generator=generator)
+    return DataLoader(list(graphs), batch_size=batch_size, shuffle=shuffle, drop_last=False, generator=generator,
+                      collate_fn=collate_graphs)
 
 
 def training_loader(graphs: Sequence[AtomicData], batch_size: int, seed: int) -> DataLoader:
@@ -244,4 +283,4 @@ def training_loader(graphs: Sequence[AtomicData], batch_size: int, seed: int) ->
     A data set smaller than one batch is one batch."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(list(graphs), batch_size=batch_size, shuffle=True, drop_last=len(graphs) >= batch_size,
-                      generator=generator)
+                      generator=generator, collate_fn=collate_graphs)

@@ -49,6 +49,11 @@ class OptimizerSpec:
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
 
+# torch's own optimizers update every parameter tensor in one multi-tensor (foreach) call. torch
+# picks that only on GPUs; on a CPU it loops in Python, which took 2.5 ms of a ~30 ms Adam step on
+# the embedded default (1.1 ms foreach), with bit-identical weights.
+TORCH_FOREACH = {"foreach": True}
+
 
 def register(spec: OptimizerSpec) -> OptimizerSpec:
     OPTIMIZERS[spec.name] = spec
@@ -72,26 +77,28 @@ register(OptimizerSpec(
     name="sgd",
     factory=torch.optim.SGD,
     preconditioner="P_t = I (heavy-ball momentum 0.9 on g_t; nesterov configurable). Robbins & Monro 1951.",
-    defaults={"momentum": 0.9, "nesterov": False},
+    defaults={"momentum": 0.9, "nesterov": False, **TORCH_FOREACH},
 ))
 register(OptimizerSpec(
     name="adam",
     factory=torch.optim.Adam,
     preconditioner="P_t = diag(sqrt(v_hat_t) + eps)^-1, v_t an EMA of g_t^2; weight decay enters the "
     "gradient (L2). Kingma & Ba 2015.",
+    defaults=TORCH_FOREACH,
 ))
 register(OptimizerSpec(
     name="adamw",
     factory=torch.optim.AdamW,
     preconditioner="P_t = diag(sqrt(v_hat_t) + eps)^-1 as Adam, with decoupled weight decay "
     "theta <- theta (1 - lr lambda), lambda = 0.01 by default. Loshchilov & Hutter 2019.",
-    defaults={"weight_decay": 1e-2},
+    defaults={"weight_decay": 1e-2, **TORCH_FOREACH},
 ))
 register(OptimizerSpec(
     name="radam",
     factory=torch.optim.RAdam,
     preconditioner="P_t = r_t diag(sqrt(v_hat_t) + eps)^-1 with the variance rectification r_t; "
     "P_t = I (SGD with momentum) while the variance estimate is intractable. Liu et al. 2020.",
+    defaults=TORCH_FOREACH,
 ))
 register(OptimizerSpec(
     name="lamb",

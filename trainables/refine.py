@@ -30,7 +30,7 @@ from trainables.inputs import PreparedInputs, prepare_inputs
 from trainables.lbfgs import LBFGSConfig, lbfgs_refine
 from trainables.loss import loss_sum
 from trainables.replay import TASK_HEAD
-from trainables.training import evaluate, forward, resolve_device, set_threads
+from trainables.training import evaluate, forward, on_device, resolve_device, set_threads
 
 DEFAULT_CHUNK = 32
 
@@ -72,7 +72,7 @@ class Eq1Objective:
             p.grad = None
         total = 0.0
         for batch in self.loader:
-            batch = batch.to(self.device)
+            batch = on_device(batch, self.device)
             chunk = loss_sum(batch, forward(self.model, batch, training=True, compute_stress=self.stress),
                              self.weights) / self.count
             chunk.backward()
