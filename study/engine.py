@@ -9,6 +9,7 @@ under `<storage>/<name>/ray/`, so an interrupted study resumes stage by stage.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -228,18 +229,22 @@ def run_lbfgs(ctx, space, grid, shared, resources, resume, verbose=1) -> tune.Re
     return tuner.fit()
 
 
-def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
-    """Join a cluster (`auto` or HOST:PORT) or start a local, loopback-only Ray."""
+def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
+    """Join a cluster (`auto` or HOST:PORT) or start a local, loopback-only Ray with token
+    authentication; False when this process was already connected."""
     # Ray 2.60 leaves CUDA_VISIBLE_DEVICES unset for trials without GPUs; make it hide every GPU.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
     if ray.is_initialized():
-        return
+        return False
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
         listen_on_loopback_only()
+        # Ray's own notice that it enabled token authentication (its default) is not the study's news.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 object_store_memory=256 * 1024**2, log_to_driver=False)
+                 object_store_memory=256 * 1024**2, log_to_driver=False, logging_level=logging.WARNING)
+    return True
 
 
 def listen_on_loopback_only() -> None:

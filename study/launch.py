@@ -25,6 +25,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import ray
+
 from search_spaces import SearchSpace, get_space, known_spaces
 from study.engine import (
     Resources, StudyContext, check_study_folder, init_ray, run_first_order, run_lbfgs,
@@ -120,31 +122,42 @@ def _timed(seconds: dict[str, float], key: str, fn, *args):
 
 
 class InputsHandoff:
-    """The study's graphs, replay set and initial model, built in a thread while the main thread
-    starts Ray and Tune starts the trial workers (seconds of process starts and imports); the thread
-    puts them into the trials' `SharedInputs` once both exist.
+    """The study's inputs, checked and then built in a thread while the main thread starts Ray and
+    Tune starts the trial workers (seconds of process starts and imports); the thread puts them into
+    the trials' `SharedInputs` once both exist.
 
-    Input errors were all raised by `check_data`, before Ray. Should the build or the hand-over
-    still fail (a bug, no memory), the thread interrupts the main thread: Tune stops its waiting
-    trials as after Ctrl-C (nothing recorded, a later --resume runs them), and `raise_if_failed`
-    raises the thread's error."""
+    `checked_data` returns `check_data`'s result or raises its input error, before any trial is
+    launched. Should the build or the hand-over fail after that (a bug, no memory), the thread
+    interrupts the main thread: Tune stops its waiting trials as after Ctrl-C (nothing recorded, a
+    later --resume runs them), and `raise_if_failed` raises the thread's error."""
 
-    def __init__(self, checked: CheckedData, seconds: dict[str, float]):
+    def __init__(self, config: FinetuneConfig, seconds: dict[str, float]):
         self._shared: SharedInputs | None = None
+        self._checked: Future = Future()
         self._receiver_known, self._closed = threading.Event(), False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-inputs")
-        self._building = self._pool.submit(self._build_and_hand_over, checked, seconds)
-        self._building.add_done_callback(self._interrupt_main_on_error)
+        self._building = self._pool.submit(self._check_build_and_hand_over, config, seconds)
+        self._building.add_done_callback(self._interrupt_main_on_build_error)
 
-    def _build_and_hand_over(self, checked: CheckedData, seconds: dict[str, float]) -> None:
+    def _check_build_and_hand_over(self, config: FinetuneConfig, seconds: dict[str, float]) -> None:
+        try:
+            checked = _timed(seconds, "check_data", check_data, config)
+        except BaseException as error:
+            self._checked.set_exception(error)
+            return
+        self._checked.set_result(checked)
         inputs = _timed(seconds, "build_inputs", build_inputs, checked)
         self._receiver_known.wait()
         if self._shared is not None:
             self._shared.put(inputs)
 
-    def _interrupt_main_on_error(self, building: Future) -> None:
+    def _interrupt_main_on_build_error(self, building: Future) -> None:
         if building.exception() is not None and not self._closed:
             _thread.interrupt_main()
+
+    def checked_data(self) -> CheckedData:
+        """The checked data; raises its input error."""
+        return self._checked.result()
 
     def hand_over_to(self, shared: SharedInputs) -> None:
         """Put the inputs into `shared` as soon as they are built."""
@@ -169,11 +182,10 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.storage)
     folder = args.storage / name
     check_study_folder(folder, args.resume)
-    setup_s: dict[str, float] = {}  # wall seconds before the trials; build_inputs and ray_init overlap
-    checked = _timed(setup_s, "check_data", check_data, config)
-    handoff = InputsHandoff(checked, setup_s)
+    setup_s: dict[str, float] = {}  # wall seconds before the trials; check_data + build_inputs overlap ray_init
+    handoff = InputsHandoff(config, setup_s)
     try:
-        return run_study(args, space, config, name, folder, checked, handoff, setup_s)
+        return run_study(args, space, config, name, folder, handoff, setup_s)
     except KeyboardInterrupt:
         handoff.close()
         handoff.raise_if_failed()  # the build's own error, if that is what interrupted
@@ -182,10 +194,17 @@ def run(args: argparse.Namespace) -> int:
         handoff.close()
 
 
-def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, checked: CheckedData,
-              handoff: InputsHandoff, setup_s: dict[str, float]) -> int:
-    """Start Ray, hand the inputs over when built, run the stages, write the manifest and summary."""
-    _timed(setup_s, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
+def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, handoff: InputsHandoff,
+              setup_s: dict[str, float]) -> int:
+    """Start Ray while the data is checked (an input error stops it again), hand the inputs over
+    when built, run the stages, write the manifest and summary."""
+    started_ray = _timed(setup_s, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
+    try:
+        checked = handoff.checked_data()
+    except Exception:
+        if started_ray:
+            ray.shutdown()
+        raise
     shared = SharedInputs()
     handoff.hand_over_to(shared)
     folder.mkdir(parents=True, exist_ok=True)
