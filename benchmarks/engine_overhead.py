@@ -43,7 +43,7 @@ def ray_fixed_cost(folder: Path) -> dict[str, float]:
     from ray import tune
 
     times["import ray, tune"] = time.perf_counter() - start
-    from study.engine import init_ray
+    from study.cluster import init_ray
 
     start = time.perf_counter()
     init_ray(None, num_cpus=1)

@@ -9,8 +9,6 @@ under `<storage>/<name>/ray/`, so an interrupted study resumes stage by stage.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,6 @@ from ray import tune
 from search_spaces import SearchSpace
 from study.results import ResultsStore, curve_row, score_rows
 from trainables.config import FinetuneConfig
-from trainables.errors import ConfigError
 from trainables.ray_trainables import first_order_trainable, lbfgs_trainable, trial_values
 
 METRIC = "val_force_rmse_mev_a"
@@ -227,39 +224,3 @@ def run_lbfgs(ctx, space, grid, shared, resources, resume, verbose=1) -> tune.Re
     trainable = _with_resources(lbfgs_trainable, resources, shared=shared)
     tuner = _tuner(ctx, "lbfgs", trainable, param_space, tune.TuneConfig(reuse_actors=REUSE_ACTORS), resources, resume, verbose)
     return tuner.fit()
-
-
-def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
-    """Join a cluster (`auto` or HOST:PORT) or start a local, loopback-only Ray with token
-    authentication; False when this process was already connected."""
-    # Ray 2.60 leaves CUDA_VISIBLE_DEVICES unset for trials without GPUs; make it hide every GPU.
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        listen_on_loopback_only()
-        # Ray's own notice that it enabled token authentication (its default) is not the study's news.
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 object_store_memory=256 * 1024**2, log_to_driver=False, logging_level=logging.WARNING)
-    return True
-
-
-def listen_on_loopback_only() -> None:
-    """Make a local Ray bind every server to 127.0.0.1. Ray replaces 127.0.0.1 by the machine's
-    routable address unless its multi-node mode is off; the switch is read from the environment by
-    the processes Ray starts, and at import time by this one (hence the constant)."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
-
-
-def check_study_folder(folder: Path, resume: bool) -> None:
-    """Never overwrite a finished or interrupted study unless asked to resume it."""
-    exists = (folder / "results").exists() or (folder / "ray").exists()
-    if exists and not resume:
-        raise ConfigError(f"study folder {folder} already holds results; pass --resume to continue it "
-                          "or --name to start another")
-    if resume and not exists:
-        raise ConfigError(f"nothing to resume in {folder}")

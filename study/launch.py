@@ -23,20 +23,21 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from search_spaces import SearchSpace, get_space, known_spaces
-from study.engine import (
-    Resources, StudyContext, check_study_folder, init_ray, run_first_order, run_lbfgs,
-)
+from study.cluster import init_ray
 from study.results import ResultsStore
 from trainables.cli import OneLineParser, add_config_arguments, config_values_from_args, run_cli
 from trainables.config import FinetuneConfig
 from trainables.errors import ConfigError
-from trainables.inputs import CheckedData, build_inputs, check_data
-from trainables.ray_trainables import SharedInputs
+
+if TYPE_CHECKING:
+    from study.engine import StudyContext
+    from trainables.inputs import CheckedData
+    from trainables.ray_trainables import SharedInputs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +80,23 @@ def check_writable(storage: Path) -> None:
         raise ConfigError(f"storage path not writable: {storage} ({err.strerror or err})") from None
 
 
+def check_study_folder(folder: Path, resume: bool) -> None:
+    """Never overwrite a finished or interrupted study unless asked to resume it."""
+    exists = (folder / "results").exists() or (folder / "ray").exists()
+    if exists and not resume:
+        raise ConfigError(f"study folder {folder} already holds results; pass --resume to continue it "
+                          "or --name to start another")
+    if resume and not exists:
+        raise ConfigError(f"nothing to resume in {folder}")
+
+
+def import_training_stack() -> None:
+    """torch, mace, Ray Tune and this project's modules built on them (seconds), imported once the
+    command line is known to be valid: an unknown space or optimizer fails without waiting for them."""
+    import study.engine  # noqa: F401
+    import trainables.inputs  # noqa: F401
+
+
 def _git_revision() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -107,6 +125,8 @@ def write_manifest(folder: Path, **fields: Any) -> None:
 
 
 def context(name: str, folder: Path, config: FinetuneConfig, checked: CheckedData) -> StudyContext:
+    from study.engine import StudyContext
+
     system = config.system or (checked.sources.train.parent.name if config.train_file is None else "user")
     return StudyContext(name=name, folder=folder, system=system, mode=config.mode,
                         test_sets=checked.score_names, store=ResultsStore.open(folder / "results"))
@@ -140,6 +160,8 @@ class InputsHandoff:
         self._building.add_done_callback(self._interrupt_main_on_build_error)
 
     def _check_build_and_hand_over(self, config: FinetuneConfig, seconds: dict[str, float]) -> None:
+        from trainables.inputs import build_inputs, check_data
+
         try:
             checked = _timed(seconds, "check_data", check_data, config)
         except BaseException as error:
@@ -182,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.storage)
     folder = args.storage / name
     check_study_folder(folder, args.resume)
+    import_training_stack()  # before the thread below starts: two threads importing one package at once can deadlock
     setup_s: dict[str, float] = {}  # wall seconds before the trials; check_data + build_inputs overlap ray_init
     handoff = InputsHandoff(config, setup_s)
     try:
@@ -205,6 +228,9 @@ def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folde
         if started_ray:
             ray.shutdown()
         raise
+    from study.engine import Resources, run_first_order, run_lbfgs
+    from trainables.ray_trainables import SharedInputs
+
     shared = SharedInputs()
     handoff.hand_over_to(shared)
     folder.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,7 @@ def test_cluster_yaml_validates_with_rays_schema():
 def test_a_local_study_listens_on_loopback_only():
     import subprocess
 
-    script = ("import subprocess, ray\nfrom study.engine import init_ray\ninit_ray(None, num_cpus=1)\n"
+    script = ("import subprocess, ray\nfrom study.cluster import init_ray\ninit_ray(None, num_cpus=1)\n"
               "print('node ip', ray.util.get_node_ip_address())\n"
               "print('gcs port', ray.get_runtime_context().gcs_address.rsplit(':', 1)[1])\n"
               "print(subprocess.run(['ss', '-ltn'], capture_output=True, text=True).stdout)\nray.shutdown()\n")
