@@ -36,7 +36,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,38 +149,52 @@ def _is_closed_shell_chno(name: str, atoms: Atoms) -> bool:
 
 
 def generate(plan: BiphenylPlan, seed: int, progress: Callable[[str], None]) -> GeneratedSets:
-    """All data sets of "biphenyl-xtb" for ``plan``, reproducible from ``seed``."""
+    """All data sets of "biphenyl-xtb" for ``plan``, reproducible from ``seed``.
+
+    Every trajectory and the dihedral scan is one job, and the jobs run in parallel, one process per
+    core (the longest, the train MD, first): each job has its own random stream and xTB runs one
+    thread, so the sets are the same whatever the number of processes.
+    """
     with single_threaded_openmp():
-        pretrain, notes = pretrain_corpus(plan, seed, progress)
         progress("relaxing biphenyl")
-        biphenyl = relaxed(biphenyl_guess())
-        progress(f"train MD ({plan.train_samples} samples at {TRAIN_TEMPERATURE_K:.0f} K)")
-        train = biphenyl_md(biphenyl, TRAIN_TEMPERATURE_K, plan.train_samples, plan, seed, "train")
-        tests = {}
-        for test_name, temperature_K in TEST_TEMPERATURES_K.items():
-            progress(f"test MD {test_name} ({plan.test_samples} samples)")
-            config_type = f"test_{test_name}"
-            tests[test_name] = biphenyl_md(biphenyl, temperature_K, plan.test_samples, plan, seed, config_type)
-        progress(f"dihedral scan ({plan.dihedral_points} relaxed points)")
-        tests["dihedral"] = dihedral_scan(biphenyl, plan.dihedral_points)
+        biphenyl = relaxed(biphenyl_guess()).copy()  # the copy drops the calculator, which is not sent to workers
+        target = target_jobs(biphenyl, plan, seed)
+        corpus = corpus_jobs(plan, seed)
+        with closing(_map_in_processes(_run_job, [job for _, job in target] + [job for _, job in corpus])) as results:
+            sets: dict[str, list[Atoms]] = {}
+            for index, (name, _) in enumerate(target, start=1):
+                sets[name] = next(results)
+                progress(f"target set {index}/{len(target)} done: {name} ({len(sets[name])} configurations)")
+            pretrain, notes = collect_corpus(corpus, results, progress)
         e0s = [isolated_atom(symbol) for symbol in E0_ELEMENTS]
-    return GeneratedSets(pretrain=pretrain, train=train, tests=tests, e0s=e0s, notes=notes)
+    tests = {name: sets[name] for name in TEST_NAMES}
+    return GeneratedSets(pretrain=pretrain, train=sets["train"], tests=tests, e0s=e0s, notes=notes)
 
 
-def pretrain_corpus(
-    plan: BiphenylPlan, seed: int, progress: Callable[[str], None]
-) -> tuple[list[Atoms], list[str]]:
-    """MD snapshots of every corpus molecule at every pre-training temperature, and notes on skipped runs.
+def target_jobs(biphenyl: Atoms, plan: BiphenylPlan, seed: int) -> list[tuple[str, Callable[[], list[Atoms]]]]:
+    """(set name, job) for the biphenyl sets: "train" MD, one MD per test temperature, the "dihedral" scan."""
+    md_runs = [("train", "train", TRAIN_TEMPERATURE_K, plan.train_samples)]
+    md_runs += [(name, f"test_{name}", temperature_K, plan.test_samples) for name, temperature_K in TEST_TEMPERATURES_K.items()]
+    jobs = [(name, functools.partial(biphenyl_md, biphenyl, temperature_K, n_samples, plan, seed, config_type))
+            for name, config_type, temperature_K, n_samples in md_runs]
+    return jobs + [("dihedral", functools.partial(dihedral_scan, biphenyl, plan.dihedral_points))]
+
+
+def corpus_jobs(plan: BiphenylPlan, seed: int) -> list[tuple[tuple[str, float], Callable]]:
+    """((molecule, temperature), job) for every pre-training trajectory."""
+    names = plan.molecules if plan.molecules is not None else pretrain_molecule_names()
+    runs = [(name, temperature_K) for name in names for temperature_K in plan.pretrain_temperatures_K]
+    return [(run, functools.partial(_corpus_job, run, plan, seed)) for run in runs]
+
+
+def collect_corpus(jobs: list, results: Iterator, progress: Callable[[str], None]) -> tuple[list[Atoms], list[str]]:
+    """The corpus from its jobs' results, in job order, and notes on skipped runs.
 
     A trajectory whose xTB SCF fails is dropped whole (its molecule keeps its other temperatures).
-    Trajectories run in parallel, one process per core: each has its own random stream, so the
-    corpus is the same whatever the number of processes.
     """
-    names = plan.molecules if plan.molecules is not None else pretrain_molecule_names()
-    jobs = [(name, temperature_K) for name in names for temperature_K in plan.pretrain_temperatures_K]
     configs, notes = [], []
-    for index, ((name, temperature_K), (snapshots, error)) in enumerate(
-            zip(jobs, _map_in_processes(functools.partial(_corpus_job, plan=plan, seed=seed), jobs)), start=1):
+    for index, ((name, temperature_K), _) in enumerate(jobs, start=1):
+        snapshots, error = next(results)
         progress(f"pretrain MD {index}/{len(jobs)} trajectories ({name}, {temperature_K:.0f} K)")
         configs += snapshots
         if error is not None:
@@ -189,14 +203,18 @@ def pretrain_corpus(
     return configs, notes
 
 
-def _corpus_job(job: tuple[str, float], plan: BiphenylPlan, seed: int) -> tuple[list[Atoms], str | None]:
-    """One corpus trajectory; (snapshots, None), or ([], the reason) when xTB fails."""
-    name, temperature_K = job
+def _run_job(job: Callable):
     with single_threaded_openmp():
-        try:
-            return _molecule_md(name, temperature_K, plan, seed), None
-        except CalculationFailed as error:
-            return [], str(error)
+        return job()
+
+
+def _corpus_job(run: tuple[str, float], plan: BiphenylPlan, seed: int) -> tuple[list[Atoms], str | None]:
+    """One corpus trajectory; (snapshots, None), or ([], the reason) when xTB fails."""
+    name, temperature_K = run
+    try:
+        return _molecule_md(name, temperature_K, plan, seed), None
+    except CalculationFailed as error:
+        return [], str(error)
 
 
 def _map_in_processes(function: Callable, jobs: list) -> Iterator:

@@ -121,6 +121,15 @@ def test_builds_are_reproducible(name, tmp_path):
             assert one.get_potential_energy() == other.get_potential_energy()
 
 
+def test_xtb_build_is_the_same_in_one_process_as_in_parallel(xtb_files, tmp_path, monkeypatch):
+    import trainables.embedded_xtb as embedded_xtb
+
+    monkeypatch.setattr(embedded_xtb.os, "sched_getaffinity", lambda pid: {0})
+    serial = build_system("biphenyl-xtb", "smoke", cache_root=tmp_path, progress=quiet)
+    for name in ["pretrain.extxyz", "train.extxyz", "e0s.extxyz", *(path.name for path in xtb_files.tests.values())]:
+        assert (serial.root / name).read_bytes() == (xtb_files.root / name).read_bytes(), name
+
+
 def test_cached_build_is_reused_and_rebuild_regenerates(tmp_path):
     messages = []
     files = build_system("cu3au-emt", "smoke", cache_root=tmp_path, progress=messages.append)
