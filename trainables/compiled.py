@@ -26,6 +26,13 @@ from trainables.foundation import restore_trainable
 
 _LAST: dict[tuple, tuple[torch.nn.Module, torch.nn.Module]] = {}  # architecture -> (eager, compiled view)
 
+# Inductor's C++ kernels for this step, generated for more than one OpenMP thread, corrupt the heap
+# (torch 2.13: "double free or corruption" in the first backward pass of a run with --threads 2,
+# reproduced on the embedded default at both sizes). Generated for one thread they are correct,
+# whatever torch's thread count: a run with more threads compiles serial fused kernels and runs
+# the matrix products (oneDNN/BLAS, outside the generated code) on all its threads.
+SERIAL_CPU_KERNELS = {"cpp.threads": 1}
+
 
 def training_modules(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(eager, compiled): an eager model holding `model`'s weights and trainable set, and a compiled
@@ -73,7 +80,7 @@ def compiled_view(model: torch.nn.Module) -> torch.nn.Module:
     # only fail its guards and pile up recompilations: one compiled model per process at a time.
     torch._dynamo.reset()
     view = mace_compile.simplify(_shallow_tree_copy(model))
-    return _ExplainedFailures(torch.compile(view, fullgraph=True, dynamic=True))
+    return _ExplainedFailures(torch.compile(view, fullgraph=True, dynamic=True, options=SERIAL_CPU_KERNELS))
 
 
 class _ExplainedFailures(torch.nn.Module):

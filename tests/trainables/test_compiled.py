@@ -1,5 +1,9 @@
 """The torch.compile'd training step: same numbers as eager MACE, shared weights, savable result."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -39,6 +43,17 @@ def test_compiled_run_matches_eager_and_saves_like_it(smoke_config, smoke_inputs
     reloaded = load_foundation(save_model(compiled.model, tmp_path / "model.pt"))
     loader = D.make_loader(smoke_inputs.graphs["val"], 8, shuffle=False)
     assert evaluate(reloaded, loader, torch.device("cpu")) == pytest.approx(compiled.scores["val"], rel=1e-5)
+
+
+def test_compiled_run_on_two_threads_finishes(tmp_path):
+    """Inductor's kernels generated for two OpenMP threads corrupted the heap in the first backward
+    pass (an abort, so the run is a subprocess); `compiled_view` generates one-thread kernels."""
+    out = tmp_path / "run"
+    args = ["--data-size", "smoke", "--threads", "2", "--compile", "true", "--epochs", "1", "--batch-size", "4"]
+    result = subprocess.run([sys.executable, "-m", "trainables.finetune", *args, "--out", str(out)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
 
 
 def test_compiled_stress_and_its_gradient_match_eager(smoke_config, cache_root):
