@@ -30,7 +30,9 @@ _LAST: dict[tuple, tuple[torch.nn.Module, torch.nn.Module]] = {}  # architecture
 # (torch 2.13: "double free or corruption" in the first backward pass of a run with --threads 2,
 # reproduced on the embedded default at both sizes). Generated for one thread they are correct,
 # whatever torch's thread count: a run with more threads compiles serial fused kernels and runs
-# the matrix products (oneDNN/BLAS, outside the generated code) on all its threads.
+# the matrix products (oneDNN/BLAS, outside the generated code) on all its threads. (Two-thread
+# kernels without vectorization, "cpp.vec_isa_ok": False, did not crash and were faster on two
+# threads, but the corrupting kernel is not known, so they are not trusted.)
 SERIAL_CPU_KERNELS = {"cpp.threads": 1}
 
 
