@@ -130,7 +130,9 @@ class RowsCallback(tune.Callback):
 
 
 def first_order_param_space(space: SearchSpace, base: FinetuneConfig) -> dict[str, Any]:
-    fixed = {**base.to_dict(), **space.fixed}
+    """`base` is the study's config, the space's fixed values already under the run's flags and file
+    (`study.launch.study_config`): the trials get it as it is."""
+    fixed = base.to_dict()
     if space.search == "grid":
         return {"finetune": fixed, "optimizer": tune.grid_search(list(space.optimizers)),
                 "lr": tune.grid_search(list(space.lrs)), "seed": tune.grid_search(list(space.seeds))}
@@ -203,7 +205,7 @@ def run_first_order(ctx, space, base, shared, resources, resume, verbose=1) -> t
     trainable = _with_resources(first_order_trainable, resources, shared=shared,
                                 checkpoint_every_s=resources.checkpoint_every_s)
     tuner = _tuner(ctx, "first_order", trainable, first_order_param_space(space, base),
-                   tune_config(space, resources, int(space.fixed.get("epochs", base.epochs))), resources,
+                   tune_config(space, resources, base.epochs), resources,
                    resume, verbose)
     return tuner.fit()
 

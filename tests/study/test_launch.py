@@ -55,6 +55,20 @@ def test_curves_hold_every_epoch_and_lbfgs_step(smoke_study):
     assert not curves.duplicated(["trial_id", "stage", "step"]).any()
 
 
+def test_flags_override_the_spaces_fixed_values_in_the_trials():
+    """The smoke space fixes compile = false and epochs = 2; flags come last, in the manifest's
+    config and in what every trial runs."""
+    from search_spaces import get_space
+    from study.engine import first_order_param_space
+    from study.launch import build_parser, study_config
+
+    space = get_space("smoke")
+    args = build_parser().parse_args(["--space", "smoke", "--compile", "true", "--epochs", "1", "--cpus-per-trial", "2"])
+    trial = first_order_param_space(space, study_config(args, space))["finetune"]
+    assert (trial["compile"], trial["epochs"], trial["threads"]) == (True, 1, 2)
+    assert (trial["batch_size"], trial["mode"]) == (4, "replay")  # fixed values no flag overrides
+
+
 def test_existing_study_is_never_overwritten(smoke_study, launch):
     folder, _ = smoke_study
     before = (folder / "results" / "scores.parquet").read_bytes()
