@@ -57,6 +57,50 @@ def _assert_complete(folder: Path, trials: int, test_sets: int = 5, epochs: int 
         assert sorted(curves[curves.trial_id == trial_id].step) == list(range(1, epochs + 1)), trial_id
 
 
+def _children() -> dict[int, list[int]]:
+    """Every process's children, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """pid -> command of every process below `pid`."""
+    children, found, todo = _children(), {}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = _command(child) or "?"
+            todo.append(child)
+    return found
+
+
+def _command(pid: int) -> str | None:
+    """The process's command, or None once it has exited (a zombie counts as exited)."""
+    try:
+        if (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split() or ["Z"])[0] == "Z":
+            return None
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def _alive_after(processes: dict[int, str], seconds: float) -> dict[int, str]:
+    """Those of `processes` still running `seconds` from now (returns as soon as none is)."""
+    deadline = time.time() + seconds
+    while True:
+        alive = {pid: command for pid, command in processes.items() if _command(pid) == command}
+        if not alive or time.time() > deadline:
+            return alive
+        time.sleep(0.5)
+
+
 def test_driver_killed_then_resumed(cache_root, smoke_inputs, tmp_path, launch, launch_args):
     space = _space(tmp_path, SLOW_SPACE)
     storage = tmp_path / "studies"
@@ -66,14 +110,25 @@ def test_driver_killed_then_resumed(cache_root, smoke_inputs, tmp_path, launch, 
                               stderr=subprocess.DEVNULL)
     folder = storage / "drill"
     _wait_for_curves(folder, rows=8)  # the first trial done, the second under way
-    os.killpg(driver.pid, signal.SIGKILL)
+    ray_processes = _descendants(driver.pid)  # the local Ray the driver started: GCS, raylet, agents, trial workers
+    assert any("ImplicitFunc" in command for command in ray_processes.values()), ray_processes
+    os.kill(driver.pid, signal.SIGKILL)  # the driver alone, as the OOM killer would; Ray's processes are left to Ray
     driver.wait()
-    before = _table(folder, "scores")
-    finished = set(before.trial_id) if before is not None else set()
-    assert finished, "the first trial should have finished before the kill"
+    try:
+        workers = {pid: c for pid, c in ray_processes.items() if "ImplicitFunc" in c or "_InputsMailbox" in c}
+        assert not _alive_after(workers, 30), "the killed driver's trial workers kept running"
+        before = _table(folder, "scores")
+        finished = set(before.trial_id) if before is not None else set()
+        assert finished, "the first trial should have finished before the kill"
 
-    resumed = launch(storage, "--name", "drill", "--resume", space=str(space))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+        resumed = launch(storage, "--name", "drill", "--resume", space=str(space))
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        # Ray's agents wait for their GCS to come back (about 60 s) before they exit
+        assert not _alive_after(ray_processes, 120), "processes of the killed driver's Ray were left behind"
+    finally:
+        for pid, command in ray_processes.items():
+            if _command(pid) == command:
+                os.kill(pid, signal.SIGKILL)
     _assert_complete(folder, trials=4)
     after = _table(folder, "scores").set_index(["trial_id", "test_set"])
     for row in before.itertuples():  # finished trials were not rerun: their rows are unchanged
