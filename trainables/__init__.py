@@ -9,5 +9,8 @@ import warnings
 # mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD on import (e3nn's own constants need it), so it must be
 # imported before e3nn; torch then warns once per e3nn load. This project's loads pass weights_only.
 warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+# Building a MACE model scripts e3nn's generated code, and TorchScript warns about e3nn's annotations
+# (42 two-line warnings in one `study.launch`); they say nothing about the user's run.
+warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support instance-level annotations")
 
 import mace  # noqa: E402,F401

@@ -84,3 +84,18 @@ def test_saved_model_keeps_its_trainable_tensors(smoke_inputs, tmp_path):
     loaded = load_foundation(save_model(model, tmp_path / "m.pt"))
     assert [n for n, _ in loaded.named_parameters()] == [n for n, _ in model.named_parameters()]
     assert "radial_embedding.bessel_fn.bessel_weights" in dict(loaded.named_parameters())
+
+
+def test_loading_a_foundation_prints_no_third_party_warnings(smoke_files):
+    """Building a MACE model scripts e3nn code; TorchScript's warnings about it (42 in one study)
+    must not reach the user's terminal. Run as a user would: a fresh process, warnings shown."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import trainables, torch; from trainables.foundation import finetune_model, load_foundation; "
+            f"m = load_foundation({str(smoke_files.foundation)!r}); finetune_model(m, [1, 6], {{1: -1.0, 6: -2.0}}, torch.float32)")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Warning" not in run.stderr, run.stderr[-2000:]
