@@ -132,8 +132,9 @@ def default_system_name() -> str:
 
 
 def cache_root() -> Path:
-    """Root of the data cache: ``$OPTISTUDY_CACHE`` if set, else ``~/.cache/optistudy``."""
-    return Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "optistudy"))
+    """Root of the data cache: ``$OPTISTUDY_CACHE`` if set and not empty, else ``~/.cache/optistudy``
+    (an empty value, as `OPTISTUDY_CACHE= cmd` gives, would otherwise be the working directory)."""
+    return Path(os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "optistudy")
 
 
 def get_system(name: str) -> SystemSpec:

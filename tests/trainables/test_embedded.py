@@ -193,3 +193,12 @@ def test_cache_root_honours_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("OPTISTUDY_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_root() == Path(tmp_path / "home" / ".cache" / "optistudy")
+
+
+def test_an_empty_cache_variable_means_the_default_cache(monkeypatch, tmp_path):
+    """`OPTISTUDY_CACHE= cmd` must not build the default into the working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("OPTISTUDY_CACHE", "")
+    assert cache_root() == tmp_path / ".cache" / "optistudy"
+    monkeypatch.setenv("OPTISTUDY_CACHE", str(tmp_path / "mine"))
+    assert cache_root() == tmp_path / "mine"
