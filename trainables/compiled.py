@@ -63,8 +63,10 @@ def eager_copy(model: torch.nn.Module) -> torch.nn.Module:
     """The same MACE model, weights and trainable set, built without e3nn's TorchScript kernels
     (which `torch.compile` cannot trace). Evaluation is no slower on it than on the scripted one."""
     dtype = next(model.parameters()).dtype
+    config = extract_config_mace_model(model)
+    config["atomic_numbers"] = [int(z) for z in config["atomic_numbers"]]  # a tensor here makes mace warn
     with mace_compile.disable_e3nn_codegen(), _default_dtype(dtype):
-        copy = type(model)(**extract_config_mace_model(model))
+        copy = type(model)(**config)
     restore_trainable(copy, [name for name, _ in model.named_parameters()])
     copy.load_state_dict(model.state_dict())
     frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}

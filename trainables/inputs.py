@@ -126,7 +126,7 @@ def embedded_sources(config: FinetuneConfig) -> Sources:
 
     name = config.system or default_system_name()
     files = build_system(name, config.data_size)
-    foundation = config.foundation or str(embedded_foundation(files))
+    foundation = config.foundation or str(embedded_foundation(files, warm_for=config))
     replay = Path(config.replay_file) if config.replay_file else files.pretrain if config.has_replay_set else None
     return Sources(train=files.train, valid=None, tests=dict(files.tests), e0s=files.e0s,
                    foundation=foundation, has_stress=files.has_stress and config.stress_weight > 0, replay=replay)

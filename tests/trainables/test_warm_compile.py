@@ -1,0 +1,74 @@
+"""Compiling the fine-tuning step beside pretraining: the untrained foundation gives the same compiled
+graph as the pretrained one, and the second process runs, reports and cleans up."""
+
+import pytest
+import torch
+from mace.tools import compile as mace_compile
+
+from trainables import data as D
+from trainables.compiled import _shallow_tree_copy, eager_copy
+from trainables.embedded import build_system, default_system_name
+from trainables.foundation import save_model
+from trainables.inputs import prepare_inputs
+from trainables.pretrain import PRETRAIN, untrained_foundation
+from trainables.training import forward
+from trainables.warm_compile import WARM_STEPS, CompileWarmUp
+
+
+@pytest.fixture(scope="module")
+def untrained(smoke_files):
+    files = build_system(default_system_name(), "smoke")
+    torch.manual_seed(0)
+    return untrained_foundation(files.pretrain, files.e0s, PRETRAIN["smoke"])[0]
+
+
+def _traced_step(config, foundation_path) -> str:
+    """The code of the graphs Dynamo captures for one training forward pass (forces included) of
+    the fine-tuning model that `config` builds on the foundation at `foundation_path`."""
+    inputs = prepare_inputs(config.replace(foundation=str(foundation_path)))
+    codes = []
+
+    def record(graph_module, example_inputs):
+        codes.append(graph_module.code)
+        return graph_module.forward
+
+    mace_compile.configure_autograd_for_compile(allow_autograd=True)
+    torch._dynamo.reset()
+    view = mace_compile.simplify(_shallow_tree_copy(eager_copy(inputs.initial_model())))
+    batch = next(iter(D.make_loader(inputs.graphs["train"], 4, shuffle=False)))
+    forward(torch.compile(view, backend=record, fullgraph=True, dynamic=True), batch, training=True)
+    return "\n".join(codes)
+
+
+def test_the_untrained_foundation_compiles_to_the_pretrained_ones_graph(smoke_config, smoke_files, untrained, tmp_path):
+    config = smoke_config.replace(mode="replay", replay_samples=8)
+    pretrained = _traced_step(config, smoke_files.foundation)
+    assert pretrained and pretrained == _traced_step(config, save_model(untrained, tmp_path / "untrained.pt"))
+    assert _traced_step(config.replace(mode="naive"), smoke_files.foundation) != pretrained  # one head, not two
+
+
+def test_the_second_process_runs_the_steps_and_cleans_up(smoke_config, untrained):
+    lines = []
+    with CompileWarmUp(smoke_config, lines.append) as warm_up:
+        warm_up.start(untrained)
+    assert lines[0].startswith("compiling the fine-tuning step in a second process")
+    assert lines[-1].startswith("compiled the fine-tuning step beside pretraining")
+    assert f"; {WARM_STEPS} steps, ok, in " in lines[-1]
+    assert not warm_up.folder.exists()
+
+
+def test_a_failing_second_process_is_reported_in_one_line(smoke_config, untrained):
+    lines = []
+    config = smoke_config.replace(mode="replay", replay_samples=10_000)  # more than the corpus holds
+    with CompileWarmUp(config, lines.append) as warm_up:
+        warm_up.start(untrained)
+    assert "failed (exit 2" in lines[-1] and "error: replay_samples=10000" in lines[-1]
+    assert lines[-1].endswith("the first trials compile it themselves")
+
+
+def test_an_error_during_pretraining_stops_the_second_process(smoke_config, untrained):
+    with pytest.raises(KeyboardInterrupt):
+        with CompileWarmUp(smoke_config, lambda line: None) as warm_up:
+            warm_up.start(untrained)
+            raise KeyboardInterrupt
+    assert warm_up._process.returncode is not None and not warm_up.folder.exists()
