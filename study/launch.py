@@ -205,7 +205,13 @@ def run(args: argparse.Namespace) -> int:
     folder = args.storage / name
     check_study_folder(folder, args.resume)
     import_training_stack()  # before the thread below starts: two threads importing one package at once can deadlock
+    from trainables.inputs import build_embedded_default
+
     setup_s: dict[str, float] = {}  # wall seconds before the trials; check_data + build_inputs overlap ray_init
+    # The embedded default's first build (data, then pretraining: minutes) before Ray starts and in
+    # this thread, so that Ctrl-C stops it at once (the inputs thread would finish it first); a
+    # cached build is checked in milliseconds.
+    _timed(setup_s, "embedded_default", build_embedded_default, config)
     handoff = InputsHandoff(config, setup_s)
     try:
         return run_study(args, space, config, name, folder, handoff, setup_s)

@@ -120,6 +120,13 @@ def resolve_sources(config: FinetuneConfig) -> Sources:
     return embedded_sources(config)
 
 
+def build_embedded_default(config: FinetuneConfig) -> None:
+    """Build the embedded system and foundation that `config` runs on, where they are not cached
+    yet (minutes, once per machine); nothing for a run on the user's own data."""
+    if config.train_file is None:
+        embedded_sources(config)
+
+
 def embedded_sources(config: FinetuneConfig) -> Sources:
     from trainables.embedded import build_system, default_system_name
     from trainables.pretrain import embedded_foundation

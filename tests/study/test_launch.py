@@ -1,9 +1,12 @@
 """The study engine end to end on the smoke space: real Ray, real MACE, real Parquet."""
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SCORE_COLUMNS = {"study", "trial_id", "stage", "parent_trial_id", "optimizer", "lr", "seed", "test_set",
                  "energy_rmse_mev_atom", "force_rmse_mev_a", "wall_time_s", "steps", "resumed_from_step", "status"}
@@ -30,8 +33,10 @@ def test_smoke_study_writes_the_schema(smoke_study):
     assert (scores.resumed_from_step == 0).all()  # nothing failed, so nothing restarted
     assert "force RMSE (meV/A), stage first_order" in stdout and "schedulefree" in stdout
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert set(manifest["setup_s"]) == {"check_data", "build_inputs", "ray_init"}
-    assert all(seconds > 0 for seconds in manifest["setup_s"].values()) and manifest["wall_time_s"] > 0
+    setup_s = manifest["setup_s"]
+    assert set(setup_s) == {"embedded_default", "check_data", "build_inputs", "ray_init"}
+    assert setup_s["embedded_default"] >= 0  # built by an earlier fixture: checked in milliseconds
+    assert all(setup_s[key] > 0 for key in ("check_data", "build_inputs", "ray_init")) and manifest["wall_time_s"] > 0
 
 
 def test_lbfgs_rows_point_to_their_parents(smoke_study):
@@ -93,6 +98,32 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith(message)
     assert not (tmp_path / "smoke").exists()
+
+
+def test_ctrl_c_while_the_embedded_default_pretrains_stops_the_pretraining(launch_args, tmp_path):
+    """The first run builds the embedded default (minutes at full size). Ctrl-C during its
+    pretraining ends the command at once: nothing goes on to finish and cache the foundation."""
+    import os
+    import signal
+    import subprocess
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "OPTISTUDY_CACHE": str(cache), "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
+    command = launch_args(tmp_path / "studies")
+    driver = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for line in driver.stdout:
+            if line.startswith("pretraining foundation: epoch 1/"):
+                os.killpg(driver.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+                break
+        assert driver.wait(timeout=120) == 130
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.stderr.read().strip().splitlines()[-1] == "interrupted"
+    assert list(cache.glob("v1/*/manifest.json")) and not list(cache.glob("v1/*/foundation.pt"))
+    assert not (tmp_path / "studies" / "smoke").exists()
 
 
 @pytest.mark.parametrize("command", [
