@@ -12,5 +12,8 @@ warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_W
 # Building a MACE model scripts e3nn's generated code, and TorchScript warns about e3nn's annotations
 # (42 two-line warnings in one `study.launch`); they say nothing about the user's run.
 warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support instance-level annotations")
+# mace's `remove_pt_head` (exporting the task head of a replay run) passes the model's atomic
+# numbers, a tensor, to the new model, which calls torch.tensor on them; the numbers come out right.
+warnings.filterwarnings("ignore", message="To copy construct from a tensor", module="mace.modules.models")
 
 import mace  # noqa: E402,F401

@@ -1,10 +1,14 @@
 """The L-BFGS refinement stage on a MACE model: Algorithm 1 (trainables.lbfgs) applied to Eq. 1 over
 the whole training set, started from a first-order run's saved model.
 
-The objective is computed in deterministic chunks of `chunk_size` configurations (gradients
-accumulated), so memory stays bounded and every evaluation sees the same sum. The validation
-force RMSE picks the returned checkpoint, the starting point included, so the stage never ends
-worse than it began on validation.
+The objective is computed in deterministic chunks of at most `chunk_size` configurations, of
+near-equal sizes (gradients accumulated), so memory stays bounded and every evaluation sees the
+same sum. With `compile` (the default) the chunks go through the same compiled step as the
+first-order run's batches (trainables.compiled; a reused Ray actor has it already): an L-BFGS step
+of the embedded default (one evaluation and the validation) took 2.5 s instead of 4.3 s eagerly
+on 2026-12-01's CPU. Chunks of more than 4096 edges are a second compiled variant (inductor sums
+long reductions in blocks), built once per machine. The validation force RMSE picks the returned
+checkpoint, the starting point included, so the stage never ends worse than it began on validation.
 
 Single-run command, refining the output folder of `python -m trainables.finetune --out DIR`:
 
@@ -21,6 +25,7 @@ from typing import Any, Mapping
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from trainables.compiled import training_modules
 from trainables.config import FinetuneConfig
 from trainables.data import make_loader
 from trainables.errors import ConfigError
@@ -56,12 +61,22 @@ def split_options(options: Mapping[str, Any]) -> tuple[LBFGSConfig, int]:
     return LBFGSConfig.from_dict(options), chunk
 
 
-class Eq1Objective:
-    """x -> (Eq. 1 over the training set, its gradient) for a model's flat parameter vector x."""
+def even_chunk_size(count: int, chunk_size: int) -> int:
+    """The size of each of the fewest chunks of at most `chunk_size` that split `count` configurations
+    evenly: the last chunk is never a tiny one (the compiled step recompiles for a single graph)."""
+    chunks = -(-count // chunk_size)
+    return max(1, -(-count // max(chunks, 1)))
 
-    def __init__(self, model, graphs, config: FinetuneConfig, chunk_size: int, device, compute_stress: bool):
+
+class Eq1Objective:
+    """x -> (Eq. 1 over the training set, its gradient) for a model's flat parameter vector x.
+    `step_model` computes the chunks: `model` itself, or a compiled view sharing its parameters."""
+
+    def __init__(self, model, graphs, config: FinetuneConfig, chunk_size: int, device, compute_stress: bool,
+                 step_model: torch.nn.Module | None = None):
         self.model, self.device, self.stress = model, device, compute_stress
-        self.loader = make_loader(graphs, chunk_size, shuffle=False)
+        self.step_model = model if step_model is None else step_model
+        self.loader = make_loader(graphs, even_chunk_size(len(graphs), chunk_size), shuffle=False)
         self.count = len(graphs)
         self.weights = loss_weights(config)
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -73,7 +88,7 @@ class Eq1Objective:
         total = 0.0
         for batch in self.loader:
             batch = on_device(batch, self.device)
-            chunk = loss_sum(batch, forward(self.model, batch, training=True, compute_stress=self.stress),
+            chunk = loss_sum(batch, forward(self.step_model, batch, training=True, compute_stress=self.stress),
                              self.weights) / self.count
             chunk.backward()
             total += float(chunk.detach())
@@ -87,8 +102,11 @@ def run_refinement(config: FinetuneConfig, start_model: torch.nn.Module, inputs:
     start = time.perf_counter()
     set_threads(config.threads)
     device = resolve_device(config.device)
-    model = start_model.to(device).train()
-    objective = Eq1Objective(model, inputs.graphs["train"], config, chunk_size, device, inputs.has_stress)
+    initial = start_model.to(device)
+    model, step_model = training_modules(initial) if config.compile else (initial, initial)  # shared parameters
+    model.train()
+    objective = Eq1Objective(model, inputs.graphs["train"], config, chunk_size, device, inputs.has_stress,
+                             step_model=step_model)
     val_loader = make_loader(inputs.graphs["val"], config.eval_batch_size, shuffle=False)
 
     def validate(x: torch.Tensor) -> dict[str, float]:
@@ -99,11 +117,13 @@ def run_refinement(config: FinetuneConfig, start_model: torch.nn.Module, inputs:
     result = lbfgs_refine(objective, parameters_to_vector(objective.params).detach(), lbfgs, validate)
     vector_to_parameters(result.x_best, objective.params)
     model.eval()
+    scores = score_all(model, inputs, config, device)
+    initial.load_state_dict(model.state_dict())  # the stage's own model: the compiled pair is reused by the next run
     return RefineResult(
         status="ok", stop_reason=result.stop_reason, best_step=result.best_step,
-        records=[_flat_record(r) for r in result.records], scores=score_all(model, inputs, config, device),
+        records=[_flat_record(r) for r in result.records], scores=scores,
         steps=len(result.records) - 1, fevals=result.total_fevals,
-        wall_time_s=time.perf_counter() - start, model=model,
+        wall_time_s=time.perf_counter() - start, model=initial.eval(),
     )
 
 

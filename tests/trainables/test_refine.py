@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
+from trainables.compiled import _LAST as compiled_pairs
 from trainables.config import FinetuneConfig
 from trainables.data import make_loader
 from trainables.errors import ConfigError
@@ -23,7 +24,7 @@ from trainables.finetune import main as finetune_main
 from trainables.foundation import load_foundation
 from trainables.inputs import prepare_inputs
 from trainables.lbfgs import LBFGSConfig
-from trainables.refine import Eq1Objective, load_start_model, refine_checkpoint, run_refinement
+from trainables.refine import Eq1Objective, even_chunk_size, load_start_model, refine_checkpoint, run_refinement
 from trainables.training import full_loss
 
 CPU = torch.device("cpu")
@@ -76,7 +77,7 @@ def test_gradient_matches_central_difference(float64):
     """Along a random unit direction d: (f(x + hd) - f(x - hd)) / 2h = g'd. Measured relative error
     2e-9 at h = 1e-3 and 1e-4 (the round-off floor), 2e-7 at h = 1e-2."""
     config, inputs = float64
-    eq1 = objective(inputs.initial_model(), inputs, config, chunk_size=8)  # 18 configurations: 8 + 8 + 2
+    eq1 = objective(inputs.initial_model(), inputs, config, chunk_size=8)  # 18 configurations: 6 + 6 + 6
     x = start_point(eq1)
     x_before = x.clone()
     _, g = eq1(x)
@@ -98,6 +99,32 @@ def test_chunked_objective_equals_unchunked_and_eq1(float64):
     assert torch.allclose(g1, g_all, rtol=1e-10, atol=1e-12 * float(g_all.abs().max()))
     eq1 = full_loss(model, make_loader(inputs.graphs["train"], 4, False), loss_weights(config), CPU)
     assert f_all == pytest.approx(eq1, rel=1e-12)  # the mean over configurations, not the sum
+
+
+def test_compiled_stage_takes_the_same_steps_as_eager(adam_run, smoke_config, smoke_inputs):
+    """The objective's chunks through the compiled training step: the same losses, line searches
+    and validation scores as eager MACE to float rounding, and the start model is left as it was."""
+    start = copy.deepcopy(adam_run.model)
+    compiled_pairs.clear()
+    runs = {compile_: run_refinement(smoke_config.replace(compile=compile_), copy.deepcopy(start), smoke_inputs,
+                                     LBFGSConfig(max_steps=3), chunk_size=7)  # 18 configurations: 6 + 6 + 6
+            for compile_ in (False, True)}
+    eager, compiled = runs[False], runs[True]
+    assert len(compiled_pairs) == 1  # the compiled run built (or took) the compiled step; the eager one did not
+    assert [r["fevals"] for r in compiled.records] == [r["fevals"] for r in eager.records]
+    for a, b in zip(compiled.records, eager.records):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["val_force_rmse_mev_a"] == pytest.approx(b["val_force_rmse_mev_a"], rel=1e-4)
+    assert compiled.records[-1]["loss"] < compiled.records[0]["loss"]  # the compiled view moved the weights
+    assert val_force(compiled.scores) == pytest.approx(val_force(eager.scores), rel=1e-4)
+    refined = compiled.model.state_dict()
+    assert refined.keys() == start.state_dict().keys()
+    assert any(not torch.equal(refined[k], v) for k, v in start.state_dict().items())
+
+
+def test_even_chunks_never_leave_a_tiny_last_one():
+    assert [even_chunk_size(n, 32) for n in (1, 31, 32, 33, 460)] == [1, 31, 32, 17, 31]
+    assert even_chunk_size(18, 8) == 6 and even_chunk_size(18, 1) == 1
 
 
 def test_refinement_starts_from_schedulefree_averaged_weights(smoke_config, smoke_inputs, tmp_path):
