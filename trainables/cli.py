@@ -40,12 +40,17 @@ def _parse_scalar(text: str) -> Any:
         return text
 
 
+def parse_bool(text: str) -> bool:
+    """A command-line boolean: 1, true, yes or on (any case) is True, anything else False."""
+    return str(text).lower() in ("1", "true", "yes", "on")
+
+
 def _field_type(field: dataclasses.Field) -> Callable[[str], Any]:
     hint = typing.get_type_hints(FinetuneConfig)[field.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = args[0] if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else hint
     if base is bool:
-        return lambda text: str(text).lower() in ("1", "true", "yes", "on")
+        return parse_bool
     if base in (int, float):
         return lambda text, base=base: None if text.lower() == "none" else base(text)
     return lambda text: None if text.lower() == "none" else text

@@ -173,7 +173,7 @@ def _parser():
     import argparse
     import dataclasses
 
-    from trainables.cli import OneLineParser
+    from trainables.cli import OneLineParser, parse_bool
 
     parser = OneLineParser(prog="python -m trainables.refine", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,6 +181,8 @@ def _parser():
                         help="output folder of a first-order run (model.pt and metrics.json)")
     parser.add_argument("--out", type=Path, help="folder for the refined model and metrics")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK)
+    parser.add_argument("--compile", type=parse_bool, default=argparse.SUPPRESS, metavar="true|false",
+                        help="evaluate Eq. 1 through the compiled training step (default: as the first-order run)")
     for f in dataclasses.fields(LBFGSConfig):
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default),
                             default=argparse.SUPPRESS)
@@ -201,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = source / "metrics.json"
         if not metrics.is_file():
             raise ConfigError(f"{source} is not a first-order run folder (no metrics.json)")
-        config = FinetuneConfig.from_dict(json.loads(metrics.read_text())["config"])
+        saved = json.loads(metrics.read_text())["config"]
+        config = FinetuneConfig.from_dict({**saved, **({"compile": args.pop("compile")} if "compile" in args else {})})
         result = refine_checkpoint(config, source, options=args)
         for record in result.records:
             print(format_step(record))

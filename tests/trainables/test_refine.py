@@ -149,15 +149,21 @@ def test_cli_refines_a_finetune_output_folder(cache_root, tmp_path):
     (that CLI's main, run in-process to save an interpreter start)."""
     source, out = tmp_path / "adam", tmp_path / "refined"
     assert finetune_main(["--data-size", "smoke", "--epochs", "1", "--compile", "false", "--out", str(source)]) == 0
+    metrics = json.loads((source / "metrics.json").read_text())
+    metrics["config"]["compile"] = True  # as if the first-order run had compiled: --compile false overrides it
+    (source / "metrics.json").write_text(json.dumps(metrics))
     proc = subprocess.run(
-        [sys.executable, "-m", "trainables.refine", "--from", str(source), "--max-steps", "2", "--out", str(out)],
+        [sys.executable, "-m", "trainables.refine", "--from", str(source), "--max-steps", "2", "--compile", "false",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     steps = [line.split() for line in proc.stdout.splitlines() if line.startswith("step ")]
     assert [int(words[1]) for words in steps] == [0, 1, 2]
     assert "stop: max_steps" in proc.stdout
     assert "val" in proc.stdout.split("test set", 1)[1]
-    assert len(json.loads((out / "metrics.json").read_text())["records"]) == 3
+    written = json.loads((out / "metrics.json").read_text())
+    assert len(written["records"]) == 3 and written["config"]["compile"] is False
+    assert "compile" not in written["lbfgs"]  # a run setting, not an L-BFGS option
     assert load_foundation(out / MODEL_FILE).heads == ["Default"]
 
 
