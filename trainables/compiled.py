@@ -21,6 +21,7 @@ from mace.tools.scripts_utils import extract_config_mace_model
 
 from torch._dynamo.exc import TorchDynamoException
 
+from trainables.compile_lock import first_compile_on_node, step_key
 from trainables.errors import ConfigError
 from trainables.foundation import restore_trainable
 
@@ -53,10 +54,11 @@ def training_modules(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.
     return eager, view
 
 
-def _architecture_key(model: torch.nn.Module) -> tuple:
+def _architecture_key(model: torch.nn.Module, device_type_only: bool = False) -> tuple:
     parameter = next(model.parameters())
     trainable = tuple(name for name, p in model.named_parameters() if p.requires_grad)
-    return type(model), repr(extract_config_mace_model(model)), trainable, parameter.dtype, str(parameter.device)
+    device = parameter.device.type if device_type_only else str(parameter.device)
+    return type(model), repr(extract_config_mace_model(model)), trainable, parameter.dtype, device
 
 
 def eager_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -84,24 +86,44 @@ def compiled_view(model: torch.nn.Module) -> torch.nn.Module:
     # only fail its guards and pile up recompilations: one compiled model per process at a time.
     torch._dynamo.reset()
     view = mace_compile.simplify(_shallow_tree_copy(model))
-    return _ExplainedFailures(torch.compile(view, fullgraph=True, dynamic=True, options=SERIAL_CPU_KERNELS))
+    compiled = torch.compile(view, fullgraph=True, dynamic=True, options=SERIAL_CPU_KERNELS)
+    return _CompiledStep(compiled, _architecture_key(model, device_type_only=True))
 
 
-class _ExplainedFailures(torch.nn.Module):
-    """The compiled module, whose compilation failures become one actionable ConfigError (a model
-    that Dynamo cannot trace, a missing C++ compiler): the run stops with the remedy named."""
+class _CompiledStep(torch.nn.Module):
+    """The compiled module. Its first call, which compiles, runs alone among this node's processes
+    compiling the same step (`trainables.compile_lock`): the others load it from the cache after.
+    Compilation failures (a model that Dynamo cannot trace, a missing C++ compiler) become one
+    actionable ConfigError: the run stops with the remedy named."""
 
-    def __init__(self, compiled: torch.nn.Module):
+    def __init__(self, compiled: torch.nn.Module, architecture: tuple):
         super().__init__()
-        self.compiled = compiled
+        self.compiled, self._architecture = compiled, architecture
+        self.first_call_key: str | None = None  # the node-wide key of the graph its first call compiled
 
     def forward(self, *args, **kwargs):
+        if self.first_call_key is not None:
+            return self._explained(*args, **kwargs)
+        key = step_key(self._architecture, SERIAL_CPU_KERNELS, _call_signature(args, kwargs))
+        with first_compile_on_node(key):
+            output = self._explained(*args, **kwargs)
+        self.first_call_key = key
+        return output
+
+    def _explained(self, *args, **kwargs):
         try:
             return self.compiled(*args, **kwargs)
         except TorchDynamoException as error:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise ConfigError(f"torch.compile failed on this model ({reason}); run it eagerly with "
                               f"--compile false (compile = false in a config or space file)") from error
+
+
+def _call_signature(args: tuple, kwargs: dict) -> tuple:
+    """What of a call shapes the graph besides the model: the data's keys and dtypes, the options."""
+    data = args[0] if args and isinstance(args[0], dict) else {}
+    fields = tuple(sorted((name, str(getattr(value, "dtype", type(value).__name__))) for name, value in data.items()))
+    return fields, tuple(sorted((name, repr(value)) for name, value in kwargs.items()))
 
 
 def _shallow_tree_copy(module: torch.nn.Module) -> torch.nn.Module:
