@@ -90,24 +90,30 @@ def compiled_view(model: torch.nn.Module) -> torch.nn.Module:
     return _CompiledStep(compiled, _architecture_key(model, device_type_only=True))
 
 
+# Inductor's CPU kernels sum a reduction of more than this many elements in blocks, and guard on
+# it: batches with more edges are a second variant of the compiled step (seen with TORCH_LOGS=dynamic).
+LONG_REDUCTION_EDGES = 4096
+
+
 class _CompiledStep(torch.nn.Module):
-    """The compiled module. Its first call, which compiles, runs alone among this node's processes
-    compiling the same step (`trainables.compile_lock`): the others load it from the cache after.
-    Compilation failures (a model that Dynamo cannot trace, a missing C++ compiler) become one
-    actionable ConfigError: the run stops with the remedy named."""
+    """The compiled module. The first call of each variant of the step (which compiles it) runs
+    alone among this node's processes compiling the same variant (`trainables.compile_lock`): the
+    others load it from the cache after. Compilation failures (a model that Dynamo cannot trace, a
+    missing C++ compiler) become one actionable ConfigError: the run stops with the remedy named."""
 
     def __init__(self, compiled: torch.nn.Module, architecture: tuple):
         super().__init__()
-        self.compiled, self._architecture = compiled, architecture
-        self.first_call_key: str | None = None  # the node-wide key of the graph its first call compiled
+        self.compiled, self._architecture = compiled, step_key(architecture, SERIAL_CPU_KERNELS)
+        self.compiled_keys: dict[tuple, str] = {}  # call signature -> node-wide key of the variant it compiled
 
     def forward(self, *args, **kwargs):
-        if self.first_call_key is not None:
+        signature = call_signature(args, kwargs)
+        if signature in self.compiled_keys:
             return self._explained(*args, **kwargs)
-        key = step_key(self._architecture, SERIAL_CPU_KERNELS, _call_signature(args, kwargs))
+        key = step_key(self._architecture, signature)
         with first_compile_on_node(key):
             output = self._explained(*args, **kwargs)
-        self.first_call_key = key
+        self.compiled_keys[signature] = key
         return output
 
     def _explained(self, *args, **kwargs):
@@ -119,11 +125,13 @@ class _CompiledStep(torch.nn.Module):
                               f"--compile false (compile = false in a config or space file)") from error
 
 
-def _call_signature(args: tuple, kwargs: dict) -> tuple:
-    """What of a call shapes the graph besides the model: the data's keys and dtypes, the options."""
+def call_signature(args: tuple, kwargs: dict) -> tuple:
+    """What of a call picks the variant of the graph besides the model: the data's keys and dtypes,
+    the options, and whether its edges exceed LONG_REDUCTION_EDGES."""
     data = args[0] if args and isinstance(args[0], dict) else {}
     fields = tuple(sorted((name, str(getattr(value, "dtype", type(value).__name__))) for name, value in data.items()))
-    return fields, tuple(sorted((name, repr(value)) for name, value in kwargs.items()))
+    edges = data["edge_index"].shape[-1] if "edge_index" in data else 0
+    return fields, tuple(sorted((name, repr(value)) for name, value in kwargs.items())), edges > LONG_REDUCTION_EDGES
 
 
 def _shallow_tree_copy(module: torch.nn.Module) -> torch.nn.Module:

@@ -7,8 +7,9 @@ same sum. With `compile` (the default) the chunks go through the same compiled s
 first-order run's batches (trainables.compiled; a reused Ray actor has it already): an L-BFGS step
 of the embedded default (one evaluation and the validation) took 2.5 s instead of 4.3 s eagerly
 on 2026-12-01's CPU. Chunks of more than 4096 edges are a second compiled variant (inductor sums
-long reductions in blocks), built once per machine. The validation force RMSE picks the returned
-checkpoint, the starting point included, so the stage never ends worse than it began on validation.
+long reductions in blocks), compiled by one process per node (trainables.compile_lock). The
+validation force RMSE picks the returned checkpoint, the starting point included, so the stage
+never ends worse than it began on validation.
 
 Single-run command, refining the output folder of `python -m trainables.finetune --out DIR`:
 

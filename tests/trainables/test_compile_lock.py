@@ -112,7 +112,7 @@ def test_a_compiled_training_step_marks_its_key_and_another_process_computes_the
     model, view = training_modules(smoke_inputs.initial_model())
     batch = next(iter(D.make_loader(smoke_inputs.graphs["train"], 4, shuffle=False)))
     forward(view, batch, training=True)["energy"].sum().backward()
-    assert view.first_call_key is not None and is_compiled_on_node(view.first_call_key)
+    assert view.compiled_keys and all(is_compiled_on_node(key) for key in view.compiled_keys.values())
 
     script = ("from trainables.compiled import _architecture_key, eager_copy\n"
               "from trainables.compile_lock import step_key\n"
@@ -123,3 +123,16 @@ def test_a_compiled_training_step_marks_its_key_and_another_process_computes_the
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == step_key(_architecture_key(model, device_type_only=True))
+
+
+def test_batches_past_inductors_long_reduction_size_are_a_variant_of_their_own():
+    import torch
+
+    from trainables.compiled import LONG_REDUCTION_EDGES, call_signature
+
+    def signature(edges, **options):
+        return call_signature(({"edge_index": torch.zeros(2, edges, dtype=torch.long)},), options)
+
+    assert signature(10, training=True) == signature(LONG_REDUCTION_EDGES, training=True)
+    assert signature(10, training=True) != signature(LONG_REDUCTION_EDGES + 1, training=True)
+    assert signature(10, training=True) != signature(10, training=False)
