@@ -11,7 +11,8 @@ import pytest
 
 from trainables.compile_lock import first_compile_on_node, is_compiled_on_node, marker_folder, step_key
 
-# A process that holds the lock for `hold` seconds: it writes when it got in and when it left.
+# A process that holds the lock until told to let go (a file appears) or for at most `hold` seconds:
+# it writes when it got in and when it left.
 HOLDER = """
 import json, sys, time
 from pathlib import Path
@@ -20,10 +21,10 @@ key, out, hold = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
 with first_compile_on_node(key, progress=lambda line: print(line, flush=True)):
     entered = time.time()
     out.with_suffix(".entered").write_text("")
-    time.sleep(hold)
+    while time.time() < entered + hold and not out.with_suffix(".release").exists():
+        time.sleep(0.1)
 out.write_text(json.dumps({"entered": entered, "left": time.time()}))
 """
-
 
 def _start(key: str, out: Path, hold: float, cache: Path) -> subprocess.Popen:
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
@@ -46,15 +47,16 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_the_second_process_waits_for_the_first_and_a_later_one_does_not_wait(cache, tmp_path):
-    first = _start("step", tmp_path / "first.json", 15.0, cache)  # longer than a start-up
+    first = _start("step", tmp_path / "first.json", 120.0, cache)
     _wait_for(tmp_path / "first.entered")
     second = _start("step", tmp_path / "second.json", 0.0, cache)
-    second_output, _ = second.communicate(timeout=120)
+    assert "waiting to load it from the compiler cache" in second.stdout.readline()
+    (tmp_path / "first.release").write_text("")
+    second.communicate(timeout=120)
     first.communicate(timeout=120)
     assert first.returncode == second.returncode == 0
     a, b = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("first", "second"))
     assert b["entered"] >= a["left"]  # it went in only once the first was done
-    assert "waiting to load it from the compiler cache" in second_output
     assert is_compiled_on_node("step")
 
     third = _start("step", tmp_path / "third.json", 0.0, cache)
@@ -62,7 +64,7 @@ def test_the_second_process_waits_for_the_first_and_a_later_one_does_not_wait(ca
 
 
 def test_other_steps_do_not_wait(cache, tmp_path):
-    first = _start("step", tmp_path / "first.json", 30.0, cache)
+    first = _start("step", tmp_path / "first.json", 600.0, cache)
     _wait_for(tmp_path / "first.entered")
     other = _start("another-step", tmp_path / "other.json", 0.0, cache)
     assert "waiting" not in other.communicate(timeout=120)[0] and other.returncode == 0
