@@ -17,13 +17,17 @@ wait longer than `WAIT_LIMIT_S` goes on without the lock, as if there were none.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows has no flock: there every process compiles for itself, as without the lock
+    fcntl = None
 
 WAIT_LIMIT_S = 1800.0
 POLL_S = 0.5
@@ -69,6 +73,9 @@ def first_compile_on_node(key: str, progress: Callable[[str], None] = print) -> 
 
 @contextmanager
 def _node_lock(path: Path, progress: Callable[[str], None]) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
     with open(path, "a") as handle:
         acquired = _wait_for_lock(handle, progress)
         try:

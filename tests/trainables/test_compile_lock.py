@@ -138,3 +138,14 @@ def test_batches_past_inductors_long_reduction_size_are_a_variant_of_their_own()
     assert signature(10, training=True) == signature(LONG_REDUCTION_EDGES, training=True)
     assert signature(10, training=True) != signature(LONG_REDUCTION_EDGES + 1, training=True)
     assert signature(10, training=True) != signature(10, training=False)
+
+
+def test_without_flock_every_process_compiles_for_itself(cache, monkeypatch):
+    """Windows has no fcntl: the step is compiled and marked as if there were no lock."""
+    from trainables import compile_lock
+
+    monkeypatch.setattr(compile_lock, "fcntl", None)
+    with first_compile_on_node("step", progress=pytest.fail):
+        pass
+    assert is_compiled_on_node("step")
+    assert not (marker_folder() / "step.lock").exists()
