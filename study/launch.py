@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
     # The embedded default's first build (data, then pretraining: minutes) before Ray starts and in
     # this thread, so that Ctrl-C stops it at once (the inputs thread would finish it first); a
     # cached build is checked in milliseconds.
-    _timed(setup_s, "embedded_default", build_embedded_default, config)
+    _timed(setup_s, "embedded_default", build_embedded_default, config, space.lbfgs if space.has_lbfgs else None)
     handoff = InputsHandoff(config, setup_s)
     try:
         return run_study(args, space, config, name, folder, handoff, setup_s)

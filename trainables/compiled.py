@@ -54,6 +54,11 @@ def training_modules(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.
     return eager, view
 
 
+def compiled_variants() -> int:
+    """How many variants of the step (see `call_signature`) this process's compiled model has run."""
+    return sum(len(view.compiled_keys) for _, view in _LAST.values())
+
+
 def _architecture_key(model: torch.nn.Module, device_type_only: bool = False) -> tuple:
     parameter = next(model.parameters())
     trainable = tuple(name for name, p in model.named_parameters() if p.requires_grad)
@@ -97,8 +102,8 @@ LONG_REDUCTION_EDGES = 4096
 
 class _CompiledStep(torch.nn.Module):
     """The compiled module. The first call of each variant of the step (which compiles it) runs
-    alone among this node's processes compiling the same variant (`trainables.compile_lock`): the
-    others load it from the cache after. Compilation failures (a model that Dynamo cannot trace, a
+    alone among this node's processes compiling the same variant after the same ones before it
+    (`trainables.compile_lock`): the others load it from the cache after. Compilation failures (a model that Dynamo cannot trace, a
     missing C++ compiler) become one actionable ConfigError: the run stops with the remedy named."""
 
     def __init__(self, compiled: torch.nn.Module, architecture: tuple):
@@ -110,7 +115,9 @@ class _CompiledStep(torch.nn.Module):
         signature = call_signature(args, kwargs)
         if signature in self.compiled_keys:
             return self._explained(*args, **kwargs)
-        key = step_key(self._architecture, signature)
+        # Dynamo compiles a process's second variant as a recompilation, into another graph than
+        # the same variant compiled first in a process: the key holds the variants before it.
+        key = step_key(self._architecture, *self.compiled_keys, signature)
         with first_compile_on_node(key):
             output = self._explained(*args, **kwargs)
         self.compiled_keys[signature] = key
