@@ -66,11 +66,15 @@ def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> 
 
 
 def score_replay_before(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
-    """{"replay_before": RMSEs} of the not yet fine-tuned model on the replay set; {} without one."""
+    """{"replay_before": RMSEs} of the not yet fine-tuned model on the replay set; {} without one.
+    Every run on `inputs` starts from the same model: a process (a reused Ray actor) scores it once."""
     if "replay" not in inputs.graphs:
         return {}
-    loader = make_loader(inputs.graphs["replay"], config.eval_batch_size, shuffle=False)
-    return {"replay_before": evaluate(model, loader, device)}
+    key = (str(device), config.eval_batch_size)
+    if key not in inputs.initial_scores:
+        loader = make_loader(inputs.graphs["replay"], config.eval_batch_size, shuffle=False)
+        inputs.initial_scores[key] = {"replay_before": evaluate(model, loader, device)}
+    return {name: dict(rmses) for name, rmses in inputs.initial_scores[key].items()}
 
 
 def _finite(metrics: dict[str, float]) -> bool:

@@ -68,6 +68,9 @@ class PreparedInputs:
     sources: Sources | None = None
     heads: tuple[str, ...] = ("Default",)
     _template: torch.nn.Module | None = field(default=None, repr=False, compare=False)
+    # scores of `initial_model()` by (device, eval batch size): the same for every run on these inputs
+    initial_scores: dict[tuple[str, int], dict[str, dict[str, float]]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def test_names(self) -> list[str]:

@@ -110,6 +110,27 @@ def test_every_optimizer_runs_in_replay_mode(name, replay_config, replay_inputs)
     assert result.scores["replay"] != result.scores["replay_before"]
 
 
+def test_replay_before_is_scored_once_per_inputs_for_every_run(replay_config, replay_inputs, monkeypatch):
+    from trainables import finetune
+    from trainables.training import evaluate
+
+    replay_graph, replay_passes = replay_inputs.graphs["replay"][0], []
+
+    def counting(model, loader, device):
+        replay_passes.extend([1] if loader.dataset[0] is replay_graph else [])
+        return evaluate(model, loader, device)
+
+    monkeypatch.setattr(finetune, "evaluate", counting)
+    replay_inputs.initial_scores.clear()
+    first, second = (run_finetune(replay_config.replace(max_steps=1, seed=seed), replay_inputs) for seed in (0, 1))
+    assert len(replay_passes) == 3  # before the first run, and after each run
+    loader = make_loader(replay_inputs.graphs["replay"], replay_config.eval_batch_size, shuffle=False)
+    expected = evaluate(replay_inputs.initial_model(), loader, torch.device("cpu"))
+    assert first.scores["replay_before"] == second.scores["replay_before"]
+    assert first.scores["replay_before"] == pytest.approx(expected, rel=1e-6)
+    assert first.scores["replay"] != second.scores["replay"]
+
+
 def test_naive_run_scores_the_same_replay_set(smoke_config, smoke_inputs):
     config = smoke_config.replace(replay_samples=REPLAY_SAMPLES, replay_selection="random", epochs=1)
     inputs = prepare_inputs(config)
