@@ -16,7 +16,11 @@ than 4096 edges are a variant of the compiled step of their own (trainables.comp
 graph that Dynamo compiles first in a process is not the one it compiles as a process's second
 variant, so only a process of its own builds what the stage's trials load. On the embedded default
 (2 cores) a study of two Adam trials and their L-BFGS stages, from a foundation-less cache, took
-457 s instead of 561 s.
+418 s instead of 561 s.
+
+Pretraining's end does not wait for the processes: what they still compile (on the embedded
+default, the L-BFGS stage's step, for about 46 s after pretraining), a trial that needs it waits
+for on the node's compile lock, and the first-order trials start at once.
 
 Best effort: should the second process fail, one line says so and the trials compile for
 themselves, as they would without it.
@@ -27,6 +31,7 @@ themselves, as they would without it.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -34,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -53,8 +59,9 @@ def worth_warming(config: FinetuneConfig | None) -> bool:
 
 
 class CompileWarmUp:
-    """The second process: `start(untrained)` launches it, `finish()` waits for it and reports;
-    as a context manager, an error in the `with` block stops it. `lbfgs`: the study's L-BFGS
+    """The second process: `start(untrained)` launches it, `finish()` reports how it ended (from a
+    thread if it still runs; `wait()` for that); as a context manager, an error in the `with` block
+    stops it. `lbfgs`: the study's L-BFGS
     options (its `[lbfgs]` table), where it has that stage."""
 
     def __init__(self, config: FinetuneConfig, progress: Callable[[str], None] = print,
@@ -62,6 +69,7 @@ class CompileWarmUp:
         self._config, self._progress, self._lbfgs = config, progress, lbfgs
         self.folder = Path(tempfile.mkdtemp(prefix="optistudy-warm-compile-"))  # its files; removed at the end
         self._process: subprocess.Popen | None = None
+        self._reporter: threading.Thread | None = None
         self._started = 0.0
 
     def start(self, untrained: torch.nn.Module) -> None:
@@ -83,7 +91,25 @@ class CompileWarmUp:
         return str(self.folder / name)
 
     def finish(self) -> None:
-        """Wait for the second process and say how it ended."""
+        """Say how the second process ended; if it still runs (a study's L-BFGS stage is built
+        last), the caller goes on and a thread reports it when it ends. A trial that needs a step
+        the process is compiling waits for it on the node's compile lock (trainables.compile_lock);
+        the process is ended at exit if the caller is done first."""
+        if self._process is None or self._process.poll() is not None:
+            self._report()
+            return
+        self._progress("pretraining done; going on while the second process compiles (a trial that needs "
+                       "its step waits for it)")
+        atexit.register(self.stop)
+        self._reporter = threading.Thread(target=self._report, name="compile-warm-up", daemon=True)
+        self._reporter.start()
+
+    def wait(self) -> None:
+        """Return once `finish` has reported (at once unless it left a thread to do it)."""
+        if self._reporter is not None:
+            self._reporter.join()
+
+    def _report(self) -> None:
         if self._process is not None:
             code = self._process.wait()
             outcome = f"{time.perf_counter() - self._started:.0f} s; {self._last_log_line()}"
@@ -102,7 +128,8 @@ class CompileWarmUp:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _last_log_line(self) -> str:
-        lines = (self.folder / "log.txt").read_text(errors="replace").strip().splitlines()
+        log = self.folder / "log.txt"
+        lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
         return lines[-1] if lines else "no output"
 
     def __enter__(self) -> "CompileWarmUp":

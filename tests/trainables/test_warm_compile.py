@@ -1,6 +1,7 @@
 """Compiling the fine-tuning step beside pretraining: the untrained foundation gives the same compiled
 graph as the pretrained one, and the second process runs, reports and cleans up."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,9 @@ def test_the_second_process_runs_the_steps_and_cleans_up(smoke_config, untrained
     lines = []
     with CompileWarmUp(smoke_config, lines.append) as warm_up:
         warm_up.start(untrained)
+    assert warm_up._process.poll() is None  # the caller goes on while the process imports torch and runs
+    assert lines[-1].startswith("pretraining done; going on while the second process compiles")
+    warm_up.wait()
     assert lines[0].startswith("compiling the fine-tuning step in a second process")
     assert lines[-1].startswith("compiled the fine-tuning step beside pretraining")
     assert f"; {WARM_STEPS} steps, ok (compiled variants: 0); in " in lines[-1]  # smoke_config runs eagerly
@@ -73,6 +77,7 @@ def test_a_study_with_an_lbfgs_stage_has_the_stages_step_built_as_its_trials_loa
     lines = []
     with CompileWarmUp(config, lines.append, lbfgs={"chunk_size": chunk, "history": 5}) as warm_up:
         warm_up.start(untrained)
+    warm_up.wait()
     assert lines[0].endswith("then the L-BFGS stage's in a third")
     assert f"; {WARM_STEPS} steps, ok (compiled variants: 1); L-BFGS stage: " in lines[-1]
     assert "evaluations (compiled variants: 1); in " in lines[-1]
@@ -97,11 +102,33 @@ def cache_files() -> set[Path]:
     return {path for path in Path(cache_dir()).rglob("*") if path.is_file()}
 
 
+def test_a_process_still_compiling_when_its_caller_exits_is_ended(smoke_config, untrained, tmp_path):
+    """finish() leaves a running process to a thread; the caller's exit (atexit) ends it."""
+    foundation = save_model(untrained, tmp_path / "untrained.pt")
+    script = ("import torch\n"
+              "from trainables.config import FinetuneConfig\n"
+              "from trainables.foundation import load_foundation\n"
+              "from trainables.warm_compile import CompileWarmUp\n"
+              f"config = FinetuneConfig.from_dict({smoke_config.to_dict()!r})\n"
+              "warm_up = CompileWarmUp(config, lambda line: None)\n"
+              f"warm_up.start(load_foundation({str(foundation)!r}))\n"
+              "warm_up.finish()\n"
+              "print(warm_up._process.pid, warm_up._process.poll() is None, warm_up.folder)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pid, was_running, folder = done.stdout.strip().splitlines()[-1].split()
+    assert was_running == "True"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)
+    assert not Path(folder).exists()
+
+
 def test_a_failing_second_process_is_reported_in_one_line(smoke_config, untrained):
     lines = []
     config = smoke_config.replace(mode="replay", replay_samples=10_000)  # more than the corpus holds
     with CompileWarmUp(config, lines.append) as warm_up:
         warm_up.start(untrained)
+    warm_up.wait()
     assert "failed (exit 2" in lines[-1] and "error: replay_samples=10000" in lines[-1]
     assert lines[-1].endswith("the first trials compile it themselves")
 
