@@ -6,7 +6,7 @@ benchmarks/step_time_vs_mace.py). This follows mace's own recipe (`mace.tools.co
 e3nn's TorchScript code generation off, the symmetric contractions traced with `torch.fx`, and
 `torch.autograd.grad` traced into the graph so that the forces' second derivative is compiled too.
 The compiled view's convolutions over scalar node features are computed in a layout inductor
-vectorizes (`trainables.fused_conv`, through mace's `conv_fusion` hook): about 1.8x faster again.
+vectorizes (`trainables.fused_conv`, through mace's `conv_fusion` hook): 1.6-1.8x faster again.
 
 Two modules share one set of parameters: the eager model (owner of the weights: the optimizer,
 evaluation and saving use it) and the compiled view used for the training step. Compilation runs
