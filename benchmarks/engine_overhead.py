@@ -5,7 +5,8 @@
 The same trials (adam and adamw x `--trials / 2` seeds, lr 1e-3, the embedded default at full
 size, the study default: replay mode with 100 replay configurations, batch size 5, one thread)
 run through both sides below, each in a fresh process with OMP_NUM_THREADS=1, `--repeats` times
-alternately (plain, ray, plain, ray, ...: the speed of a shared machine drifts over minutes):
+alternately, in the order plain, ray, ray, plain, plain, ray, ... (the speed of a shared machine
+drifts over minutes; a steady drift then favours neither side):
 - ray:   `python -m study.launch --space <tmp>/overhead.toml --num-cpus 1 --max-concurrent 1`
          (per-epoch checkpoints, Parquet rows and the summary table included: that is the engine);
 - plain: `benchmarks/plain_loop.py SPACE`: `prepare_inputs` once, then `run_finetune` per trial.
@@ -92,7 +93,7 @@ def callee_table(stats: dict, parent: tuple[str, str], top: int) -> str:
 
 @dataclass
 class Pair:
-    """One plain run and the ray run right after it."""
+    """One plain run and one ray run, one right after the other."""
 
     plain_wall: float
     plain: dict
@@ -104,12 +105,25 @@ class Pair:
 
 
 def run_pair(space: Path, folder: Path, index: int) -> Pair:
-    plain_wall, plain = PlainProcess(space).wait()
-    print(f"#{index} plain: {plain_wall:.1f} s (prepare_inputs {plain['prepare_s']:.1f} s)", flush=True)
-    ray_run = launch(space, folder, f"ray{index}", ["--num-cpus", "1", "--max-concurrent", "1"])
-    if ray_run.returncode != 0:
-        raise SystemExit(f"study.launch failed (exit {ray_run.returncode}); see {ray_run.log}")
-    print(f"#{index} ray: {ray_run.process_s:.1f} s (Tune fit {ray_run.study_s:.1f} s); log {ray_run.log}", flush=True)
+    """Plain then ray for odd `index`, ray then plain for even: over pairs 1 and 2 (3 and 4, ...)
+    a machine that speeds up or slows down steadily favours neither side."""
+    def plain_side() -> tuple[float, dict]:
+        plain_wall, plain = PlainProcess(space).wait()
+        print(f"#{index} plain: {plain_wall:.1f} s (prepare_inputs {plain['prepare_s']:.1f} s)", flush=True)
+        return plain_wall, plain
+
+    def ray_side() -> StudyRun:
+        ray_run = launch(space, folder, f"ray{index}", ["--num-cpus", "1", "--max-concurrent", "1"])
+        if ray_run.returncode != 0:
+            raise SystemExit(f"study.launch failed (exit {ray_run.returncode}); see {ray_run.log}")
+        print(f"#{index} ray: {ray_run.process_s:.1f} s (Tune fit {ray_run.study_s:.1f} s); log {ray_run.log}",
+              flush=True)
+        return ray_run
+
+    if index % 2:
+        (plain_wall, plain), ray_run = plain_side(), ray_side()
+    else:
+        ray_run, (plain_wall, plain) = ray_side(), plain_side()
     return Pair(plain_wall, plain, ray_run)
 
 
@@ -141,8 +155,8 @@ def outside_summary(pairs: list[Pair]) -> str:
 
 def main() -> int:
     parser = trial_parser(__doc__, default_trials=4)
-    parser.add_argument("--repeats", type=int, default=1, help="plain/ray pairs, run alternately; the median "
-                        "ratio is reported (this machine's speed drifts by 10-20%% over minutes)")
+    parser.add_argument("--repeats", type=int, default=1, help="plain/ray pairs, run in the order plain, ray, "
+                        "ray, plain, ...; the median ratio is reported (this machine's speed drifts by 10-20%% over minutes)")
     parser.add_argument("--profile", action="store_true", help="also profile preparation and one plain trial")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="optistudy-overhead-"))

@@ -26,10 +26,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ray
-
 from search_spaces import SearchSpace, get_space, known_spaces
-from study.cluster import init_ray
+from study.cluster import init_ray, shutdown_ray
 from study.results import ResultsStore
 from trainables.cli import OneLineParser, add_config_arguments, config_values_from_args, run_cli
 from trainables.config import FinetuneConfig
@@ -226,15 +224,20 @@ def run(args: argparse.Namespace) -> int:
 
 def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, handoff: InputsHandoff,
               setup_s: dict[str, float]) -> int:
-    """Start Ray while the data is checked (an input error stops it again), hand the inputs over
-    when built, run the stages, write the manifest and summary."""
+    """Start Ray while the data is checked, run the study on it, and stop a Ray started here as
+    soon as the study ends or fails (an input error stops it again at once)."""
     started_ray = _timed(setup_s, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
     try:
-        checked = handoff.checked_data()
-    except Exception:
+        return run_stages(args, space, config, name, folder, handoff, setup_s)
+    finally:
         if started_ray:
-            ray.shutdown()
-        raise
+            shutdown_ray()
+
+
+def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, handoff: InputsHandoff,
+               setup_s: dict[str, float]) -> int:
+    """Hand the inputs over when built, run the stages, write the manifest and summary."""
+    checked = handoff.checked_data()
     from study.engine import Resources, run_first_order, run_lbfgs
     from trainables.ray_trainables import SharedInputs
 
