@@ -156,7 +156,8 @@ def outside_summary(pairs: list[Pair]) -> str:
 def main() -> int:
     parser = trial_parser(__doc__, default_trials=4)
     parser.add_argument("--repeats", type=int, default=1, help="plain/ray pairs, run in the order plain, ray, "
-                        "ray, plain, ...; the median ratio is reported (this machine's speed drifts by 10-20%% over minutes)")
+                        "ray, plain, ...; the median ratio is reported (this machine's speed drifts by 10-20%% "
+                        "over minutes)")
     parser.add_argument("--profile", action="store_true", help="also profile preparation and one plain trial")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="optistudy-overhead-"))

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import _thread
 import argparse
+import contextlib
 import gc
 import getpass
 import json
 import os
 import platform
+import shutil
 import subprocess
 import threading
 import time
@@ -31,11 +33,11 @@ from study.cluster import init_ray, shutdown_ray
 from study.results import ResultsStore
 from trainables.cli import OneLineParser, add_config_arguments, config_values_from_args, run_cli
 from trainables.config import FinetuneConfig
-from trainables.errors import ConfigError
+from trainables.errors import ConfigError, OptistudyError
 
 if TYPE_CHECKING:
     from study.engine import StudyContext
-    from trainables.inputs import CheckedData
+    from trainables.inputs import Sources
     from trainables.ray_trainables import SharedInputs
 
 
@@ -90,10 +92,12 @@ def check_study_folder(folder: Path, resume: bool) -> None:
 
 
 def import_training_stack() -> None:
-    """torch, mace, Ray Tune and this project's modules built on them (seconds), imported once the
-    command line is known to be valid: an unknown space or optimizer fails without waiting for them."""
-    import study.engine  # noqa: F401
+    """torch, mace and this project's modules built on them (seconds, no Ray), imported once the
+    command line is known to be valid (an unknown space or optimizer fails without waiting for
+    them), by the inputs thread while the main thread starts Ray."""
+    import trainables.finetune  # noqa: F401
     import trainables.inputs  # noqa: F401
+    import trainables.refine  # noqa: F401
 
 
 def _git_revision() -> str | None:
@@ -123,12 +127,15 @@ def write_manifest(folder: Path, **fields: Any) -> None:
     os.replace(tmp, path)
 
 
-def context(name: str, folder: Path, config: FinetuneConfig, checked: CheckedData) -> StudyContext:
+def context(name: str, folder: Path, config: FinetuneConfig, sources: Sources) -> StudyContext:
+    """The study's context, from where its data comes (no file read: the trials start while the
+    data is checked)."""
     from study.engine import StudyContext
+    from trainables.inputs import planned_score_names
 
-    system = config.system or (checked.sources.train.parent.name if config.train_file is None else "user")
+    system = config.system or (sources.train.parent.name if config.train_file is None else "user")
     return StudyContext(name=name, folder=folder, system=system, mode=config.mode,
-                        test_sets=checked.score_names, store=ResultsStore.open(folder / "results"))
+                        test_sets=planned_score_names(sources), store=ResultsStore.open(folder / "results"))
 
 
 def _timed(seconds: dict[str, float], key: str, fn, *args):
@@ -141,57 +148,93 @@ def _timed(seconds: dict[str, float], key: str, fn, *args):
 
 
 class InputsHandoff:
-    """The study's inputs, checked and then built in a thread while the main thread starts Ray and
-    Tune starts the trial workers (seconds of process starts and imports); the thread puts them into
-    the trials' `SharedInputs` once both exist.
+    """The study's inputs, imported, checked and built in a thread while the main thread starts Ray
+    and then the trials, whose workers start their own processes and imports (seconds) meanwhile;
+    the thread puts the inputs into the trials' `SharedInputs` once both exist.
 
-    `checked_data` returns `check_data`'s result or raises its input error, before any trial is
-    launched. Should the build or the hand-over fail after that (a bug, no memory), the thread
-    interrupts the main thread: Tune stops its waiting trials as after Ctrl-C (nothing recorded, a
-    later --resume runs them), and `raise_if_failed` raises the thread's error."""
+    The thread imports the training stack at once (`wait_imported`: the main thread imports
+    nothing heavy before, as two threads importing one package at once can deadlock), then waits
+    for `start_checking` (the embedded default's first build runs in the main thread, so that
+    Ctrl-C stops it at once), checks the data and builds the inputs.
+
+    An error of the thread (an input error, or a failed build or hand-over: a bug, no memory) is
+    raised by `hand_over_to` if it came before it. After it, the error interrupts the main thread:
+    Tune stops its waiting trials as after Ctrl-C (they have no inputs, so nothing is recorded),
+    and `raise_if_failed` raises the thread's error. A new study whose data fails its check is
+    then removed (`discard_unstarted_study`)."""
 
     def __init__(self, config: FinetuneConfig, seconds: dict[str, float]):
         self._shared: SharedInputs | None = None
-        self._checked: Future = Future()
-        self._receiver_known, self._closed = threading.Event(), False
+        self._imported, self._checked = Future(), Future()
+        self._go, self._receiver_known, self._closed = threading.Event(), threading.Event(), False
+        self._lock, self._failed = threading.Lock(), False  # the thread's error goes to hand_over_to or interrupts
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-inputs")
-        self._building = self._pool.submit(self._check_build_and_hand_over, config, seconds)
-        self._building.add_done_callback(self._interrupt_main_on_build_error)
+        self._building = self._pool.submit(self._import_check_build_and_hand_over, config, seconds)
+        self._building.add_done_callback(self._interrupt_main_on_error)
 
-    def _check_build_and_hand_over(self, config: FinetuneConfig, seconds: dict[str, float]) -> None:
+    def _import_check_build_and_hand_over(self, config: FinetuneConfig, seconds: dict[str, float]) -> None:
+        try:
+            _timed(seconds, "imports", import_training_stack)
+        except BaseException as error:
+            self._imported.set_exception(error)
+            raise
+        self._imported.set_result(None)
         from trainables.inputs import build_inputs, check_data
 
+        self._go.wait()
+        if self._closed:
+            return
         try:
             checked = _timed(seconds, "check_data", check_data, config)
         except BaseException as error:
             self._checked.set_exception(error)
-            return
+            raise
         self._checked.set_result(checked)
         inputs = _timed(seconds, "build_inputs", build_inputs, checked)
         self._receiver_known.wait()
         if self._shared is not None:
             self._shared.put(inputs)
 
-    def _interrupt_main_on_build_error(self, building: Future) -> None:
-        if building.exception() is not None and not self._closed:
-            _thread.interrupt_main()
+    def _interrupt_main_on_error(self, building: Future) -> None:
+        if building.exception() is None:
+            return
+        with self._lock:
+            self._failed = True
+            if self._shared is not None and not self._closed:
+                _thread.interrupt_main()
 
-    def checked_data(self) -> CheckedData:
-        """The checked data; raises its input error."""
-        return self._checked.result()
+    def wait_imported(self) -> None:
+        """Until the thread has imported the training stack; raises its import error."""
+        self._imported.result()
+
+    def start_checking(self) -> None:
+        """Let the thread check the data (the embedded default, if used, is built by now)."""
+        self._go.set()
+
+    def check_failed(self) -> bool:
+        """Whether the data check ended with an error."""
+        return self._checked.done() and self._checked.exception() is not None
 
     def hand_over_to(self, shared: SharedInputs) -> None:
-        """Put the inputs into `shared` as soon as they are built."""
-        self._shared = shared
+        """Put the inputs into `shared` as soon as they are built; from now on an error of the thread
+        interrupts the main thread. An input error found before is raised here."""
+        with self._lock:
+            self._shared = shared
+            failed = self._failed
         self._receiver_known.set()
+        if failed:
+            self.raise_if_failed()
 
     def raise_if_failed(self) -> None:
         """Wait for the build and the hand-over; raise the error if either failed."""
         self._building.result()
 
     def close(self) -> None:
-        """No hand-over any more (the study ended or failed first); the thread finishes on its own."""
-        self._closed = True
+        """No check or hand-over any more (the study ended or failed first); the thread finishes on
+        its own."""
+        with self._lock:
+            self._closed = True
+        self._go.set()
         self._receiver_known.set()
         self._pool.shutdown(wait=False)
 
@@ -203,20 +246,24 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.storage)
     folder = args.storage / name
     check_study_folder(folder, args.resume)
-    import_training_stack()  # before the thread below starts: two threads importing one package at once can deadlock
-    from trainables.inputs import build_embedded_default
-
-    setup_s: dict[str, float] = {}  # wall seconds before the trials; check_data + build_inputs overlap ray_init
-    # The embedded default's first build (data, then pretraining: minutes) before Ray starts and in
-    # this thread, so that Ctrl-C stops it at once (the inputs thread would finish it first); a
-    # cached build is checked in milliseconds.
-    _timed(setup_s, "embedded_default", build_embedded_default, config, space.lbfgs if space.has_lbfgs else None)
+    setup_s: dict[str, float] = {}  # wall seconds before the trials: ray_init overlaps the thread's parts
     handoff = InputsHandoff(config, setup_s)
+    try:
+        return run_with_handoff(args, space, config, name, folder, handoff, setup_s)
+    except OptistudyError:
+        if handoff.check_failed() and not args.resume:
+            discard_unstarted_study(folder)
+        raise
+
+
+def run_with_handoff(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path,
+                     handoff: InputsHandoff, setup_s: dict[str, float]) -> int:
+    """`run_study`; when interrupted, the inputs thread's error if that is what interrupted it."""
     try:
         return run_study(args, space, config, name, folder, handoff, setup_s)
     except KeyboardInterrupt:
         handoff.close()
-        handoff.raise_if_failed()  # the build's own error, if that is what interrupted
+        handoff.raise_if_failed()  # the thread's own error, if that is what interrupted
         raise
     finally:
         handoff.close()
@@ -224,27 +271,36 @@ def run(args: argparse.Namespace) -> int:
 
 def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, handoff: InputsHandoff,
               setup_s: dict[str, float]) -> int:
-    """Start Ray while the data is checked, run the study on it, and stop a Ray started here as
-    soon as the study ends or fails (an input error stops it again at once)."""
+    """Start Ray while the inputs thread imports the training stack, build the embedded default if
+    the study uses it and it is not built yet, let the thread check the data, run the study, and
+    stop a Ray started here as soon as the study ends or fails (an input error stops it at once)."""
     started_ray = _timed(setup_s, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
     try:
-        return run_stages(args, space, config, name, folder, handoff, setup_s)
+        handoff.wait_imported()
+        from trainables.inputs import build_embedded_default, resolve_sources
+
+        # The embedded default's first build (data, then pretraining: minutes) in this thread, so
+        # that Ctrl-C stops it at once; a cached build is checked in milliseconds.
+        _timed(setup_s, "embedded_default", build_embedded_default, config, space.lbfgs if space.has_lbfgs else None)
+        sources = resolve_sources(config)
+        handoff.start_checking()
+        return run_stages(args, space, config, name, folder, sources, handoff, setup_s)
     finally:
         if started_ray:
             shutdown_ray()
 
 
-def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, handoff: InputsHandoff,
-               setup_s: dict[str, float]) -> int:
-    """Hand the inputs over when built, run the stages, write the manifest and summary."""
-    checked = handoff.checked_data()
+def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, sources: Sources,
+               handoff: InputsHandoff, setup_s: dict[str, float]) -> int:
+    """Start the trials while the data is checked and the inputs are built (their workers' start
+    and imports take seconds), run the stages, write the manifest and summary."""
     from study.engine import Resources, run_first_order, run_lbfgs
     from trainables.ray_trainables import SharedInputs
 
     shared = SharedInputs()
     handoff.hand_over_to(shared)
     folder.mkdir(parents=True, exist_ok=True)
-    ctx = context(name, folder, config, checked)
+    ctx = context(name, folder, config, sources)
     write_manifest(folder, study=name, space=asdict(space), config=config.to_dict(), versions=_versions(),
                    git_revision=_git_revision(), user=getpass.getuser(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))
     resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent, args.max_failures,
@@ -259,6 +315,18 @@ def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, fold
     write_manifest(folder, finished=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1))
     print(summary(folder, wall))
     return 0
+
+
+def discard_unstarted_study(folder: Path) -> None:
+    """Remove what a new study wrote before its data check failed (its manifest, Ray's experiment
+    state, an empty results folder: no trial had inputs, so no row exists), so that the corrected
+    command runs under the same name without --resume. `check_study_folder` made sure neither
+    `ray/` nor `results/` existed before this run."""
+    for written in (folder / "ray", folder / "results"):
+        shutil.rmtree(written, ignore_errors=True)
+    (folder / "manifest.json").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only if nothing else is in it
 
 
 def summary(folder: Path, wall_time_s: float) -> str:

@@ -216,7 +216,14 @@ class CheckedData:
     @property
     def score_names(self) -> list[str]:
         """What `PreparedInputs.score_names` will be, known before the graphs are built."""
-        return score_names([n for n in self.sets if n not in ("train", "val")], bool(self.replay_items))
+        return planned_score_names(self.sources)
+
+
+def planned_score_names(sources: Sources) -> list[str]:
+    """What a run on `sources` scores (`PreparedInputs.score_names`), known before any file is read:
+    the test sets, and the replay set where there is a replay file (which the check fails unless
+    it holds a configuration)."""
+    return score_names([n for n in sources.tests if n not in ("train", "val")], sources.replay is not None)
 
 
 def check_data(config: FinetuneConfig) -> CheckedData:

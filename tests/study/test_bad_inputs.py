@@ -76,3 +76,36 @@ def test_bad_input_leaves_results_untouched(name, bad_files, smoke_files, smoke_
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, last
     assert {p: p.read_bytes() for p in (folder / "results").iterdir()} == before
+
+
+def test_new_study_whose_data_fails_its_check_after_the_trials_started_leaves_nothing(bad_files, smoke_files,
+                                                                                     tmp_path):
+    """The trials start while the data is checked. Data whose error shows only after seconds of
+    reading (an element the foundation lacks, in the last of thousands of configurations) stops
+    them again, and the new study's folder is removed: the corrected command needs no --resume."""
+    frames = smoke_files.train.read_text()
+    count = frames.count("Properties=")
+    big = tmp_path / "big_then_silicon.xyz"
+    big.write_text(frames * (8000 // count + 1) + _last_frame(bad_files / "silicon.xyz"))
+    storage = tmp_path / "studies"
+    command = [sys.executable, "-m", "study.launch", "--space", "smoke", "--storage", str(storage), "--name", "late",
+               "--train-file", str(big), "--foundation", str(smoke_files.foundation), "--e0s-file",
+               str(smoke_files.e0s), "--mode", "naive", "--replay-samples", "none"]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 2, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "lacks element(s) Si" in last, last
+    assert "Configuration for experiment" in run.stdout + run.stderr, "the trials did not start before the check failed"
+    assert not (storage / "late").exists(), list((storage / "late").rglob("*"))
+
+
+def _last_frame(path: Path) -> str:
+    """The last configuration of an extxyz file, as text."""
+    lines = path.read_text().splitlines(keepends=True)
+    start = 0
+    while start < len(lines):
+        atoms = int(lines[start])
+        if start + 2 + atoms >= len(lines):
+            return "".join(lines[start:])
+        start += 2 + atoms
+    raise ValueError(f"no frame in {path}")
