@@ -81,12 +81,12 @@ def test_bad_input_leaves_results_untouched(name, bad_files, smoke_files, smoke_
 def test_new_study_whose_data_fails_its_check_after_the_trials_started_leaves_nothing(bad_files, smoke_files,
                                                                                      tmp_path):
     """The trials start while the data is checked. Data whose error shows only after seconds of
-    reading (an element the foundation lacks, in the last of thousands of configurations) stops
+    reading (an element the foundation lacks, in the last of 12000 configurations) stops
     them again, and the new study's folder is removed: the corrected command needs no --resume."""
     frames = smoke_files.train.read_text()
     count = frames.count("Properties=")
     big = tmp_path / "big_then_silicon.xyz"
-    big.write_text(frames * (8000 // count + 1) + _last_frame(bad_files / "silicon.xyz"))
+    big.write_text(frames * (12000 // count + 1) + _last_frame(bad_files / "silicon.xyz"))
     storage = tmp_path / "studies"
     command = [sys.executable, "-m", "study.launch", "--space", "smoke", "--storage", str(storage), "--name", "late",
                "--train-file", str(big), "--foundation", str(smoke_files.foundation), "--e0s-file",
