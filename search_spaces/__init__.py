@@ -139,6 +139,6 @@ def validate_space(space: SearchSpace) -> None:
         check(0 < low < high, f"each lr range needs 0 < low < high, got {low}, {high}")
     check_fixed_keys(space)
     if space.has_lbfgs:
-        from trainables.lbfgs import LBFGSConfig
+        from trainables.config import LBFGSConfig
 
         LBFGSConfig.from_dict(space.lbfgs)

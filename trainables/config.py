@@ -2,11 +2,14 @@
 
 `FinetuneConfig.from_dict` is the single entry point: it rejects unknown keys, checks ranges and
 returns a frozen dataclass. `to_dict` gives the plain dict that Ray passes around as `config`.
+`LBFGSConfig` holds the refinement stage's hyper-parameters (trainables.lbfgs) the same way.
+Neither imports torch, so a study's settings are checked before the training stack loads.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -146,3 +149,85 @@ class FinetuneConfig:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class LBFGSConfig:
+    """Hyper-parameters of the L-BFGS refinement stage (arXiv:2512.05489, Appendix B).
+
+    Attributes:
+        max_steps: K, the number of L-BFGS steps.
+        history: m, the number of curvature pairs (s, y) kept.
+        c1: Armijo constant, f(x + a p) <= f(x) + c1 a g'p.
+        c2: weak Wolfe curvature constant, g(x + a p)'p >= c2 g'p; 0 < c1 < c2 < 1.
+        backtrack: factor shrinking a trial step that fails Armijo (its inverse expands a step
+            that is too short).
+        max_line_search: most objective evaluations per step.
+        initial_step: length ||alpha p|| of the first trial step while no curvature pair is stored
+            (alpha = 1 on p = -(initial_step / ||g||) g), in units of the parameters.
+        powell_threshold: sigma of Powell's damping: y is damped when s'y < sigma s'Bs.
+        patience: stop after this many steps without a strictly better validation score.
+        step_tol: stop when ||x_{k+1} - x_k|| <= step_tol.
+        loss_tol: stop when f_k - f_{k+1} <= loss_tol |f_k|. The default 0 stops only when an
+            accepted step leaves f unchanged, the round-off floor of the loss.
+        grad_tol: stop when ||g_k|| <= grad_tol (absolute, Euclidean norm).
+    """
+
+    max_steps: int = 30
+    history: int = 20
+    c1: float = 1e-4
+    c2: float = 0.9
+    backtrack: float = 0.5
+    max_line_search: int = 20
+    initial_step: float = 1e-2
+    powell_threshold: float = 0.2
+    patience: int = 5
+    step_tol: float = 1e-10
+    loss_tol: float = 0.0
+    grad_tol: float = 1e-12
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        problems = _range_problems(self)
+        if problems:
+            raise ConfigError("invalid LBFGSConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> LBFGSConfig:
+        """Build and validate; unknown keys, wrong types and out-of-range values raise ConfigError."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown LBFGSConfig key(s) {unknown}; known keys: {known}")
+        return cls(**values)
+
+
+def _check_types(config: LBFGSConfig) -> None:
+    """Integer fields must be ints; the others real numbers (bools are neither)."""
+    for attribute in dataclasses.fields(config):
+        value = getattr(config, attribute.name)
+        wants_int = isinstance(attribute.default, int)
+        allowed = (int,) if wants_int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            kind = "an integer" if wants_int else "a real number"
+            raise ConfigError(f"LBFGSConfig.{attribute.name} must be {kind}, got {value!r}")
+
+
+def _range_problems(c: LBFGSConfig) -> list[str]:
+    """Every violated range condition of `c`, as messages naming the field and the allowed range."""
+    checks = [
+        (c.max_steps >= 1, f"max_steps must be >= 1, got {c.max_steps}"),
+        (c.history >= 1, f"history must be >= 1, got {c.history}"),
+        (0 < c.c1 < c.c2 < 1,
+         f"need 0 < c1 < c2 < 1 (Armijo constant below the Wolfe curvature constant), "
+         f"got c1={c.c1}, c2={c.c2}"),
+        (0 < c.backtrack < 1, f"backtrack must lie in (0, 1), got {c.backtrack}"),
+        (c.max_line_search >= 1, f"max_line_search must be >= 1, got {c.max_line_search}"),
+        (0 < c.initial_step < math.inf, f"initial_step must be positive and finite, got {c.initial_step}"),
+        (0 < c.powell_threshold < 1, f"powell_threshold must lie in (0, 1), got {c.powell_threshold}"),
+        (c.patience >= 1, f"patience must be >= 1, got {c.patience}"),
+        (0 <= c.step_tol < math.inf, f"step_tol must be >= 0 and finite, got {c.step_tol}"),
+        (0 <= c.loss_tol < 1, f"loss_tol must lie in [0, 1), got {c.loss_tol}"),
+        (0 <= c.grad_tol < math.inf, f"grad_tol must be >= 0 and finite, got {c.grad_tol}"),
+    ]
+    return [message for ok, message in checks if not ok]

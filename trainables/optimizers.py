@@ -15,21 +15,25 @@ others, unless the run's config sets `weight_decay`.
 
 from __future__ import annotations
 
+import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
-
-import pytorch_optimizer
-import schedulefree
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
 
 from trainables.errors import ConfigError
 
-Factory = Callable[..., torch.optim.Optimizer]
+if TYPE_CHECKING:
+    import torch
+
+# A factory is a callable, or the "module:attribute" path of one. The built-in entries use paths so
+# that reading the registry (names and flags, as the CLI does to validate a study) imports no torch.
+Factory = Union[Callable[..., "torch.optim.Optimizer"], str]
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """A named optimizer: factory `(params, *, lr, weight_decay, **hyper)` plus capability flags."""
+    """A named optimizer: factory `(params, *, lr, weight_decay, **hyper)` plus capability flags.
+
+    `factory` is the callable or its "module:attribute" path, imported on the first `build`."""
 
     name: str
     factory: Factory
@@ -44,7 +48,10 @@ class OptimizerSpec:
         kwargs = {"weight_decay": 0.0, **self.defaults, **hyper}
         if weight_decay is not None:
             kwargs["weight_decay"] = weight_decay
-        return self.factory(params, lr=lr, **kwargs)
+        return self.resolve_factory()(params, lr=lr, **kwargs)
+
+    def resolve_factory(self) -> Callable[..., torch.optim.Optimizer]:
+        return pkgutil.resolve_name(self.factory) if isinstance(self.factory, str) else self.factory
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
@@ -75,48 +82,48 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: floa
 
 register(OptimizerSpec(
     name="sgd",
-    factory=torch.optim.SGD,
+    factory="torch.optim:SGD",
     preconditioner="P_t = I (heavy-ball momentum 0.9 on g_t; nesterov configurable). Robbins & Monro 1951.",
     defaults={"momentum": 0.9, "nesterov": False, **TORCH_FOREACH},
 ))
 register(OptimizerSpec(
     name="adam",
-    factory=torch.optim.Adam,
+    factory="torch.optim:Adam",
     preconditioner="P_t = diag(sqrt(v_hat_t) + eps)^-1, v_t an EMA of g_t^2; weight decay enters the "
     "gradient (L2). Kingma & Ba 2015.",
     defaults=TORCH_FOREACH,
 ))
 register(OptimizerSpec(
     name="adamw",
-    factory=torch.optim.AdamW,
+    factory="torch.optim:AdamW",
     preconditioner="P_t = diag(sqrt(v_hat_t) + eps)^-1 as Adam, with decoupled weight decay "
     "theta <- theta (1 - lr lambda), lambda = 0.01 by default. Loshchilov & Hutter 2019.",
     defaults={"weight_decay": 1e-2, **TORCH_FOREACH},
 ))
 register(OptimizerSpec(
     name="radam",
-    factory=torch.optim.RAdam,
+    factory="torch.optim:RAdam",
     preconditioner="P_t = r_t diag(sqrt(v_hat_t) + eps)^-1 with the variance rectification r_t; "
     "P_t = I (SGD with momentum) while the variance estimate is intractable. Liu et al. 2020.",
     defaults=TORCH_FOREACH,
 ))
 register(OptimizerSpec(
     name="lamb",
-    factory=pytorch_optimizer.Lamb,
+    factory="pytorch_optimizer:Lamb",
     preconditioner="P_t = (||theta|| / ||u_t||) diag(sqrt(v_hat_t) + eps)^-1 per layer: Adam's "
     "direction u_t (decoupled weight decay 0.01 included) rescaled by a layer-wise trust ratio. You et al. 2020.",
     defaults={"weight_decay": 1e-2},
 ))
 register(OptimizerSpec(
     name="ranger",
-    factory=pytorch_optimizer.Ranger,
+    factory="pytorch_optimizer:Ranger",
     preconditioner="RAdam's P_t on fast weights; every k=6 steps the slow weights move alpha=0.5 "
     "toward them (Lookahead, Zhang et al. 2019). Gradient centralisation off, as in the paper.",
     defaults={"use_gc": False},
 ))
 register(OptimizerSpec(
     name="schedulefree",
-    factory=schedulefree.AdamWScheduleFree,
+    factory="schedulefree:AdamWScheduleFree",
     preconditioner="AdamW's P_t applied at an interpolation y_t of the iterate z_t and its running "
     "average x_t; evaluation uses x_t, so no schedule is needed; decoupled weight decay 0.01 as AdamW. "
     "Defazio et al. 2024.",

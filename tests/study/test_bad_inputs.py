@@ -78,6 +78,23 @@ def test_bad_input_leaves_results_untouched(name, bad_files, smoke_files, smoke_
     assert {p: p.read_bytes() for p in (folder / "results").iterdir()} == before
 
 
+SETTINGS_CASES = ["unknown optimizer", "unknown space", "malformed space", "zero lr", "storage not writable"]
+
+
+@pytest.mark.parametrize("name", SETTINGS_CASES)
+def test_bad_setting_is_reported_before_the_training_stack_loads(name, bad_files, smoke_files, tmp_path):
+    """A study's settings (space, optimizer names, ranges, storage) are checked from the registries
+    alone, so a typo costs well under a second instead of torch's import."""
+    args, message = _case(bad_files, smoke_files, name)
+    script = ("import sys; from study.launch import main; code = main(sys.argv[1:]); "
+              "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded'); sys.exit(code)")
+    command = [sys.executable, "-c", script, "--space", "lbfgs_refinement", "--storage", str(tmp_path), *args]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert message in run.stderr.strip().splitlines()[-1], run.stderr
+    assert run.stdout.strip() == "torch not loaded"
+
+
 def test_new_study_whose_data_fails_its_check_after_the_trials_started_leaves_nothing(bad_files, smoke_files,
                                                                                      tmp_path):
     """The trials start while the data is checked. Data whose error shows only after seconds of
