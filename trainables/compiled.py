@@ -136,6 +136,26 @@ class _CompiledStep(torch.nn.Module):
                               f"--compile false (compile = false in a config or space file)") from error
 
 
+class ScoringThroughStep(torch.nn.Module):
+    """Energies and forces for scoring through the compiled training step: evaluation called eagerly
+    took 2.2x as long on the embedded default (benchmarks/trial_profile.py). It calls the step as the
+    training loop does (`training=True`, the same `compute_stress`), so it runs the variant training
+    compiled rather than compiling one of its own (tens of seconds), and hands back outputs without
+    their graph. A batch of one configuration runs on the eager model: the step's shapes are dynamic
+    down to two graphs, not one. Called like a MACE model by `trainables.training.evaluate`."""
+
+    def __init__(self, step: torch.nn.Module, eager: torch.nn.Module, compute_stress: bool):
+        super().__init__()
+        self.step, self.eager, self.compute_stress = step, eager, compute_stress
+
+    def forward(self, data: dict, training: bool = False, compute_force: bool = True,
+                compute_stress: bool = False) -> dict:
+        if data["ptr"].numel() <= 2:
+            return self.eager(data, training=training, compute_force=compute_force, compute_stress=compute_stress)
+        output = self.step(data, training=True, compute_force=True, compute_stress=self.compute_stress)
+        return {name: value.detach() if isinstance(value, torch.Tensor) else value for name, value in output.items()}
+
+
 def call_signature(args: tuple, kwargs: dict) -> tuple:
     """What of a call picks the variant of the graph besides the model: the data's keys and dtypes,
     the options, and whether its edges exceed LONG_REDUCTION_EDGES."""

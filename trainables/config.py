@@ -40,7 +40,9 @@ class FinetuneConfig:
     `split_seed`), each weighted `replay_weight` (c_n in Eq. 1). With `replay_samples` set, naive
     runs score the same replay set without training on it, so forgetting compares across modes.
     Speed: `compile` runs the training step through `torch.compile` (trainables.compiled; same
-    results to float rounding, ~1.8x faster steps on a CPU after a few seconds of compilation).
+    results to float rounding, ~1.8x faster steps on a CPU after a few seconds of compilation), and
+    scoring through it in batches of at most `batch_size` and `eval_batch_size` configurations;
+    without it, scoring runs eagerly in batches of `eval_batch_size`.
     """
 
     system: str | None = None

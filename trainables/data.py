@@ -269,6 +269,13 @@ def _increments(key: str) -> bool:
     return bool(re.search("(index|face)", key))
 
 
+def even_batch_size(count: int, batch_size: int) -> int:
+    """The size of each of the fewest batches of at most `batch_size` that split `count` configurations
+    evenly: the last batch is never a tiny one (the compiled step recompiles for a single graph)."""
+    batches = -(-count // batch_size)
+    return max(1, -(-count // max(batches, 1)))
+
+
 def make_loader(graphs: Sequence[AtomicData], batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
     """Mini-batches; a shuffled loader draws its order from its own seeded generator."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None

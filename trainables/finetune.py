@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import torch
 
-from trainables.compiled import training_modules
+from trainables.compiled import ScoringThroughStep, training_modules
 from trainables.config import FinetuneConfig
-from trainables.data import make_loader, training_loader
+from trainables.data import even_batch_size, make_loader, training_loader
 from trainables.foundation import save_model
 from trainables.inputs import PreparedInputs, prepare_inputs
 from trainables.loss import LossWeights
@@ -58,11 +58,31 @@ def loss_weights(config: FinetuneConfig) -> LossWeights:
     return LossWeights(config.energy_weight, config.forces_weight, config.stress_weight, config.per_atom_energy)
 
 
+def scoring_modules(initial: torch.nn.Module, config: FinetuneConfig,
+                    compute_stress: bool) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """(model, step model, scoring model), all sharing `initial`'s weights: with `compile`, the eager
+    model the optimizer updates, its compiled training step and scoring through that step; else
+    `initial` three times."""
+    if not config.compile:
+        return initial, initial, initial
+    model, step_model = training_modules(initial)
+    return model, step_model, ScoringThroughStep(step_model, model, compute_stress)
+
+
+def scoring_loader(graphs, config: FinetuneConfig):
+    """Batches in order for scoring. With `compile` they go through the compiled step, so they are
+    batches of at most the training batch size (the shapes it was compiled for) split evenly: never
+    a lone graph unless the set has one. Eagerly, batches of `eval_batch_size`."""
+    if not config.compile:
+        return make_loader(graphs, config.eval_batch_size, shuffle=False)
+    return make_loader(graphs, even_batch_size(len(graphs), min(config.batch_size, config.eval_batch_size)),
+                       shuffle=False)
+
+
 def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
     """Errors on the validation set and every named test set."""
     names = ["val", *inputs.test_names]
-    return {name: evaluate(model, make_loader(inputs.graphs[name], config.eval_batch_size, False), device)
-            for name in names}
+    return {name: evaluate(model, scoring_loader(inputs.graphs[name], config), device) for name in names}
 
 
 def score_replay_before(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
@@ -70,9 +90,9 @@ def score_replay_before(model, inputs: PreparedInputs, config: FinetuneConfig, d
     Every run on `inputs` starts from the same model: a process (a reused Ray actor) scores it once."""
     if "replay" not in inputs.graphs:
         return {}
-    key = (str(device), config.eval_batch_size)
+    key = (str(device), config.compile, config.batch_size, config.eval_batch_size)
     if key not in inputs.initial_scores:
-        loader = make_loader(inputs.graphs["replay"], config.eval_batch_size, shuffle=False)
+        loader = scoring_loader(inputs.graphs["replay"], config)
         inputs.initial_scores[key] = {"replay_before": evaluate(model, loader, device)}
     return {name: dict(rmses) for name, rmses in inputs.initial_scores[key].items()}
 
@@ -90,10 +110,10 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     inputs = inputs or prepare_inputs(config)
     device, spec = resolve_device(config.device), get_optimizer_spec(config.optimizer)
     initial = inputs.initial_model().to(device)
-    model, step_model = training_modules(initial) if config.compile else (initial, initial)  # shared parameters
-    replay_before = score_replay_before(model, inputs, config, device)
+    model, step_model, scoring_model = scoring_modules(initial, config, inputs.has_stress)  # shared parameters
+    replay_before = score_replay_before(scoring_model, inputs, config, device)
     loader = training_loader(inputs.graphs["train"], config.batch_size, seed=config.seed)
-    val_loader = make_loader(inputs.graphs["val"], config.eval_batch_size, shuffle=False)
+    val_loader = scoring_loader(inputs.graphs["val"], config)
     optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.optimizer_kwargs)
     total_steps = config.max_steps or config.epochs * len(loader)
     scheduler = make_scheduler(optimizer, config.schedule, total_steps, spec)
@@ -113,7 +133,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
         stats = train_epoch(step_model, loader, optimizer, weights, device, config.clip_grad_norm, scheduler,
                             max_steps=total_steps - progress["steps"], compute_stress=inputs.has_stress)
         set_modes(model, optimizer, spec, train=False)
-        val = evaluate(model, val_loader, device) if stats.finite else {}
+        val = evaluate(scoring_model, val_loader, device) if stats.finite else {}
         progress["epoch"] += 1
         progress["steps"] += stats.steps
         progress["elapsed_s"] = elapsed_before + time.perf_counter() - start
@@ -126,7 +146,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
         if on_epoch is not None:
             on_epoch(record, write_checkpoint)
     set_modes(model, optimizer, spec, train=False)
-    scores = {**score_all(model, inputs, config, device), **replay_before} if status == "ok" else {}
+    scores = {**score_all(scoring_model, inputs, config, device), **replay_before} if status == "ok" else {}
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
                           wall_time_s=elapsed_before + time.perf_counter() - start, model=initial,

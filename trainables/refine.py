@@ -8,7 +8,8 @@ first-order run's batches (trainables.compiled; a reused Ray actor has it alread
 of the embedded default (one evaluation and the validation) took 2.5 s instead of 4.3 s eagerly
 on 2026-12-01's CPU. Chunks of more than 4096 edges are a second compiled variant (inductor sums
 long reductions in blocks), compiled by one process per node (trainables.compile_lock). The
-validation force RMSE picks the returned checkpoint, the starting point included, so the stage
+validation after each step and the final scores go through the compiled step as well
+(`trainables.finetune.scoring_modules`). The validation force RMSE picks the returned checkpoint, the starting point included, so the stage
 never ends worse than it began on validation.
 
 Single-run command, refining the output folder of `python -m trainables.finetune --out DIR`:
@@ -26,11 +27,10 @@ from typing import Any, Mapping
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from trainables.compiled import training_modules
 from trainables.config import FinetuneConfig
-from trainables.data import make_loader
+from trainables.data import even_batch_size, make_loader
 from trainables.errors import ConfigError
-from trainables.finetune import MODEL_FILE, MULTIHEAD_MODEL_FILE, loss_weights, score_all
+from trainables.finetune import MODEL_FILE, MULTIHEAD_MODEL_FILE, loss_weights, score_all, scoring_loader, scoring_modules
 from trainables.foundation import load_foundation
 from trainables.inputs import PreparedInputs, prepare_inputs
 from trainables.lbfgs import LBFGSConfig, lbfgs_refine
@@ -62,13 +62,6 @@ def split_options(options: Mapping[str, Any]) -> tuple[LBFGSConfig, int]:
     return LBFGSConfig.from_dict(options), chunk
 
 
-def even_chunk_size(count: int, chunk_size: int) -> int:
-    """The size of each of the fewest chunks of at most `chunk_size` that split `count` configurations
-    evenly: the last chunk is never a tiny one (the compiled step recompiles for a single graph)."""
-    chunks = -(-count // chunk_size)
-    return max(1, -(-count // max(chunks, 1)))
-
-
 class Eq1Objective:
     """x -> (Eq. 1 over the training set, its gradient) for a model's flat parameter vector x.
     `step_model` computes the chunks: `model` itself, or a compiled view sharing its parameters."""
@@ -77,7 +70,7 @@ class Eq1Objective:
                  step_model: torch.nn.Module | None = None):
         self.model, self.device, self.stress = model, device, compute_stress
         self.step_model = model if step_model is None else step_model
-        self.loader = make_loader(graphs, even_chunk_size(len(graphs), chunk_size), shuffle=False)
+        self.loader = make_loader(graphs, even_batch_size(len(graphs), chunk_size), shuffle=False)
         self.count = len(graphs)
         self.weights = loss_weights(config)
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -104,21 +97,21 @@ def run_refinement(config: FinetuneConfig, start_model: torch.nn.Module, inputs:
     set_threads(config.threads)
     device = resolve_device(config.device)
     initial = start_model.to(device)
-    model, step_model = training_modules(initial) if config.compile else (initial, initial)  # shared parameters
+    model, step_model, scoring_model = scoring_modules(initial, config, inputs.has_stress)  # shared parameters
     model.train()
     objective = Eq1Objective(model, inputs.graphs["train"], config, chunk_size, device, inputs.has_stress,
                              step_model=step_model)
-    val_loader = make_loader(inputs.graphs["val"], config.eval_batch_size, shuffle=False)
+    val_loader = scoring_loader(inputs.graphs["val"], config)
 
     def validate(x: torch.Tensor) -> dict[str, float]:
         vector_to_parameters(x, objective.params)
-        metrics = evaluate(model, val_loader, device)
+        metrics = evaluate(scoring_model, val_loader, device)
         return {"energy_rmse": metrics["energy_rmse_mev_atom"], "force_rmse": metrics["force_rmse_mev_a"]}
 
     result = lbfgs_refine(objective, parameters_to_vector(objective.params).detach(), lbfgs, validate)
     vector_to_parameters(result.x_best, objective.params)
     model.eval()
-    scores = score_all(model, inputs, config, device)
+    scores = score_all(scoring_model, inputs, config, device)
     initial.load_state_dict(model.state_dict())  # the stage's own model: the compiled pair is reused by the next run
     return RefineResult(
         status="ok", stop_reason=result.stop_reason, best_step=result.best_step,

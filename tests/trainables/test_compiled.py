@@ -85,3 +85,35 @@ def test_a_model_dynamo_cannot_trace_stops_with_the_remedy(smoke_inputs):
     view = compiled_view(smoke_inputs.initial_model())
     with pytest.raises(ConfigError, match=r"^torch.compile failed on this model \(.+\); run it eagerly with --compile false"):
         forward(view, _first_batch(smoke_inputs), training=True)
+
+
+def test_scoring_runs_through_the_training_variant_and_matches_eager(smoke_config, smoke_inputs):
+    """Scores through the compiled step: as eager MACE's, and from the variant training compiled
+    (no variant of their own, each of which compiles for tens of seconds)."""
+    from trainables.compiled import _LAST, compiled_variants
+    from trainables.finetune import score_all
+
+    _LAST.clear()  # this process's compiled pair starts without variants
+    config = smoke_config.replace(compile=True, epochs=1)
+    compiled = run_finetune(config, smoke_inputs)
+    assert compiled_variants() == 1
+    eager = score_all(eager_copy(compiled.model), smoke_inputs, config.replace(compile=False), torch.device("cpu"))
+    assert set(compiled.scores) >= set(eager)
+    for name, scores in eager.items():
+        assert compiled.scores[name] == pytest.approx(scores, rel=1e-5), name
+
+
+def test_a_lone_configuration_is_scored_eagerly(smoke_inputs):
+    """The compiled step's shapes are dynamic down to two graphs: scoring one graph through it would
+    compile another variant, so the scoring module runs that batch on the eager model."""
+    from trainables.compiled import _LAST, ScoringThroughStep, compiled_variants, training_modules
+
+    _LAST.clear()
+    model, step = training_modules(smoke_inputs.initial_model())
+    scoring = ScoringThroughStep(step, model, compute_stress=False)
+    graphs = smoke_inputs.graphs["val"]
+    two = D.make_loader(graphs[:2], 2, shuffle=False)
+    assert evaluate(scoring, two, torch.device("cpu")) == pytest.approx(evaluate(model, two, torch.device("cpu")), rel=1e-5)
+    one = D.make_loader(graphs[:1], 1, shuffle=False)
+    assert evaluate(scoring, one, torch.device("cpu")) == evaluate(model, one, torch.device("cpu"))
+    assert compiled_variants() == 1

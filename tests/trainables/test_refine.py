@@ -17,14 +17,14 @@ from torch.nn.utils import parameters_to_vector
 
 from trainables.compiled import _LAST as compiled_pairs
 from trainables.config import FinetuneConfig
-from trainables.data import make_loader
+from trainables.data import even_batch_size, make_loader
 from trainables.errors import ConfigError
 from trainables.finetune import MODEL_FILE, loss_weights, run_finetune
 from trainables.finetune import main as finetune_main
 from trainables.foundation import load_foundation
 from trainables.inputs import prepare_inputs
 from trainables.lbfgs import LBFGSConfig
-from trainables.refine import Eq1Objective, even_chunk_size, load_start_model, refine_checkpoint, run_refinement
+from trainables.refine import Eq1Objective, load_start_model, refine_checkpoint, run_refinement
 from trainables.training import full_loss
 
 CPU = torch.device("cpu")
@@ -123,8 +123,8 @@ def test_compiled_stage_takes_the_same_steps_as_eager(adam_run, smoke_config, sm
 
 
 def test_even_chunks_never_leave_a_tiny_last_one():
-    assert [even_chunk_size(n, 32) for n in (1, 31, 32, 33, 460)] == [1, 31, 32, 17, 31]
-    assert even_chunk_size(18, 8) == 6 and even_chunk_size(18, 1) == 1
+    assert [even_batch_size(n, 32) for n in (1, 31, 32, 33, 460)] == [1, 31, 32, 17, 31]
+    assert even_batch_size(18, 8) == 6 and even_batch_size(18, 1) == 1
 
 
 def test_refinement_starts_from_schedulefree_averaged_weights(smoke_config, smoke_inputs, tmp_path):

@@ -67,9 +67,10 @@ def test_the_second_process_runs_the_steps_and_cleans_up(smoke_config, untrained
 
 def test_a_study_with_an_lbfgs_stage_has_the_stages_step_built_as_its_trials_load_it(smoke_config, smoke_inputs,
                                                                                      untrained, tmp_path):
-    """The stage's chunks (all training configurations in one here) exceed LONG_REDUCTION_EDGES:
-    after the warm-up, a new process that runs the stage, as a new L-BFGS trial does, loads every
-    graph it needs from the compiler cache and compiles none (no file is added to the cache)."""
+    """The stage's chunks (all training configurations in one here) exceed LONG_REDUCTION_EDGES, its
+    scoring batches do not: two variants. After the warm-up, a new process that runs the stage, as
+    a new L-BFGS trial does, loads every graph it needs from the compiler cache and compiles none
+    (no file is added to the cache)."""
     config = smoke_config.replace(compile=True)
     chunk = len(smoke_inputs.graphs["train"])
     edges = [int(graph.edge_index.shape[-1]) for graph in smoke_inputs.graphs["train"]]
@@ -80,7 +81,7 @@ def test_a_study_with_an_lbfgs_stage_has_the_stages_step_built_as_its_trials_loa
     warm_up.wait()
     assert lines[0].endswith("then the L-BFGS stage's in a third")
     assert f"; {WARM_STEPS} steps, ok (compiled variants: 1); L-BFGS stage: " in lines[-1]
-    assert "evaluations (compiled variants: 1); in " in lines[-1]
+    assert "evaluations (compiled variants: 2); in " in lines[-1]
 
     foundation = save_model(untrained, tmp_path / "untrained.pt")
     script = ("import sys\n"
