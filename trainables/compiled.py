@@ -22,6 +22,7 @@ from mace.tools import compile as mace_compile
 from mace.tools.scripts_utils import extract_config_mace_model
 
 from torch._dynamo.exc import TorchDynamoException
+from torch.fx.experimental import _config as fx_config
 
 from trainables.compile_lock import first_compile_on_node, step_key
 from trainables.errors import ConfigError
@@ -127,9 +128,16 @@ class _CompiledStep(torch.nn.Module):
         self.compiled_keys[signature] = key
         return output
 
+    # Dynamo's duck sizing gives dimensions of equal size one symbol. A first batch whose `ptr` (graphs
+    # + 1) happened to equal a fixed dimension (3 coordinates, 4 elements of a CHNO model) tied the
+    # graph count to it: that graph was compiled static in the graph count, and the next batch size
+    # recompiled it (tens of seconds each, unseen by the compile lock). Without duck sizing (patched
+    # around every call, as tracing happens in the first) the graph is the same whatever the first
+    # batch, and inductor's cache hits; equal sizes the model needs are still unified as it traces.
     def _explained(self, *args, **kwargs):
         try:
-            return self.compiled(*args, **kwargs)
+            with fx_config.patch(use_duck_shape=False):
+                return self.compiled(*args, **kwargs)
         except TorchDynamoException as error:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise ConfigError(f"torch.compile failed on this model ({reason}); run it eagerly with "

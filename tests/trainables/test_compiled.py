@@ -117,3 +117,19 @@ def test_a_lone_configuration_is_scored_eagerly(smoke_inputs):
     one = D.make_loader(graphs[:1], 1, shuffle=False)
     assert evaluate(scoring, one, torch.device("cpu")) == evaluate(model, one, torch.device("cpu"))
     assert compiled_variants() == 1
+
+
+def test_the_first_batchs_graph_count_does_not_specialize_the_step(smoke_inputs):
+    """A first batch of two graphs (`ptr` of size 3, as the coordinates' dimension) compiled, with
+    Dynamo's duck sizing, a graph static in the graph count, and the next batch size recompiled it.
+    Compiled first on two graphs, the step runs four without recompiling."""
+    from torch._dynamo.utils import counters
+
+    from trainables.compiled import _LAST, training_modules
+
+    _LAST.clear()
+    model, step = training_modules(smoke_inputs.initial_model())
+    graphs = counters["stats"]["unique_graphs"]
+    for size in (2, 4):
+        forward(step, _first_batch(smoke_inputs, size), training=True)["energy"].sum().backward()
+    assert counters["stats"]["unique_graphs"] - graphs == 1

@@ -27,10 +27,12 @@ def _loss_and_gradients(model, parameters, batch):
 
 def _assert_same_model(plain, fused, batch):
     """Energies, forces (a first derivative), and the loss's gradient (through the forces' second
-    derivative) of `fused` equal `plain`'s; they share their parameters."""
+    derivative) of `fused` equal `plain`'s; they share their parameters. `fused` runs first, on the
+    batch as the training loop hands it over (a compiled step that first saw positions already
+    requiring grad would be another graph than training's: another compile of tens of seconds)."""
     parameters = [p for p in plain.parameters() if p.requires_grad]
-    expected, expected_loss, expected_grads = _loss_and_gradients(plain, parameters, batch)
     got, got_loss, got_grads = _loss_and_gradients(fused, parameters, batch)
+    expected, expected_loss, expected_grads = _loss_and_gradients(plain, parameters, batch)
     torch.testing.assert_close(got["energy"], expected["energy"], rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(got["forces"], expected["forces"], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got_loss, expected_loss, rtol=1e-4, atol=1e-6)
