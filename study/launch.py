@@ -281,7 +281,7 @@ def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folde
 
         # The embedded default's first build (data, then pretraining: minutes) in this thread, so
         # that Ctrl-C stops it at once; a cached build is checked in milliseconds.
-        _timed(setup_s, "embedded_default", build_embedded_default, config, space.lbfgs if space.has_lbfgs else None)
+        _timed(setup_s, "embedded_default", build_embedded_default, config)
         sources = resolve_sources(config)
         handoff.start_checking()
         return run_stages(args, space, config, name, folder, sources, handoff, setup_s)

@@ -11,7 +11,7 @@ import copy
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from mace.data import AtomicData
@@ -123,21 +123,20 @@ def resolve_sources(config: FinetuneConfig) -> Sources:
     return embedded_sources(config)
 
 
-def build_embedded_default(config: FinetuneConfig, lbfgs: Mapping[str, Any] | None = None) -> None:
+def build_embedded_default(config: FinetuneConfig) -> None:
     """Build the embedded system and foundation that `config` runs on, where they are not cached
-    yet (minutes, once per machine); nothing for a run on the user's own data. `lbfgs`: the study's
-    L-BFGS options where it has that stage (its compiled variant is built beside pretraining too)."""
+    yet (minutes, once per machine); nothing for a run on the user's own data."""
     if config.train_file is None:
-        embedded_sources(config, lbfgs)
+        embedded_sources(config)
 
 
-def embedded_sources(config: FinetuneConfig, lbfgs: Mapping[str, Any] | None = None) -> Sources:
+def embedded_sources(config: FinetuneConfig) -> Sources:
     from trainables.embedded import build_system, default_system_name
     from trainables.pretrain import embedded_foundation
 
     name = config.system or default_system_name()
     files = build_system(name, config.data_size)
-    foundation = config.foundation or str(embedded_foundation(files, warm_for=config, warm_lbfgs=lbfgs))
+    foundation = config.foundation or str(embedded_foundation(files, warm_for=config))
     replay = Path(config.replay_file) if config.replay_file else files.pretrain if config.has_replay_set else None
     return Sources(train=files.train, valid=None, tests=dict(files.tests), e0s=files.e0s,
                    foundation=foundation, has_stress=files.has_stress and config.stress_weight > 0, replay=replay)

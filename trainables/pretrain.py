@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -114,17 +114,16 @@ def pretrain(corpus: Path, e0s_file: Path, spec: PretrainSpec, progress: Callabl
 
 
 def embedded_foundation(files: "SystemFiles", rebuild: bool = False, progress: Callable[[str], None] = print,
-                        warm_for: "FinetuneConfig | None" = None, warm_lbfgs: Mapping[str, Any] | None = None) -> Path:
+                        warm_for: "FinetuneConfig | None" = None) -> Path:
     """Path of an embedded system's pretrained foundation (beside its data), pretraining it on first use.
     With `warm_for`, the fine-tuning run it names (data, mode, batch size) has its compiled step
-    built in a second process meanwhile (trainables.warm_compile); with `warm_lbfgs` (a study's
-    `[lbfgs]` options) the L-BFGS stage's variant of it too."""
+    built in a second process meanwhile (trainables.warm_compile)."""
     path, info_path = files.root / FOUNDATION_FILE, files.root / "foundation.json"
     digest = _recipe_digest(PRETRAIN[files.size], files.pretrain, files.e0s)
     if not rebuild and path.is_file() and info_path.is_file() and json.loads(info_path.read_text()).get("digest") == digest:
         return path
     start, spec = time.perf_counter(), PRETRAIN[files.size]
-    with _warm_up(warm_for if spec.warm_compile else None, progress, warm_lbfgs) as warm_up:
+    with _warm_up(warm_for if spec.warm_compile else None, progress) as warm_up:
         model = pretrain(files.pretrain, files.e0s, spec, progress, on_initialised=warm_up and warm_up.start)
     save_model(model, path)
     info = {"spec": PRETRAIN[files.size].__dict__, "seconds": round(time.perf_counter() - start, 1),
@@ -133,11 +132,11 @@ def embedded_foundation(files: "SystemFiles", rebuild: bool = False, progress: C
     return path
 
 
-def _warm_up(config: "FinetuneConfig | None", progress: Callable[[str], None], lbfgs: Mapping[str, Any] | None):
+def _warm_up(config: "FinetuneConfig | None", progress: Callable[[str], None]):
     """A `CompileWarmUp` for `config` where one is worth it, else a context of None."""
     from trainables.warm_compile import CompileWarmUp, worth_warming
 
-    return CompileWarmUp(config, progress, lbfgs) if worth_warming(config) else contextlib.nullcontext()
+    return CompileWarmUp(config, progress) if worth_warming(config) else contextlib.nullcontext()
 
 
 # Raised when pretraining changes in a way PretrainSpec does not show (2: no partial last batch).

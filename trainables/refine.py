@@ -6,8 +6,11 @@ near-equal sizes (gradients accumulated), so memory stays bounded and every eval
 same sum. With `compile` (the default) the chunks go through the same compiled step as the
 first-order run's batches (trainables.compiled; a reused Ray actor has it already): an L-BFGS step
 of the embedded default (one evaluation and the validation) took 2.5 s instead of 4.3 s eagerly
-on 2026-12-01's CPU. Chunks of more than 4096 edges are a second compiled variant (inductor sums
-long reductions in blocks), compiled by one process per node (trainables.compile_lock). The
+on 2026-12-01's CPU. On a CPU the chunks are kept within 4096 edges (`chunk_configurations`),
+which is the variant of the step that batches of a few configurations run: a longer chunk is a
+variant of its own (inductor sums long reductions in blocks), which took a new L-BFGS trial about a
+minute to compile on the embedded default, while chunks of 11 configurations instead of 31 changed
+its time per step by 1% (2026-12-02). The
 validation after each step and the final scores go through the compiled step as well
 (`trainables.finetune.scoring_modules`). The validation force RMSE picks the returned checkpoint, the starting point included, so the stage
 never ends worse than it began on validation.
@@ -27,6 +30,7 @@ from typing import Any, Mapping
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from trainables.compiled import LONG_REDUCTION_EDGES
 from trainables.config import FinetuneConfig
 from trainables.data import even_batch_size, make_loader
 from trainables.errors import ConfigError
@@ -62,6 +66,17 @@ def split_options(options: Mapping[str, Any]) -> tuple[LBFGSConfig, int]:
     return LBFGSConfig.from_dict(options), chunk
 
 
+def chunk_configurations(graphs, chunk_size: int, max_edges: int | None = None) -> int:
+    """Configurations per chunk: the fewest near-equal chunks (in order) of at most `chunk_size`, and
+    with `max_edges` of at most that many edges each, unless a configuration alone has more."""
+    edges = [int(graph.edge_index.shape[-1]) for graph in graphs]
+    for size in range(chunk_size, 0, -1):
+        per_chunk = even_batch_size(len(edges), size)
+        if max_edges is None or max(sum(edges[i:i + per_chunk]) for i in range(0, len(edges), per_chunk)) <= max_edges:
+            return per_chunk
+    return even_batch_size(len(edges), chunk_size)
+
+
 class Eq1Objective:
     """x -> (Eq. 1 over the training set, its gradient) for a model's flat parameter vector x.
     `step_model` computes the chunks: `model` itself, or a compiled view sharing its parameters."""
@@ -70,7 +85,9 @@ class Eq1Objective:
                  step_model: torch.nn.Module | None = None):
         self.model, self.device, self.stress = model, device, compute_stress
         self.step_model = model if step_model is None else step_model
-        self.loader = make_loader(graphs, even_batch_size(len(graphs), chunk_size), shuffle=False)
+        # On a CPU, chunks of the compiled step's variant that the first-order batches ran (see the top).
+        max_edges = LONG_REDUCTION_EDGES if config.compile and device.type == "cpu" else None
+        self.loader = make_loader(graphs, chunk_configurations(graphs, chunk_size, max_edges), shuffle=False)
         self.count = len(graphs)
         self.weights = loss_weights(config)
         self.params = [p for p in model.parameters() if p.requires_grad]

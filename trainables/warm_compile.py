@@ -10,23 +10,17 @@ instead of each building it. On the embedded default (2 cores), a study of two t
 foundation-less cache took 409 s instead of 468 s: pretraining took 49 s longer beside the second
 process, and the trials 111 s less.
 
-A study with an L-BFGS stage names its `[lbfgs]` options too: after its steps, the second process
-starts a third that takes an L-BFGS step, as a new L-BFGS trial does. The stage's chunks of more
-than 4096 edges are a variant of the compiled step of their own (trainables.compiled), and a
-graph that Dynamo compiles first in a process is not the one it compiles as a process's second
-variant, so only a process of its own builds what the stage's trials load. On the embedded default
-(2 cores) a study of two Adam trials and their L-BFGS stages, from a foundation-less cache, took
-418 s instead of 561 s.
+A study's L-BFGS stage needs nothing more: on a CPU its chunks are kept to the first-order batches'
+variant of the step (trainables.refine.chunk_configurations), which the trials load from the cache.
+(Until 2026-12-02 its chunks were a variant of their own, which a third process built here.)
 
-Pretraining's end does not wait for the processes: what they still compile (on the embedded
-default, the L-BFGS stage's step, for about 46 s after pretraining), a trial that needs it waits
-for on the node's compile lock, and the first-order trials start at once.
+Pretraining's end does not wait for the process: what it still compiles, a trial that needs it
+waits for on the node's compile lock (trainables.compile_lock), and the first-order trials start at once.
 
 Best effort: should the second process fail, one line says so and the trials compile for
 themselves, as they would without it.
 
-    python -m trainables.warm_compile CONFIG.json [LBFGS.json]     # what the second process runs
-    python -m trainables.warm_compile --lbfgs CONFIG.json LBFGS.json     # the third
+    python -m trainables.warm_compile CONFIG.json     # what the second process runs
 """
 
 from __future__ import annotations
@@ -50,7 +44,6 @@ from trainables.config import FinetuneConfig
 from trainables.foundation import save_model
 
 WARM_STEPS = 2
-WARM_LBFGS_STEPS = 1
 
 
 def worth_warming(config: FinetuneConfig | None) -> bool:
@@ -61,12 +54,10 @@ def worth_warming(config: FinetuneConfig | None) -> bool:
 class CompileWarmUp:
     """The second process: `start(untrained)` launches it, `finish()` reports how it ended (from a
     thread if it still runs; `wait()` for that); as a context manager, an error in the `with` block
-    stops it. `lbfgs`: the study's L-BFGS
-    options (its `[lbfgs]` table), where it has that stage."""
+    stops it."""
 
-    def __init__(self, config: FinetuneConfig, progress: Callable[[str], None] = print,
-                 lbfgs: Mapping[str, Any] | None = None):
-        self._config, self._progress, self._lbfgs = config, progress, lbfgs
+    def __init__(self, config: FinetuneConfig, progress: Callable[[str], None] = print):
+        self._config, self._progress = config, progress
         self.folder = Path(tempfile.mkdtemp(prefix="optistudy-warm-compile-"))  # its files; removed at the end
         self._process: subprocess.Popen | None = None
         self._reporter: threading.Thread | None = None
@@ -76,23 +67,19 @@ class CompileWarmUp:
         foundation = save_model(untrained, self.folder / "untrained_foundation.pt")
         config = self._config.replace(foundation=str(foundation), epochs=1, max_steps=WARM_STEPS, threads=1)
         arguments = [self._write("config.json", config.to_dict())]
-        if self._lbfgs is not None:
-            arguments.append(self._write("lbfgs.json", {**self._lbfgs, "max_steps": WARM_LBFGS_STEPS}))
         with open(self.folder / "log.txt", "wb") as log:
             self._process = subprocess.Popen([sys.executable, "-m", "trainables.warm_compile", *arguments],
                                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             start_new_session=True)  # stop() ends the third process too
+                                             start_new_session=True)
         self._started = time.perf_counter()
-        self._progress("compiling the fine-tuning step in a second process while the foundation pretrains"
-                       + (", then the L-BFGS stage's in a third" if self._lbfgs is not None else ""))
+        self._progress("compiling the fine-tuning step in a second process while the foundation pretrains")
 
     def _write(self, name: str, values: Mapping[str, Any]) -> str:
         (self.folder / name).write_text(json.dumps(values))
         return str(self.folder / name)
 
     def finish(self) -> None:
-        """Say how the second process ended; if it still runs (a study's L-BFGS stage is built
-        last), the caller goes on and a thread reports it when it ends. A trial that needs a step
+        """Say how the second process ended; if it still runs, the caller goes on and a thread reports it when it ends. A trial that needs a step
         the process is compiling waits for it on the node's compile lock (trainables.compile_lock);
         the process is ended at exit if the caller is done first."""
         if self._process is None or self._process.poll() is not None:
@@ -151,42 +138,14 @@ def warm_steps(config: FinetuneConfig) -> str:
     return f"{result.steps} steps, {result.status} (compiled variants: {compiled_variants()})"
 
 
-def warm_lbfgs(config: FinetuneConfig, options: Mapping[str, Any]) -> str:
-    """An L-BFGS trial's first steps in a new process: the stage's objective is the compiled step's
-    first call, on the untrained model (the graph depends on the architecture, not on the weights)."""
-    from trainables.compiled import compiled_variants
-    from trainables.inputs import prepare_inputs
-    from trainables.refine import run_refinement, split_options
-
-    inputs = prepare_inputs(config)
-    refined = run_refinement(config, inputs.initial_model(), inputs, *split_options(options))
-    return f"{refined.fevals} evaluations (compiled variants: {compiled_variants()})"
-
-
-def lbfgs_in_own_process(config_file: str, lbfgs_file: str) -> str:
-    """`warm_lbfgs` in a process of its own; its last line, or how it failed."""
-    done = subprocess.run([sys.executable, "-m", "trainables.warm_compile", "--lbfgs", config_file, lbfgs_file],
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    lines = (done.stdout + done.stderr).strip().splitlines() or ["no output"]
-    return lines[-1] if done.returncode == 0 else f"failed (exit {done.returncode}: {lines[-1]})"
-
-
 def main(argv: list[str] | None = None) -> int:
     from trainables.cli import run_cli
 
     def _main() -> int:
         start = time.perf_counter()
-        args = list(sys.argv[1:] if argv is None else argv)
-        lbfgs_only = args[:1] == ["--lbfgs"]
-        paths = args[1:] if lbfgs_only else args
-        config = FinetuneConfig.from_dict(json.loads(Path(paths[0]).read_text()))
-        if lbfgs_only:
-            print(warm_lbfgs(config, json.loads(Path(paths[1]).read_text())))
-            return 0
-        done = warm_steps(config)
-        if len(paths) > 1:
-            done += f"; L-BFGS stage: {lbfgs_in_own_process(*paths[:2])}"
-        print(f"{done}; in {time.perf_counter() - start:.0f} s")
+        (path,) = sys.argv[1:] if argv is None else argv
+        config = FinetuneConfig.from_dict(json.loads(Path(path).read_text()))
+        print(f"{warm_steps(config)}; in {time.perf_counter() - start:.0f} s")
         return 0
 
     return run_cli(_main)

@@ -10,12 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
 from trainables.compiled import _LAST as compiled_pairs
+from trainables.compiled import LONG_REDUCTION_EDGES
 from trainables.config import FinetuneConfig
 from trainables.data import even_batch_size, make_loader
 from trainables.errors import ConfigError
@@ -24,7 +26,7 @@ from trainables.finetune import main as finetune_main
 from trainables.foundation import load_foundation
 from trainables.inputs import prepare_inputs
 from trainables.lbfgs import LBFGSConfig
-from trainables.refine import Eq1Objective, load_start_model, refine_checkpoint, run_refinement
+from trainables.refine import Eq1Objective, chunk_configurations, load_start_model, refine_checkpoint, run_refinement
 from trainables.training import full_loss
 
 CPU = torch.device("cpu")
@@ -125,6 +127,55 @@ def test_compiled_stage_takes_the_same_steps_as_eager(adam_run, smoke_config, sm
 def test_even_chunks_never_leave_a_tiny_last_one():
     assert [even_batch_size(n, 32) for n in (1, 31, 32, 33, 460)] == [1, 31, 32, 17, 31]
     assert even_batch_size(18, 8) == 6 and even_batch_size(18, 1) == 1
+
+
+def test_chunks_within_an_edge_limit_are_the_fewest_that_keep_to_it(smoke_inputs):
+    graphs = smoke_inputs.graphs["train"]  # 18 configurations of 328-344 edges
+    edges = [int(graph.edge_index.shape[-1]) for graph in graphs]
+    assert chunk_configurations(graphs, 32) == 18
+    per_chunk = chunk_configurations(graphs, 32, LONG_REDUCTION_EDGES)
+    assert per_chunk == 9  # two chunks of ~3030 edges; one chunk of all 18 would be ~6060
+    assert all(sum(edges[i:i + per_chunk]) <= LONG_REDUCTION_EDGES for i in range(0, len(edges), per_chunk))
+    assert chunk_configurations(graphs, 7, LONG_REDUCTION_EDGES) == 6  # chunk_size is still the upper bound
+    assert chunk_configurations(graphs, 32, max(edges) - 1) == 18  # no chunk can keep to it: chunk_size decides
+
+
+def test_a_new_lbfgs_trial_loads_the_first_order_step_and_compiles_nothing(smoke_config, tmp_path):
+    """The stage in a process of its own, as a new L-BFGS trial on a Ray worker, after a first-order
+    run in another: its chunks (chunk_size 32: all 18 configurations in one would exceed
+    LONG_REDUCTION_EDGES) and its scoring run the one variant of the step the first-order run
+    compiled, so it loads that from the compiler cache and adds no file to it."""
+    config = smoke_config.replace(compile=True, epochs=1)
+    script = ("import sys\n"
+              "from trainables.compiled import compiled_variants\n"
+              "from trainables.config import FinetuneConfig\n"
+              "from trainables.finetune import run_finetune\n"
+              "from trainables.inputs import prepare_inputs\n"
+              "from trainables.refine import run_refinement, split_options\n"
+              f"config = FinetuneConfig.from_dict({config.to_dict()!r})\n"
+              "inputs = prepare_inputs(config)\n"
+              "if sys.argv[1] == 'first_order':\n"
+              "    run_finetune(config, inputs)\n"
+              "else:\n"
+              "    run_refinement(config, inputs.initial_model(), inputs, *split_options({'max_steps': 1}))\n"
+              "print('variants', compiled_variants())\n")
+
+    def run(stage: str) -> str:
+        done = subprocess.run([sys.executable, "-c", script, stage], capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    assert run("first_order") == "variants 1"  # compiles the step, or loads it where an earlier test did
+    before = compiler_cache_files()
+    assert run("lbfgs") == "variants 1"
+    assert compiler_cache_files() == before
+
+
+def compiler_cache_files() -> set[Path]:
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return {path for path in Path(cache_dir()).rglob("*") if path.is_file()}
 
 
 def test_refinement_starts_from_schedulefree_averaged_weights(smoke_config, smoke_inputs, tmp_path):

@@ -11,7 +11,7 @@ import torch
 from mace.tools import compile as mace_compile
 
 from trainables import data as D
-from trainables.compiled import LONG_REDUCTION_EDGES, _shallow_tree_copy, eager_copy
+from trainables.compiled import _shallow_tree_copy, eager_copy
 from trainables.embedded import build_system, default_system_name
 from trainables.foundation import save_model
 from trainables.inputs import prepare_inputs
@@ -63,44 +63,6 @@ def test_the_second_process_runs_the_steps_and_cleans_up(smoke_config, untrained
     assert lines[-1].startswith("compiled the fine-tuning step beside pretraining")
     assert f"; {WARM_STEPS} steps, ok (compiled variants: 0); in " in lines[-1]  # smoke_config runs eagerly
     assert not warm_up.folder.exists()
-
-
-def test_a_study_with_an_lbfgs_stage_has_the_stages_step_built_as_its_trials_load_it(smoke_config, smoke_inputs,
-                                                                                     untrained, tmp_path):
-    """The stage's chunks (all training configurations in one here) exceed LONG_REDUCTION_EDGES, its
-    scoring batches do not: two variants. After the warm-up, a new process that runs the stage, as
-    a new L-BFGS trial does, loads every graph it needs from the compiler cache and compiles none
-    (no file is added to the cache)."""
-    config = smoke_config.replace(compile=True)
-    chunk = len(smoke_inputs.graphs["train"])
-    edges = [int(graph.edge_index.shape[-1]) for graph in smoke_inputs.graphs["train"]]
-    assert sum(edges) > LONG_REDUCTION_EDGES >= 4 * max(edges)  # the chunk is long, a batch of 4 is not
-    lines = []
-    with CompileWarmUp(config, lines.append, lbfgs={"chunk_size": chunk, "history": 5}) as warm_up:
-        warm_up.start(untrained)
-    warm_up.wait()
-    assert lines[0].endswith("then the L-BFGS stage's in a third")
-    assert f"; {WARM_STEPS} steps, ok (compiled variants: 1); L-BFGS stage: " in lines[-1]
-    assert "evaluations (compiled variants: 2); in " in lines[-1]
-
-    foundation = save_model(untrained, tmp_path / "untrained.pt")
-    script = ("import sys\n"
-              "from trainables.config import FinetuneConfig\n"
-              "from trainables.inputs import prepare_inputs\n"
-              "from trainables.refine import run_refinement, split_options\n"
-              f"config = FinetuneConfig.from_dict({config.replace(foundation=str(foundation)).to_dict()!r})\n"
-              "inputs = prepare_inputs(config)\n"
-              f"run_refinement(config, inputs.initial_model(), inputs, *split_options({{'chunk_size': {chunk}, 'max_steps': 1}}))\n")
-    before = cache_files()
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert cache_files() == before
-
-
-def cache_files() -> set[Path]:
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
-
-    return {path for path in Path(cache_dir()).rglob("*") if path.is_file()}
 
 
 def test_a_process_still_compiling_when_its_caller_exits_is_ended(smoke_config, untrained, tmp_path):
