@@ -2,6 +2,7 @@
 foundation of ~30k parameters) built once per test session in a temporary cache."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +35,34 @@ def smoke_inputs(smoke_config):
 def smoke_files(smoke_inputs):
     """The smoke system's file paths (train, tests, e0s, foundation)."""
     return smoke_inputs.sources
+
+
+# The suite runs on two pytest-xdist workers (pyproject's addopts), a test file at a time on one
+# worker. The files below compile the training step with torch.compile, or check that a process
+# adds nothing to inductor's on-disk cache: one worker runs them all, in this order, so that each
+# graph is compiled once and loaded by the tests after, and no other worker's compilation changes
+# the cache under a test (the other tests run with compile = false). They are the longest share of
+# the suite, so they start first.
+COMPILER_FILES = ["test_compile_lock.py", "test_compiled.py", "test_fused_conv.py", "test_refine.py",
+                  "test_replay.py", "test_warm_compile.py"]
+
+
+def work_unit(nodeid: str) -> str:
+    """What one xdist worker runs in one go: "compiler" for COMPILER_FILES' tests, else the test's file."""
+    path = nodeid.split("::", 1)[0]
+    return "compiler" if Path(path).name in COMPILER_FILES else path
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: work_unit(item.nodeid) != "compiler")  # stable: file order kept
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)

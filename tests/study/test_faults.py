@@ -17,15 +17,17 @@ def _table(folder: Path, name: str):
     return pq.read_table(path).to_pandas() if path.is_file() else None
 
 
-def _wait_for_curves(folder: Path, rows: int, trials: int = 1, timeout: float = 300) -> None:
-    """Until the curves table holds `rows` rows from at least `trials` trials."""
+def _wait_for_curves(folder: Path, rows: int, trials: int = 1, timeout: float = 300, log: Path | None = None) -> None:
+    """Until the curves table holds `rows` rows from at least `trials` trials; the failure quotes the
+    end of the driver's `log`."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         curves = _table(folder, "curves")
         if curves is not None and len(curves) >= rows and curves.trial_id.nunique() >= trials:
             return
         time.sleep(0.5)
-    raise AssertionError(f"no {rows} curve rows of {trials} trial(s) within {timeout} s")
+    tail = log.read_text(errors="replace")[-3000:] if log is not None and log.is_file() else ""
+    raise AssertionError(f"no {rows} curve rows of {trials} trial(s) within {timeout} s\n{tail}")
 
 
 def _space(tmp_path: Path, text: str) -> Path:
@@ -106,10 +108,11 @@ def test_driver_killed_then_resumed(cache_root, smoke_inputs, tmp_path, launch, 
     storage = tmp_path / "studies"
     command = launch_args(storage, "--name", "drill", "--max-concurrent", "1", "--checkpoint-every", "0",
                           space=str(space))
-    driver = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    log = tmp_path / "driver.log"
+    with open(log, "wb") as out:
+        driver = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     folder = storage / "drill"
-    _wait_for_curves(folder, rows=8)  # the first trial done, the second under way
+    _wait_for_curves(folder, rows=8, log=log)  # the first trial done, the second under way
     ray_processes = _descendants(driver.pid)  # the local Ray the driver started: GCS, raylet, agents, trial workers
     assert any("ImplicitFunc" in command for command in ray_processes.values()), ray_processes
     os.kill(driver.pid, signal.SIGKILL)  # the driver alone, as the OOM killer would; Ray's processes are left to Ray
