@@ -10,19 +10,23 @@ from ray._private import ray_constants
 
 
 def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
-    """Join a cluster (`auto` or HOST:PORT) or start a local, loopback-only Ray with token
-    authentication; False when this process was already connected."""
+    """Join a cluster (`auto` or HOST:PORT, else `$RAY_ADDRESS` as `ray job submit` sets it) or start
+    a local, loopback-only Ray with token authentication; False when this process was already
+    connected. Without an address the local Ray is always a new one of this process: Ray's own
+    default would join whatever Ray `ray start` last recorded on this machine (another user's study,
+    a test's cluster, or a dead one)."""
     # Ray 2.60 leaves CUDA_VISIBLE_DEVICES unset for trials without GPUs; make it hide every GPU.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
     if ray.is_initialized():
         return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
         listen_on_loopback_only()
         # Ray's own notice that it enabled token authentication (its default) is not the study's news.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  object_store_memory=256 * 1024**2, log_to_driver=False, logging_level=logging.WARNING)
     return True
 

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                         ".toml/.yaml file")
     parser.add_argument("--name", help="study name (default: the space's name)")
     parser.add_argument("--storage", type=Path, default=Path("results"), help="folder holding studies")
-    parser.add_argument("--address", help="Ray cluster to join: 'auto' or HOST:PORT (default: local Ray)")
+    parser.add_argument("--address", help="Ray cluster to join: 'auto' or HOST:PORT "
+                        "(default: $RAY_ADDRESS if set, else a new local Ray)")
     parser.add_argument("--cpus-per-trial", type=float, default=1)
     parser.add_argument("--gpus-per-trial", type=float, default=0, help="fractions share a GPU, e.g. 0.25")
     parser.add_argument("--max-concurrent", type=int, default=0, help="trials at once (0: as resources allow)")

@@ -1,8 +1,11 @@
 """study.cluster: a local Ray this process started is stopped, every process of it, by shutdown_ray."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,3 +63,22 @@ def test_shutdown_ray_stops_every_process_of_a_local_ray():
     while (alive := {pid: c for pid, c in started.items() if _running(pid, c)}) and time.time() < deadline:
         time.sleep(0.5)
     assert not alive, f"left running after shutdown_ray: {alive}"
+
+
+def test_a_local_ray_is_new_even_where_ray_start_recorded_a_cluster(tmp_path):
+    """Ray's default joins the cluster that `ray start` last recorded in its temporary folder (a test's
+    cluster on another pytest worker, or one long dead); a study without an address starts its own."""
+    folder = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit
+    try:
+        (folder / "ray").mkdir()
+        (folder / "ray" / "ray_current_cluster").write_text("127.0.0.1:9\n")  # nothing listens there
+        script = ("import ray\nfrom study.cluster import init_ray, shutdown_ray\ninit_ray(None, num_cpus=1)\n"
+                  "print('cpus', ray.cluster_resources()['CPU'])\nshutdown_ray()\n")
+        env = {**os.environ, "RAY_TMPDIR": str(folder)}
+        env.pop("RAY_ADDRESS", None)
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                             env=env, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "cpus 1.0" in run.stdout.splitlines()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

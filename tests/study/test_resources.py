@@ -20,7 +20,7 @@ def logical_gpus():
     os.environ["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "1"
     # Ray workers cannot import this test module by name: ship its functions by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=16, num_gpus=4, include_dashboard=False, object_store_memory=128 * 1024**2,
+    ray.init(address="local", num_cpus=16, num_gpus=4, include_dashboard=False, object_store_memory=128 * 1024**2,
              log_to_driver=False)
     yield
     ray.shutdown()

@@ -11,7 +11,7 @@ from trainables.ray_trainables import SharedInputs, epoch_reporter
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024**2)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024**2)
     yield
     ray.shutdown()
 
