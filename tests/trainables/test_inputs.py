@@ -132,3 +132,14 @@ def test_inputs_pickle_with_packed_graphs_and_come_back_equal(smoke_inputs):
                                                   back.initial_model().state_dict().values()))
     batch = next(iter(D.make_loader(back.graphs["train"], 4, shuffle=False)))  # they still collate
     assert batch.num_graphs == 4
+
+
+def test_initial_model_from_the_loaded_foundation_equals_one_rebuilt_from_its_state(smoke_inputs):
+    import dataclasses
+
+    import torch
+
+    rebuilt = dataclasses.replace(smoke_inputs, _template=None).initial_model()  # from foundation_state
+    built = smoke_inputs.initial_model()  # the template prepare_inputs built from the loaded foundation
+    assert built.state_dict().keys() == rebuilt.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), rebuilt.state_dict().values()))

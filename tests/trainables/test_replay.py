@@ -191,3 +191,27 @@ def test_missing_replay_file_and_too_many_samples_are_data_errors(replay_config,
         check_data(replay_config.replace(replay_file=str(tmp_path / "missing.xyz")))
     with pytest.raises(DataError, match=r"replay_samples=100000 but the replay data hold only \d+ configurations"):
         check_data(replay_config.replace(replay_samples=100000))
+
+
+def test_fps_descriptors_are_cached_by_foundation_and_structures(smoke_inputs, tmp_path, monkeypatch):
+    from trainables.replay import cached_structure_descriptors, descriptors_cache_path, structure_descriptors
+
+    monkeypatch.setenv("OPTISTUDY_CACHE", str(tmp_path))
+    items, foundation = read_labelled(smoke_inputs.sources.train)[:12], smoke_inputs.foundation()
+    forwards = []
+    foundation.register_forward_hook(lambda *_: forwards.append(1))
+    first = cached_structure_descriptors(foundation, items)
+    path = descriptors_cache_path(foundation, items)
+    assert path.is_file() and path.is_relative_to(tmp_path) and forwards
+    assert np.array_equal(first, structure_descriptors(foundation, items))
+    forwards.clear()
+    assert np.array_equal(cached_structure_descriptors(foundation, items), first) and not forwards  # read back
+    moved = [dataclasses.replace(item, atoms=item.atoms.copy()) for item in items]
+    moved[3].atoms.positions[0, 0] += 0.01
+    other = smoke_inputs.foundation()
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    assert len({path, descriptors_cache_path(foundation, moved), descriptors_cache_path(other, items)}) == 3
+    path.write_bytes(b"half a file")  # unreadable: computed again and rewritten
+    assert np.array_equal(cached_structure_descriptors(foundation, items), first) and forwards
+    assert np.array_equal(np.load(path), first)
