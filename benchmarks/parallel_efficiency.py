@@ -1,6 +1,7 @@
 """Parallel efficiency of the study engine on one machine: the same trials one at a time and K at once.
 
     python benchmarks/parallel_efficiency.py [--trials 4] [--epochs 3] [--repeats 1] [--no-plain]
+    python benchmarks/parallel_efficiency.py --space lr_ablation [--repeats 2]
 
 The trials (adam and adamw x `--trials / 2` seeds, lr 1e-3, the embedded default at full size,
 the study default: replay mode with 100 replay configurations, batch size 5) run through
@@ -18,6 +19,11 @@ order K = 1, 2 and then 2, 1, so that a machine speeding up or slowing down stea
 side once; the median speedup over the repeats is the figure.
 Before anything is timed, one two-step run builds the embedded default and compiles the step
 (`warm_caches`), so that a fresh machine's first study does not time them.
+
+`--space NAME` (or a space file) times a grid space's own trials instead, as `study.launch --space
+NAME` runs them: `--space lr_ablation` is the main command at 1 and at 2 trials at once (63 trials of
+seven optimizers, about 17 and 9 minutes here). Its plain side is not run: its grid does not split
+into K equal parts by seed (lr_ablation has three seeds), so `--no-plain` is implied.
 
 What the machine itself allows, without Ray: the same trials through K plain processes side by
 side (`benchmarks/plain_loop.py`, each with its share of the seeds, one thread each), against one
@@ -70,6 +76,24 @@ def plain_wave(folder: Path, k: int, optimizers: list[str], seeds: list[int], fi
     return Wave(time.perf_counter() - start, [t for part in parts for t in part["trial_s"]])
 
 
+def named_space(name: str) -> tuple[Path, dict, str]:
+    """A registry space or space file (a first-order grid): its path for study.launch, its fixed
+    values (for `warm_caches`) and a line describing it."""
+    from search_spaces import get_space
+    from trainables.errors import ConfigError
+
+    try:
+        space = get_space(name)
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
+    if space.search != "grid" or space.has_lbfgs:
+        raise SystemExit(f"--space {name}: only a first-order grid space can be timed here")
+    trials = len(space.optimizers) * len(space.lrs) * len(space.seeds)
+    return Path(name).resolve() if Path(name).is_file() else Path(space.name), space.fixed, (
+        f"(space {space.name}: {len(space.optimizers)} optimizers x {len(space.lrs)} lrs x {len(space.seeds)} "
+        f"seeds = {trials}, fixed {space.fixed})")
+
+
 def mean_trial_s(run: StudyRun) -> float:
     return sum(run.trial_s) / len(run.trial_s)
 
@@ -106,13 +130,20 @@ def main() -> int:
     parser.add_argument("--no-plain", action="store_true", help="skip the plain-process ceiling")
     parser.add_argument("--repeats", type=int, default=1,
                         help="pairs of studies, K = 1 then 2, then 2 then 1, ...; the median speedup is the figure")
+    parser.add_argument("--space", help="a grid space's own trials (e.g. lr_ablation) instead of --trials/--epochs")
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
     folder = Path(tempfile.mkdtemp(prefix="optistudy-parallel-"))
-    optimizers, seeds = trial_grid(args.trials)
-    fixed = study_fixed(args.epochs, args.data_size)
+    if args.space:
+        space, fixed, description = named_space(args.space)
+        optimizers, seeds, args.no_plain = [], [], True
+    else:
+        optimizers, seeds = trial_grid(args.trials)
+        fixed = study_fixed(args.epochs, args.data_size)
+        space = write_space(folder, "parallel", optimizers, seeds, fixed)
+        description = (f"({', '.join(optimizers)} x seeds {seeds}), {args.epochs} epochs, {args.data_size} data, "
+                       "replay mode")
     warm_caches(fixed)
-    space = write_space(folder, "parallel", optimizers, seeds, fixed)
     repeats = []
     for repeat in range(args.repeats):
         levels = concurrency_levels(cpus)
@@ -129,8 +160,7 @@ def main() -> int:
     for k in [] if args.no_plain else concurrency_levels(cpus):
         plain[k] = plain_wave(folder, k, optimizers, seeds, fixed)
         print(f"plain K={k}: {plain[k].wall_s:.1f} s", flush=True)
-    print(f"\n{len(repeats[0][1].trial_s)} trials ({', '.join(optimizers)} x seeds {seeds}), {args.epochs} epochs, "
-          f"{args.data_size} data, replay mode, {cpus} CPUs, 1 CPU and 1 thread per trial")
+    print(f"\n{len(repeats[0][1].trial_s)} trials {description}, {cpus} CPUs, 1 CPU and 1 thread per trial")
     for repeat, runs in enumerate(repeats):
         print(f"repeat {repeat + 1} (K in the order {'1, 2' if repeat % 2 == 0 else '2, 1'})")
         print(format_table(runs, plain if repeat == len(repeats) - 1 else {}))
