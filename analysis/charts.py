@@ -134,3 +134,20 @@ def optimizer_color(name: str, names: list[str]) -> str:
 def _frontier_title(df: pd.DataFrame, x: str, y: str) -> str:
     on = f" on {df['test_set'].iloc[0]}" if "test_set" in df and len(df) else ""
     return f"{title(y)}{on} vs {title(x).lower()}"
+
+
+# Verdicts with confidence (issue 33): performance profiles.
+def performance_profile_chart(profiles: pd.DataFrame) -> alt.Chart:
+    """Performance profiles of `analysis.stats.performance_profiles` output: rho(tau), the share of
+    problems on which an optimizer is within a factor tau of the best, against tau (log x), one
+    step line per optimizer. Higher and further left is better."""
+    require_columns(profiles, ["optimizer", "tau", "rho", "problems", "metric"], "the profiles")
+    if profiles.empty:
+        raise AnalysisError("the profiles table is empty")
+    lines = alt.Chart(profiles).mark_line(interpolate="step-after", strokeWidth=2).encode(
+        x=alt.X("tau:Q", title="tau (ratio to the best seed mean)", scale=alt.Scale(type="log", nice=False)),
+        y=alt.Y("rho:Q", title="rho(tau): share of problems", scale=alt.Scale(domain=[0, 1])),
+        color=_color(profiles), tooltip=["optimizer", alt.Tooltip("tau:Q", format=".3f"), "rho"])
+    problems = int(profiles["problems"].iloc[0])
+    return lines.properties(title=f"{title(profiles['metric'].iloc[0])}: performance profiles over {problems} problems",
+                            width=WIDTH, height=HEIGHT)

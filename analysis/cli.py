@@ -16,15 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
-from analysis.charts import curves_chart, frontier_chart, improvement_chart, lr_sensitivity_chart, title
+from analysis.charts import (curves_chart, frontier_chart, improvement_chart, lr_sensitivity_chart,
+                             performance_profile_chart, title)
 from analysis.columns import present, require_single
 from analysis.errors import AnalysisError
 from analysis.frontier import pareto_front
 from analysis.load import load, select
 from analysis.render import FORMATS, MARK_LEGEND, format_summary, render
 from analysis.sql import sql
+from analysis.stats import (CONFIDENCE, N_RESAMPLES, SEED, STABLE_TAU, TARGET_FACTOR, interval_is_range,
+                            paired_comparison, performance_profiles, performance_ratios, profile_scores,
+                            rank_stability, rank_summary, ranking_is_stable, seed_ranks, seeds_needed, smallest_p,
+                            target_summary, time_to_target)
 from analysis.tables import (METRICS, curve_summary, improvement_vs, lbfgs_gain, ok_rows, summary_table,
                              with_total_wall_time)
 
@@ -39,6 +45,11 @@ EXAMPLES = """examples:
   python -m analysis lbfgs storage/my_study
   python -m analysis curves storage/my_study --optimizer adam,lamb --out figures/
   python -m analysis sql storage/my_study -q "SELECT optimizer, count(*) FROM scores GROUP BY 1"
+  python -m analysis compare storage/my_study --baseline adam --test-set 1200K
+  python -m analysis ranks storage/my_study
+  python -m analysis time-to-target storage/my_study --target 25
+  python -m analysis profiles 'storage/*' --out figures/
+  python -m analysis curves storage/my_study --x wall
 """
 
 
@@ -144,7 +155,7 @@ def curves(args: argparse.Namespace) -> Output:
     heading = f"{title(args.y)} at the last step and at best, per trial"
     return Output(_titled(heading, render(rows, args.format), args.format),
                   {**_table_files("curves", rows),
-                   **_chart_files("curves", curves_chart(data, args.y, log_y=not args.linear_y))})
+                   **_chart_files("curves", curves_chart(data, args.y, x=CURVE_X[args.x], log_y=not args.linear_y))})
 
 
 def lr_sensitivity(args: argparse.Namespace) -> Output:
@@ -201,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     _curves_parser(commands)
     _lr_parser(commands)
     _sql_parser(commands)
+    _verdict_parsers(commands)
     return parser
 
 
@@ -241,6 +253,8 @@ def _curves_parser(commands) -> None:
     _add_filters(p, stage=None, with_test_set=False)
     p.add_argument("--y", default="val_force_rmse_mev_a", help="curve column (default: %(default)s)")
     p.add_argument("--linear-y", action="store_true", help="linear instead of log y axis in the chart")
+    p.add_argument("--x", choices=CURVE_X, default="step",
+                   help="chart x axis: step (epoch or L-BFGS iteration) or wall (seconds since the trial started)")
 
 
 def _lr_parser(commands) -> None:
@@ -291,3 +305,136 @@ def _digits(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"not a number of decimals (0, 1, 2, ...): {text!r}")
     return int(text)
+
+
+# Verdicts with confidence (issue 33): paired comparisons, rank stability, time-to-target, profiles.
+CURVE_X = {"step": "step", "wall": "wall_time_s"}
+
+
+def compare(args: argparse.Namespace) -> Output:
+    scores = _load(args, "scores")
+    table = paired_comparison(scores, baseline=args.baseline, metric=args.metric)
+    rows = table.drop(columns=["metric", "baseline"])
+    unseparated = seeds_needed(scores, args.metric).query("not separated").drop(columns="separated")
+    heading = (f"{title(args.metric)}: optimizer - {args.baseline} over paired seeds (negative: lower error), "
+               f"{CONFIDENCE:.0%} bootstrap interval; verdict from the interval")
+    sections = [(heading, rows), ("Best two not separated (paired interval of second - best holds 0), and the "
+                                  "seeds a normal-approximation test at 80% power needs", unseparated)]
+    return Output(_sections(args.format, sections, compare_note(sorted(rows["n"].unique()))),
+                  {**_table_files("compare", rows), **_table_files("seeds_needed", unseparated)})
+
+
+def compare_note(seed_counts: list[int]) -> str:
+    """How to read `compare`'s p value and verdict with these numbers of paired seeds."""
+    floors = ", ".join(f"{smallest_p(n):.3g} with {n} seeds" for n in seed_counts)
+    never = ", so it cannot reach 0.05" if smallest_p(max(seed_counts)) > 0.05 else ""
+    note = (f"p: exact two-sided sign-flip test; its smallest possible value is {floors}{never}. "
+            f"Interval: {N_RESAMPLES} percentile bootstrap resamples, seed {SEED}.")
+    if ranged := [n for n in seed_counts if interval_is_range(n)]:
+        note += (f" With {max(ranged)} seeds or fewer the interval spans the smallest to the largest paired "
+                 "difference: 'better' means every seed had the lower error, a consistent direction rather than "
+                 "significance.")
+    return note
+
+
+def ranks(args: argparse.Namespace) -> Output:
+    scores = _load(args, "scores")
+    seed_rank = seed_ranks(scores, args.metric)
+    taus = rank_stability(scores, args.metric, threshold=args.threshold)
+    summary = rank_summary(seed_rank)
+    stable = ranking_is_stable(taus, args.threshold)
+    verdict = (f"ranking {'stable' if stable else 'NOT stable'}: mean Kendall tau {taus['tau'].mean():.2f} over "
+               f"{len(taus)} seed pairs ({'>=' if stable else '<'} {args.threshold:g}); "
+               f"{int((~taus['stable']).sum())} pairs below")
+    sections = [(f"{title(args.metric)}: each optimizer's rank over seeds and test sets (1 = lowest error; holds: "
+                 "share at its most frequent rank)", summary),
+                ("Kendall's tau between two seeds' orderings", taus)]
+    return Output(_sections(args.format, sections, verdict),
+                  {"ranks.csv": render(seed_rank, "csv"), **_table_files("rank_summary", summary),
+                   **_table_files("kendall_tau", taus)})
+
+
+def target_time(args: argparse.Namespace) -> Output:
+    times = time_to_target(_load(args, "curves"), target=args.target)
+    summary = target_summary(times)
+    targets = ", ".join(f"{value:.2f}" for value in times["target"].unique())
+    target = (f"{args.target:g} meV/Å" if args.target is not None
+              else f"{TARGET_FACTOR:g} x the best final value ({targets} meV/Å)")
+    heading = (f"Validation force RMSE <= {target}: trials reaching it, median epoch and wall seconds since the "
+               "trial started, setup and compile included (inf: most never did)")
+    return Output(_sections(args.format, [(heading, summary)]),
+                  {**_table_files("time_to_target", times), **_table_files("time_to_target_summary", summary)})
+
+
+def profiles(args: argparse.Namespace) -> Output:
+    scores = _load(args, "scores")
+    profile = performance_profiles(scores, args.metric, taus=np.geomspace(1.0, args.max_tau, 101))
+    area = profile_scores(profile)
+    ratios = performance_ratios(scores, args.metric)
+    heading = (f"{title(args.metric)}: performance profile area over {len(ratios)} problems (test set x study), "
+               f"tau 1 to {args.max_tau:g} on a log scale; 1 = best on every problem")
+    sections = [(heading, area), ("Ratio to the best seed mean per problem (each optimizer at its best lr)", ratios)]
+    return Output(_sections(args.format, sections),
+                  {"profiles.csv": render(profile, "csv"), **_table_files("profile_scores", area),
+                   **_table_files("ratios", ratios), **_chart_files("profiles", performance_profile_chart(profile))})
+
+
+def _sections(fmt: str, sections: list[tuple[str, pd.DataFrame]], note: str = "") -> str:
+    """Titled tables and a closing note in `fmt`; CSV gets the first table alone (machine-readable)."""
+    if fmt == "csv":
+        return render(sections[0][1], fmt)
+    parts = [_titled(heading, render(frame, fmt), fmt) for heading, frame in sections if not frame.empty]
+    notes = [("% " if fmt == "latex" else "") + note] if note else []
+    return "\n\n".join([*parts, *notes])
+
+
+def _verdict_parsers(commands) -> None:
+    _compare_parser(commands)
+    _ranks_parser(commands)
+    _time_to_target_parser(commands)
+    _profiles_parser(commands)
+
+
+def _compare_parser(commands) -> None:
+    p = _command(commands, "compare", "paired comparison with a baseline over seeds: difference, bootstrap "
+                 "interval, exact sign-flip p and a verdict (better / worse / no clear difference)")
+    _add_filters(p, stage="first_order")
+    p.add_argument("--baseline", default="adam", help="baseline optimizer (default: %(default)s)")
+    p.add_argument("--metric", default="force_rmse_mev_a", help="metric column, lower is better (default: %(default)s)")
+
+
+def _ranks_parser(commands) -> None:
+    p = _command(commands, "ranks", "rank stability: ranks per seed and test set, Kendall's tau between seeds")
+    _add_filters(p, stage="first_order")
+    p.add_argument("--metric", default="force_rmse_mev_a", help="metric column (default: %(default)s)")
+    p.add_argument("--threshold", type=float, default=STABLE_TAU,
+                   help="mean Kendall tau below which the ranking is flagged unstable (default: %(default)s)")
+
+
+def _time_to_target_parser(commands) -> None:
+    p = _command(commands, "time-to-target", "first epoch and wall seconds at which validation force RMSE "
+                 "reaches a target, per optimizer and lr")
+    _add_filters(p, stage="first_order", with_test_set=False)
+    p.add_argument("--target", type=float, help=f"meV/Å (default: {TARGET_FACTOR:g} x the best final value of the "
+                   "study)")
+
+
+def _profiles_parser(commands) -> None:
+    p = _command(commands, "profiles", "performance profiles rho(tau) across test sets and studies, with their "
+                 "area score (AlgoPerf)")
+    _add_filters(p, stage="first_order")
+    p.add_argument("--metric", default="force_rmse_mev_a", help="metric column (default: %(default)s)")
+    p.add_argument("--max-tau", type=_above_one, default=2.0, help="largest ratio to the best (default: %(default)s)")
+
+
+def _above_one(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 1:
+        raise argparse.ArgumentTypeError(f"not a ratio above 1: {text!r}")
+    return value
+
+
+COMMANDS |= {"compare": compare, "ranks": ranks, "time-to-target": target_time, "profiles": profiles}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -145,3 +146,68 @@ def test_help_lists_commands(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert all(command in out for command in ("frontier", "table", "improvement", "lbfgs", "curves", "lr", "sql"))
+
+
+# Verdicts with confidence (issue 33)
+def test_compare_gives_verdicts_and_reads_the_p_floor(capsys, study, tmp_path):
+    code, out, _ = run_main(capsys, "compare", study, "--baseline", "adam", "--out", tmp_path)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("Force RMSE (meV/Å): optimizer - adam over paired seeds")
+    rows = [cells(line) for line in lines[3:15]]
+    assert {(row[0], row[-1]) for row in rows} == {("adamw", "better"), ("lamb", "worse")}
+    assert "smallest possible value is 0.5 with 2 seeds, 0.25 with 3 seeds, so it cannot reach 0.05" in out
+    assert "'better' means every seed had the lower error" in out
+    table = pd.read_csv(tmp_path / "compare.csv")
+    assert table.query("optimizer == 'adamw' and lr == 0.001 and test_set == 'val'")["difference"].item() == -4.0
+    assert (tmp_path / "seeds_needed.csv").exists()
+
+
+def test_compare_unknown_baseline_is_one_line_and_exit_2(study):
+    result = cli("compare", study, "--baseline", "sgd")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("error: need 'ok' rows of the baseline optimizer 'sgd' and of another; "
+                             "optimizers: adam, adamw, lamb\n")
+
+
+def test_ranks_flags_a_stable_ranking(capsys, study):
+    code, out, _ = run_main(capsys, "ranks", study, "--lr", "1e-3")
+    assert code == 0
+    assert out.splitlines()[-1] == "ranking stable: mean Kendall tau 1.00 over 9 seed pairs (>= 0.7); 0 pairs below"
+    _, csv, _ = run_main(capsys, "ranks", study, "--format", "csv")
+    assert pd.read_csv(io.StringIO(csv)).set_index(["optimizer", "lr"])["mean_rank"][("adamw", 1e-3)] == 1.0
+
+
+def test_time_to_target_in_meV_per_angstrom(capsys, study, tmp_path):
+    code, csv, _ = run_main(capsys, "time-to-target", study, "--target", "60", "--format", "csv", "--out", tmp_path)
+    summary = pd.read_csv(io.StringIO(csv)).set_index(["optimizer", "lr"])
+    assert code == 0
+    assert summary.loc[("adamw", 1e-3), ["reached", "median_step", "median_wall_s"]].tolist() == [3, 3, 40]
+    assert summary.loc[("lamb", 1e-4), "median_step"] == np.inf
+    per_trial = pd.read_csv(tmp_path / "time_to_target.csv")
+    assert len(per_trial) == 18 and set(per_trial["stage"]) == {"first_order"}
+    _, text, _ = run_main(capsys, "time-to-target", study)
+    assert text.startswith("Validation force RMSE <= 1.1 x the best final value (55.44 meV/Å)")
+
+
+def test_profiles_print_area_scores_and_write_the_chart(capsys, study, tmp_path):
+    code, out, _ = run_main(capsys, "profiles", study, "--out", tmp_path)
+    lines = out.splitlines()
+    assert code == 0 and "over 3 problems" in lines[0]
+    assert [cells(line)[:2] for line in lines[3:6]] == [["adamw", "1.00"], ["adam", "0.852"], ["lamb", "0.545"]]
+    assert (tmp_path / "profiles.png").read_bytes().startswith(PNG_MAGIC)
+    assert "rho" in (tmp_path / "profiles.html").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["profiles", str(study), "--max-tau", "1"])
+    assert exit_info.value.code == 2 and "argument --max-tau: not a ratio above 1: '1'" in capsys.readouterr().err
+
+
+def test_curves_against_wall_time(capsys, study, tmp_path):
+    code, _, _ = run_main(capsys, "curves", study, "--stage", "first_order", "--x", "wall", "--out", tmp_path)
+    assert code == 0 and '"field": "wall_time_s"' in (tmp_path / "curves.html").read_text()
+
+
+def test_help_lists_the_verdict_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(command in out for command in ("compare", "ranks", "time-to-target", "profiles"))
