@@ -13,7 +13,9 @@ format, passed by path):
     asha = false                      # optuna: stop poor trials early (ASHA)
     [lr_ranges]                       # optuna: optimizer = [low, high]
     [fixed]                           # FinetuneConfig fields held fixed for every trial
-    [lbfgs]                           # LBFGSConfig fields of the refinement stage
+    [hyper.ranger]                    # one optimizer's own hyper-parameters (k, alpha, betas, eps,
+    k = 6                             #   weight_decay, ...), checked against that optimizer
+    [lbfgs]                           # LBFGSConfig fields of the refinement stage, and chunk_size
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from trainables.config import FinetuneConfig
+from trainables.config import FinetuneConfig, split_options
 from trainables.errors import ConfigError
 from trainables.optimizers import get_optimizer_spec
 
@@ -34,12 +36,15 @@ HERE = Path(__file__).parent
 STAGES = ("first_order", "lbfgs")
 SEARCHES = ("grid", "optuna")
 _KEYS = {"description", "optimizers", "lrs", "seeds", "stages", "search", "num_samples", "asha", "lr_ranges",
-         "fixed", "lbfgs"}
+         "fixed", "hyper", "lbfgs"}
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Which trials a study runs; `fixed` and `lbfgs` stay visible as plain dicts."""
+    """Which trials a study runs; `fixed`, `hyper` and `lbfgs` stay visible as plain dicts.
+
+    `hyper` ({optimizer: {name: value}}) is also in `fixed` as the config's `optimizer_hyper`, so
+    every trial gets the whole table and its optimizer takes its own entry."""
 
     name: str
     description: str = ""
@@ -52,6 +57,7 @@ class SearchSpace:
     asha: bool = False
     lr_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
+    hyper: dict[str, dict[str, Any]] = field(default_factory=dict)
     lbfgs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -105,10 +111,24 @@ def space_from_dict(name: str, data: dict[str, Any]) -> SearchSpace:
         search=data.get("search", "grid"), num_samples=int(data.get("num_samples", 1)),
         asha=bool(data.get("asha", False)),
         lr_ranges={k: (float(v[0]), float(v[1])) for k, v in data.get("lr_ranges", {}).items()},
-        fixed=dict(data.get("fixed", {})), lbfgs=dict(data.get("lbfgs", {})),
+        fixed=_fixed_with_hyper(name, data), hyper=_hyper(name, data), lbfgs=dict(data.get("lbfgs", {})),
     )
     validate_space(space)
     return space
+
+
+def _hyper(name: str, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    hyper = data.get("hyper", {})
+    if not isinstance(hyper, dict) or not all(isinstance(v, dict) for v in hyper.values()):
+        raise ConfigError(f"space {name!r}: [hyper] must hold one table per optimizer, e.g. [hyper.ranger]")
+    return {optimizer: dict(values) for optimizer, values in hyper.items()}
+
+
+def _fixed_with_hyper(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    fixed, hyper = dict(data.get("fixed", {})), _hyper(name, data)
+    if hyper and "optimizer_hyper" in fixed:
+        raise ConfigError(f"space {name!r}: give [hyper] or fixed.optimizer_hyper, not both")
+    return {**fixed, "optimizer_hyper": hyper} if hyper else fixed
 
 
 def check_fixed_keys(space: SearchSpace) -> None:
@@ -138,7 +158,7 @@ def validate_space(space: SearchSpace) -> None:
     for low, high in space.lr_ranges.values():
         check(0 < low < high, f"each lr range needs 0 < low < high, got {low}, {high}")
     check_fixed_keys(space)
+    check(not set(space.hyper) - set(names),
+          f"[hyper] names optimizer(s) {sorted(set(space.hyper) - set(names))} that the space does not run")
     if space.has_lbfgs:
-        from trainables.config import LBFGSConfig
-
-        LBFGSConfig.from_dict(space.lbfgs)
+        split_options(space.lbfgs)

@@ -28,6 +28,12 @@ def test_user_space_file(tmp_path):
     ("optimizers = ['adam'\n", "malformed space file"),
     ("optimizers = ['adam']\nlrs = [1e-3]\n[fixed]\nepochz = 3\n", "unknown config key\\(s\\) \\['epochz'\\]"),
     ("optimizers = ['adam']\nlrs = [1e-3]\nstages = ['first_order', 'lbfgs']\n[lbfgs]\nc1 = 0.95\n", "c1"),
+    ("optimizers = ['adam']\nlrs = [1e-3]\nstages = ['first_order', 'lbfgs']\n[lbfgs]\nchunk_size = 0\n",
+     "chunk_size must be an integer >= 1"),
+    ("optimizers = ['adam']\nlrs = [1e-3]\nstages = ['first_order', 'lbfgs']\n[lbfgs]\ndamping = 'always'\n",
+     "damping must be one of"),
+    ("optimizers = ['adam']\nlrs = [1e-3]\n[hyper.lamb]\neps = 1e-6\n", r"\[hyper\] names optimizer\(s\) \['lamb'\]"),
+    ("optimizers = ['adam']\nlrs = [1e-3]\nhyper = 3\n", r"\[hyper\] must hold one table per optimizer"),
 ])
 def test_bad_space_files(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -46,3 +52,32 @@ def test_fixed_values_are_checked_once_merged_not_alone(tmp_path):
     path = tmp_path / "replay.toml"
     path.write_text("optimizers = ['adam']\nlrs = [1e-3]\n[fixed]\nmode = 'replay'\n")
     assert get_space(str(path)).fixed == {"mode": "replay"}
+
+
+def test_per_optimizer_hyper_parameters_reach_each_trials_config(tmp_path):
+    """[hyper.NAME] tables become the config's optimizer_hyper; each trial's optimizer takes its own."""
+    from trainables.config import FinetuneConfig
+
+    path = tmp_path / "tuned.toml"
+    path.write_text("optimizers = ['ranger', 'sgd_momentum']\nlrs = [1e-3]\n[hyper.ranger]\nk = 5\nalpha = 0.8\n"
+                    "[hyper.sgd_momentum]\nmomentum = 0.5\nnesterov = true\n")
+    space = get_space(str(path))
+    assert space.hyper == {"ranger": {"k": 5, "alpha": 0.8}, "sgd_momentum": {"momentum": 0.5, "nesterov": True}}
+    config = FinetuneConfig.from_dict({**space.fixed, "optimizer": "sgd_momentum"})
+    assert config.hyper == {"momentum": 0.5, "nesterov": True}
+
+
+def test_a_space_with_an_unknown_hyper_parameter_fails_once_merged(tmp_path):
+    from trainables.config import FinetuneConfig
+
+    path = tmp_path / "typo.toml"
+    path.write_text("optimizers = ['ranger']\nlrs = [1e-3]\n[hyper.ranger]\nlookahead_k = 5\n")
+    with pytest.raises(ConfigError, match=r"optimizer 'ranger': unknown hyper-parameter\(s\) \['lookahead_k'\]"):
+        FinetuneConfig.from_dict({**get_space(str(path)).fixed, "optimizer": "ranger"})
+
+
+def test_the_lbfgs_table_has_one_schema_for_space_and_stage():
+    from trainables.config import split_options
+
+    lbfgs, chunk = split_options({"max_steps": 3, "chunk_size": 8, "damping": "paper"})
+    assert (lbfgs.max_steps, lbfgs.damping, chunk) == (3, "paper", 8)

@@ -19,6 +19,8 @@ DTYPES = ("float32", "float64")
 SCHEDULES = ("constant", "cosine")
 MODES = ("naive", "replay")
 REPLAY_SELECTIONS = ("fps", "random")
+DAMPING_RULES = ("powell", "paper")
+DEFAULT_CHUNK = 32  # configurations per chunk of the L-BFGS objective (trainables.refine)
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,10 @@ class FinetuneConfig:
     Foundation: a local model file or a mace_mp name; None means the embedded system's own.
     Loss (Eq. 1): `energy_weight` w_E, `forces_weight` w_F, `stress_weight` w_S; energies per atom
     when `per_atom_energy` (as mace trains).
-    Optimizer: `weight_decay` None keeps the optimizer's own default (see trainables.optimizers).
+    Optimizer: `weight_decay` None keeps the optimizer's own default (see trainables.optimizers);
+    `optimizer_hyper` holds hyper-parameters per optimizer name ({"ranger": {"k": 5}}, a space's
+    `[hyper.NAME]` tables), of which the run's optimizer takes its own, and `optimizer_kwargs` go on
+    top for whichever optimizer runs (`hyper`). Names and values are checked against the optimizer.
     Budget: `epochs` (or `max_steps` when set), `batch_size`, gradient clipping, `schedule`.
     Mode: `naive` fine-tunes the foundation's single head; `replay` trains a two-head model whose
     replay head ("pt_head") is supervised on `replay_samples` configurations of pre-training data
@@ -68,6 +73,7 @@ class FinetuneConfig:
     lr: float = 1e-3
     weight_decay: float | None = None
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimizer_hyper: dict[str, dict[str, Any]] = field(default_factory=dict)
     schedule: str = "constant"
 
     epochs: int = 10
@@ -104,11 +110,14 @@ class FinetuneConfig:
     def replace(self, **changes: Any) -> "FinetuneConfig":
         return FinetuneConfig.from_dict({**self.to_dict(), **changes})
 
-    def validate(self) -> None:
-        from trainables.optimizers import get_optimizer_spec
+    @property
+    def hyper(self) -> dict[str, Any]:
+        """The run's optimizer's hyper-parameters: its `optimizer_hyper` entry, then `optimizer_kwargs`."""
+        return {**self.optimizer_hyper.get(self.optimizer, {}), **self.optimizer_kwargs}
 
-        get_optimizer_spec(self.optimizer)
+    def validate(self) -> None:
         _check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        self._validate_optimizer()
         _check(self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
@@ -127,6 +136,18 @@ class FinetuneConfig:
             "give either an embedded `system` or a `train_file`, not both",
         )
         self._validate_replay()
+
+    def _validate_optimizer(self) -> None:
+        """Names first (no torch); hyper-parameters, where any are set, against the optimizers themselves."""
+        from trainables.optimizers import get_optimizer_spec
+
+        spec = get_optimizer_spec(self.optimizer)
+        for name, hyper in self.optimizer_hyper.items():
+            _check(isinstance(hyper, Mapping), f"optimizer_hyper[{name!r}] must be a table of hyper-parameters")
+            if hyper:
+                get_optimizer_spec(name).check_hyper(hyper, self.lr)
+        if self.optimizer_kwargs:
+            spec.check_hyper(self.hyper, self.lr)
 
     def _validate_replay(self) -> None:
         _check(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
@@ -167,7 +188,10 @@ class LBFGSConfig:
         max_line_search: most objective evaluations per step.
         initial_step: length ||alpha p|| of the first trial step while no curvature pair is stored
             (alpha = 1 on p = -(initial_step / ||g||) g), in units of the parameters.
-        powell_threshold: sigma of Powell's damping: y is damped when s'y < sigma s'Bs.
+        powell_threshold: sigma of Powell's damping: a damped y_bar has s'y_bar = sigma s'Bs.
+        damping: when a pair is damped: "powell" when s'y < sigma s'Bs (Powell 1978; Nocedal &
+            Wright, Procedure 18.2), "paper" only when s'y <= 0 (the paper's Algorithm 1). Both
+            damp with Powell's formula; "powell" also damps pairs of weak positive curvature.
         patience: stop after this many steps without a strictly better validation score.
         step_tol: stop when ||x_{k+1} - x_k|| <= step_tol.
         loss_tol: stop when f_k - f_{k+1} <= loss_tol |f_k|. The default 0 stops only when an
@@ -183,6 +207,7 @@ class LBFGSConfig:
     max_line_search: int = 20
     initial_step: float = 1e-2
     powell_threshold: float = 0.2
+    damping: str = "powell"
     patience: int = 5
     step_tol: float = 1e-10
     loss_tol: float = 0.0
@@ -204,10 +229,24 @@ class LBFGSConfig:
         return cls(**values)
 
 
+def split_options(options: Mapping[str, Any]) -> tuple[LBFGSConfig, int]:
+    """A study's `[lbfgs]` table: LBFGSConfig fields plus `chunk_size` (configurations per chunk of
+    the objective, an integer >= 1). The one schema of that table, for the space parser and the stage."""
+    options = dict(options)
+    chunk = options.pop("chunk_size", DEFAULT_CHUNK)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ConfigError(f"[lbfgs] chunk_size must be an integer >= 1, got {chunk!r}")
+    return LBFGSConfig.from_dict(options), chunk
+
+
 def _check_types(config: LBFGSConfig) -> None:
-    """Integer fields must be ints; the others real numbers (bools are neither)."""
+    """Integer fields must be ints, string fields strings; the others real numbers (bools are none)."""
     for attribute in dataclasses.fields(config):
         value = getattr(config, attribute.name)
+        if isinstance(attribute.default, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"LBFGSConfig.{attribute.name} must be a string, got {value!r}")
+            continue
         wants_int = isinstance(attribute.default, int)
         allowed = (int,) if wants_int else (int, float)
         if isinstance(value, bool) or not isinstance(value, allowed):
@@ -227,6 +266,7 @@ def _range_problems(c: LBFGSConfig) -> list[str]:
         (c.max_line_search >= 1, f"max_line_search must be >= 1, got {c.max_line_search}"),
         (0 < c.initial_step < math.inf, f"initial_step must be positive and finite, got {c.initial_step}"),
         (0 < c.powell_threshold < 1, f"powell_threshold must lie in (0, 1), got {c.powell_threshold}"),
+        (c.damping in DAMPING_RULES, f"damping must be one of {DAMPING_RULES}, got {c.damping!r}"),
         (c.patience >= 1, f"patience must be >= 1, got {c.patience}"),
         (0 <= c.step_tol < math.inf, f"step_tol must be >= 0 and finite, got {c.step_tol}"),
         (0 <= c.loss_tol < 1, f"loss_tol must lie in [0, 1), got {c.loss_tol}"),

@@ -114,7 +114,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     replay_before = score_replay_before(scoring_model, inputs, config, device)
     loader = training_loader(inputs.graphs["train"], config.batch_size, seed=config.seed)
     val_loader = scoring_loader(inputs.graphs["val"], config)
-    optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.optimizer_kwargs)
+    optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.hyper)
     total_steps = config.max_steps or config.epochs * len(loader)
     scheduler = make_scheduler(optimizer, config.schedule, total_steps, spec)
     progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0}

@@ -9,7 +9,8 @@ full training loss. Per step k, with x_k the flat parameter vector and g_k = gra
 2. step length alpha_k by a weak Wolfe line search that starts at alpha = 1, backtracks while
    Armijo fails and expands a step that is too short; the accepted trial's gradient is reused;
 3. s_k = x_{k+1} - x_k, y_k = g_{k+1} - g_k, Powell-damped against B_k s_k = -alpha_k g_k so that
-   every stored pair has s'y > 0;
+   every stored pair has s'y > 0 (`damping`: when s'y < sigma s'Bs, Nocedal & Wright's rule and the
+   default, or only when s'y <= 0, the paper's Algorithm 1);
 4. validation of x_{k+1}; the best-scoring iterate (x_0 included) is returned, so the stage never
    ends worse than it started on the validation score.
 
@@ -188,7 +189,7 @@ def _next_trial_step(too_short: float, too_long: float, shrunk: float, backtrack
 
 
 def powell_damped_pair(s: torch.Tensor, y: torch.Tensor, bs: torch.Tensor,
-                       threshold: float) -> tuple[torch.Tensor, bool]:
+                       threshold: float, rule: str = "powell") -> tuple[torch.Tensor, bool]:
     """Powell's damped gradient difference (Powell 1978; Nocedal & Wright, Procedure 18.2).
 
     With B the current Hessian approximation and sigma = `threshold`:
@@ -197,17 +198,18 @@ def powell_damped_pair(s: torch.Tensor, y: torch.Tensor, bs: torch.Tensor,
         y_bar = theta y + (1 - theta) B s,  theta = (1 - sigma) s'Bs / (s'Bs - s'y)   otherwise,
 
     so that s'y_bar = sigma s'Bs > 0 whenever s'Bs > 0, even where f has negative curvature
-    along s (s'y <= 0). Returns (y_bar, damped).
+    along s (s'y <= 0). With `rule="paper"` (the paper's Algorithm 1) a pair is damped only when
+    s'y <= 0; pairs of weak positive curvature are kept as measured. Returns (y_bar, damped).
     """
     sy, sbs = dot64(s, y), dot64(s, bs)
-    if sy >= threshold * sbs:
+    if sy >= threshold * sbs or (rule == "paper" and sy > 0.0):
         return y, False
     theta = (1.0 - threshold) * sbs / (sbs - sy)
     return theta * y + (1.0 - theta) * bs, True
 
 
 def store_curvature_pair(pairs: deque[CurvaturePair], s: torch.Tensor, y: torch.Tensor,
-                         g: torch.Tensor, alpha: float, threshold: float) -> dict[str, Any]:
+                         g: torch.Tensor, alpha: float, threshold: float, rule: str = "powell") -> dict[str, Any]:
     """Damp the pair (s_k, y_k), append it to `pairs` if s'y_bar > 0, return the record fields.
 
     Damping (`powell_damped_pair`) uses B_k s_k for the matrix B_k = H_k^{-1} that produced p_k:
@@ -221,11 +223,11 @@ def store_curvature_pair(pairs: deque[CurvaturePair], s: torch.Tensor, y: torch.
     """
     sy_raw = dot64(s, y)
     if pairs:
-        y_bar, damped = powell_damped_pair(s, y, -alpha * g, threshold)
+        y_bar, damped = powell_damped_pair(s, y, -alpha * g, threshold, rule)
     elif sy_raw > 0.0:
         y_bar, damped = y, False
     else:
-        y_bar, damped = powell_damped_pair(s, y, -g, threshold)
+        y_bar, damped = powell_damped_pair(s, y, -g, threshold, rule)
     sy = dot64(s, y_bar)
     if sy > 0.0:
         pairs.append(CurvaturePair(s, y_bar, 1.0 / sy))
@@ -319,7 +321,8 @@ def lbfgs_refine(objective: Objective, x0: torch.Tensor, config: LBFGSConfig = L
             break
         trial = search.accepted
         s = trial.x - x
-        curvature = store_curvature_pair(pairs, s, trial.g - g, g, trial.alpha, config.powell_threshold)
+        curvature = store_curvature_pair(pairs, s, trial.g - g, g, trial.alpha, config.powell_threshold,
+                                         config.damping)
         previous_loss, (x, f, g) = f, (trial.x, trial.f, trial.g)
         val, score = _validation(validate, x, score_key, f)
         step = len(records)

@@ -10,14 +10,18 @@ Code elsewhere branches on the capability flags, never on names:
 - `supports_schedule`: a learning-rate schedule may be layered on top (not for ScheduleFree, whose
   averaging replaces the schedule).
 Weight decay: 0.01 (decoupled) for the AdamW-type optimizers (AdamW, LAMB, ScheduleFree), 0 for the
-others, unless the run's config sets `weight_decay`.
+others, unless the run's config sets `weight_decay`. Each entry's text states its exact defaults (a test
+checks them against `effective_defaults`, the factory's signature overlaid with the entry's own).
+A run's hyper-parameters (`check_hyper`) must be named in the factory's signature or the entry's
+defaults; anything else is rejected with the list of known names.
 """
 
 from __future__ import annotations
 
+import inspect
 import pkgutil
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Union
 
 from trainables.errors import ConfigError
 
@@ -53,6 +57,28 @@ class OptimizerSpec:
     def resolve_factory(self) -> Callable[..., torch.optim.Optimizer]:
         return pkgutil.resolve_name(self.factory) if isinstance(self.factory, str) else self.factory
 
+    def _signature_defaults(self) -> dict[str, Any]:
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        parameters = inspect.signature(self.resolve_factory()).parameters.values()
+        return {p.name: p.default for p in parameters if p.kind in named and p.name not in ("params", "lr")}
+
+    def effective_defaults(self) -> dict[str, Any]:
+        """Every hyper-parameter the optimizer is built with when a run sets none (imports the factory)."""
+        return {**self._signature_defaults(), **self.defaults}
+
+    def check_hyper(self, hyper: Mapping[str, Any], lr: float) -> None:
+        """Reject names the factory does not take, and values it refuses (built once on a dummy tensor)."""
+        import torch
+
+        known = sorted(self.effective_defaults())
+        unknown = sorted(set(hyper) - set(known))
+        if unknown:
+            raise ConfigError(f"optimizer {self.name!r}: unknown hyper-parameter(s) {unknown}; known: {known}")
+        try:
+            self.build([torch.nn.Parameter(torch.zeros(1))], lr=lr, **hyper)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"optimizer {self.name!r}: bad hyper-parameter value: {err}") from None
+
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
 
@@ -83,50 +109,74 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], *, lr: floa
 register(OptimizerSpec(
     name="sgd",
     factory="torch.optim:SGD",
-    preconditioner="P_t = I (heavy-ball momentum 0.9 on g_t; nesterov configurable). Robbins & Monro 1951.",
-    defaults={"momentum": 0.9, "nesterov": False, **TORCH_FOREACH},
+    preconditioner="P_t = I, m_t = g_t: plain SGD, theta <- theta - lr g_t (the paper's Eq. 3). "
+    "Defaults: momentum=0, weight_decay=0. Robbins & Monro 1951.",
+    defaults={"momentum": 0.0, **TORCH_FOREACH},
+))
+register(OptimizerSpec(
+    name="sgd_momentum",
+    factory="torch.optim:SGD",
+    preconditioner="P_t = I on heavy-ball momentum m_t = mu m_{t-1} + g_t. Defaults: momentum=0.9, "
+    "dampening=0, nesterov=False, weight_decay=0. Polyak 1964.",
+    defaults={"momentum": 0.9, "dampening": 0.0, "nesterov": False, **TORCH_FOREACH},
 ))
 register(OptimizerSpec(
     name="adam",
     factory="torch.optim:Adam",
-    preconditioner="P_t = diag(sqrt(v_hat_t) + eps)^-1, v_t an EMA of g_t^2; weight decay enters the "
-    "gradient (L2). Kingma & Ba 2015.",
+    preconditioner="P_t = diag(sqrt(v_hat_t) + eps)^-1 on m_hat_t, v_t an EMA of g_t^2; weight decay "
+    "enters the gradient (L2). Defaults: betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False. "
+    "Kingma & Ba 2015.",
     defaults=TORCH_FOREACH,
 ))
 register(OptimizerSpec(
     name="adamw",
     factory="torch.optim:AdamW",
     preconditioner="P_t = diag(sqrt(v_hat_t) + eps)^-1 as Adam, with decoupled weight decay "
-    "theta <- theta (1 - lr lambda), lambda = 0.01 by default. Loshchilov & Hutter 2019.",
+    "theta <- theta (1 - lr lambda). Defaults: betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, "
+    "amsgrad=False. Loshchilov & Hutter 2019.",
     defaults={"weight_decay": 1e-2, **TORCH_FOREACH},
 ))
 register(OptimizerSpec(
     name="radam",
     factory="torch.optim:RAdam",
-    preconditioner="P_t = r_t diag(sqrt(v_hat_t) + eps)^-1 with the variance rectification r_t; "
-    "P_t = I (SGD with momentum) while the variance estimate is intractable. Liu et al. 2020.",
+    preconditioner="P_t = r_t diag(sqrt(v_hat_t) + eps)^-1 on m_hat_t with the variance rectification "
+    "r_t while rho_t > 5; P_t = I (theta <- theta - lr m_hat_t, SGD with momentum) while the variance "
+    "estimate is intractable (the first 5 steps at beta2 = 0.999). Defaults: betas=(0.9, 0.999), "
+    "eps=1e-8, weight_decay=0. Liu et al. 2020.",
     defaults=TORCH_FOREACH,
 ))
 register(OptimizerSpec(
     name="lamb",
     factory="pytorch_optimizer:Lamb",
-    preconditioner="P_t = (||theta|| / ||u_t||) diag(sqrt(v_hat_t) + eps)^-1 per layer: Adam's "
-    "direction u_t (decoupled weight decay 0.01 included) rescaled by a layer-wise trust ratio. You et al. 2020.",
-    defaults={"weight_decay": 1e-2},
+    preconditioner="P_t = (phi(||theta||) / ||u_t||) diag(sqrt(v_t) + eps)^-1 per parameter tensor, "
+    "u_t = m_t / (sqrt(v_t) + eps) Adam's direction and phi(z) = min(z, 10) (the library's clamp): every "
+    "tensor moves lr phi(||theta||) per step, as in You et al. 2020, Algorithm 2. Weight decay "
+    "theta <- theta (1 - lr lambda) is applied before the step, outside the trust ratio (AdamW-style; "
+    "Algorithm 2 adds lambda theta inside u_t). Defaults: betas=(0.9, 0.999), eps=1e-6, "
+    "weight_decay=0.01, adam_debias=True (the step is lr, not lr / (1 - beta1^t): the library's default "
+    "moves a tensor 10x lr phi at the first step), weight_decouple=True, grad_averaging=True, "
+    "pre_norm=False. You et al. 2020.",
+    defaults={"weight_decay": 1e-2, "adam_debias": True, "weight_decouple": True},
 ))
 register(OptimizerSpec(
     name="ranger",
     factory="pytorch_optimizer:Ranger",
-    preconditioner="RAdam's P_t on fast weights; every k=6 steps the slow weights move alpha=0.5 "
-    "toward them (Lookahead, Zhang et al. 2019). Gradient centralisation off, as in the paper.",
-    defaults={"use_gc": False},
+    preconditioner="RAdam's P_t (the radam entry: P_t = I on m_hat_t while the variance estimate is "
+    "intractable) on fast weights; every k steps the slow weights move alpha toward them and the fast "
+    "weights restart there (Lookahead, Zhang et al. 2019): the paper's Eq. 10, RAdam + Lookahead. "
+    "Defaults: k=6, alpha=0.5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, degenerated_to_sgd=True "
+    "(the library's default False steps uphill, theta <- theta + lr m_hat_t, for the first 5 steps), "
+    "use_gc=False (no gradient centralisation, as in the paper). Wright 2019.",
+    defaults={"k": 6, "alpha": 0.5, "betas": (0.9, 0.999), "eps": 1e-8, "degenerated_to_sgd": True,
+              "use_gc": False},
 ))
 register(OptimizerSpec(
     name="schedulefree",
     factory="schedulefree:AdamWScheduleFree",
-    preconditioner="AdamW's P_t applied at an interpolation y_t of the iterate z_t and its running "
-    "average x_t; evaluation uses x_t, so no schedule is needed; decoupled weight decay 0.01 as AdamW. "
-    "Defazio et al. 2024.",
+    preconditioner="AdamW's P_t applied at an interpolation y_t = (1 - beta1) z_t + beta1 x_t of the "
+    "iterate z_t and its running average x_t; evaluation uses x_t, so no schedule is needed. Defaults: "
+    "betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01 (decoupled, at y_t), warmup_steps=0, r=0, "
+    "weight_lr_power=2. Defazio et al. 2024.",
     defaults={"weight_decay": 1e-2},
     has_train_eval_modes=True,
     supports_schedule=False,

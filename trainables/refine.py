@@ -31,7 +31,7 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from trainables.compiled import LONG_REDUCTION_EDGES
-from trainables.config import FinetuneConfig
+from trainables.config import DEFAULT_CHUNK, FinetuneConfig, split_options
 from trainables.data import even_batch_size, make_loader
 from trainables.errors import ConfigError
 from trainables.finetune import MODEL_FILE, MULTIHEAD_MODEL_FILE, loss_weights, score_all, scoring_loader, scoring_modules
@@ -42,7 +42,6 @@ from trainables.loss import loss_sum
 from trainables.replay import TASK_HEAD
 from trainables.training import evaluate, forward, on_device, resolve_device, set_threads
 
-DEFAULT_CHUNK = 32
 
 
 @dataclass
@@ -57,13 +56,6 @@ class RefineResult:
     wall_time_s: float
     model: torch.nn.Module = field(repr=False)
     resumed_from_step: int = 0        # always 0: a stage is short and restarts from its parent's model
-
-
-def split_options(options: Mapping[str, Any]) -> tuple[LBFGSConfig, int]:
-    """The study's `[lbfgs]` table: LBFGSConfig fields plus `chunk_size` (configurations per chunk)."""
-    options = dict(options)
-    chunk = int(options.pop("chunk_size", DEFAULT_CHUNK))
-    return LBFGSConfig.from_dict(options), chunk
 
 
 def chunk_configurations(graphs, chunk_size: int, max_edges: int | None = None) -> int:

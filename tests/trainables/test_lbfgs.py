@@ -180,6 +180,19 @@ def test_powell_damping_leaves_sigma_times_sBs():
     assert powell_damped_pair(s, y, b @ s, 0.2) == (y, False)
 
 
+def test_the_papers_damping_rule_damps_only_nonpositive_curvature():
+    """Algorithm 1 damps when y's <= 0; Powell's rule also damps 0 < s'y < sigma s'Bs."""
+    gen = torch.Generator().manual_seed(3)
+    root = torch.randn(6, 6, generator=gen, dtype=torch.float64)
+    b = root @ root.T + 6 * torch.eye(6, dtype=torch.float64)
+    s = torch.randn(6, generator=gen, dtype=torch.float64)
+    weak = 0.1 * (b @ s)  # s'y = 0.1 s'Bs > 0
+    assert powell_damped_pair(s, weak, b @ s, 0.2, rule="paper") == (weak, False)
+    assert powell_damped_pair(s, weak, b @ s, 0.2, rule="powell")[1]
+    y_bar, damped = powell_damped_pair(s, -b @ s, b @ s, 0.2, rule="paper")
+    assert damped and float(s @ y_bar) == pytest.approx(0.2 * float(s @ b @ s), rel=1e-12)
+
+
 def test_two_loop_direction_matches_dense_bfgs_updates():
     """p = -H g with H built densely: H = gamma I, then H <- V'HV + rho ss', V = I - rho ys'."""
     gen = torch.Generator().manual_seed(4)
