@@ -30,7 +30,10 @@ class FinetuneConfig:
     Data: either `system` (an embedded default, see `trainables.embedded`) or `train_file` with
     optional `valid_file` (else a seeded split of `valid_fraction`), named `test_files`
     ({name: path}) and `e0s_file` (isolated-atom energies). Label keys default to auto-detection
-    (mace-style `REF_*` first, then labels stored by ASE's calculator).
+    (mace-style `REF_*` first, then labels stored by ASE's calculator). Training and validation
+    structures need energies and forces; a test set is scored on the labels it has (energies only:
+    a NaN force RMSE, and the reverse). `profile_tests` names test sets that are a path or a scan
+    (in order), also scored on relative energies; an embedded system names its own (the dihedral scan).
     Foundation: a local model file or a mace_mp name; None means the embedded system's own.
     Loss (Eq. 1): `energy_weight` w_E, `forces_weight` w_F, `stress_weight` w_S; energies per atom
     when `per_atom_energy` (as mace trains).
@@ -55,6 +58,7 @@ class FinetuneConfig:
     train_file: str | None = None
     valid_file: str | None = None
     test_files: dict[str, str] = field(default_factory=dict)
+    profile_tests: list[str] = field(default_factory=list)
     e0s_file: str | None = None
     energy_key: str | None = None
     forces_key: str | None = None
@@ -135,6 +139,8 @@ class FinetuneConfig:
             self.system is None or self.train_file is None,
             "give either an embedded `system` or a `train_file`, not both",
         )
+        unknown_profiles = sorted(set(self.profile_tests) - set(self.test_files)) if self.train_file else []
+        _check(not unknown_profiles, f"profile_tests names {unknown_profiles}, not among test_files {sorted(self.test_files)}")
         self._validate_replay()
 
     def _validate_optimizer(self) -> None:

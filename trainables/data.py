@@ -3,6 +3,9 @@
 Any ASE-readable file works (extxyz first of all). Labels are looked up explicitly and must be
 present and finite: a missing key stops the run with the file and the key named, never trains on
 zeros (mace 0.3.16 silently does when its KeySpecification is empty). Units: eV, eV/A, eV/A^3.
+Test sets may carry energies only or forces only (`partial=True`, e.g. a torsion scan computed as
+single points): the missing label is a zero placeholder with weight 0 (`energy_weight` /
+`forces_weight` of the graph), which scoring leaves out; a structure needs at least one of the two.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class Labelled:
     stress: np.ndarray | None = None
     weight: float = 1.0
     head: str = "Default"
+    has_energy: bool = True
+    has_forces: bool = True
 
     @property
     def num_atoms(self) -> int:
@@ -101,28 +106,41 @@ def _required_label(atoms: Atoms, keys: LabelKeys, quantity: str, where: str) ->
     return value
 
 
-def label_structure(atoms: Atoms, keys: LabelKeys, where: str, with_stress: bool) -> Labelled:
-    """Attach checked labels to one structure; `where` names it in error messages."""
-    forces = _required_label(atoms, keys, "forces", where)
+def _has_label(atoms: Atoms, keys: LabelKeys, quantity: str) -> bool:
+    return _find_label(atoms, keys.candidates(quantity), per_atom=quantity == "forces") is not None
+
+
+def label_structure(atoms: Atoms, keys: LabelKeys, where: str, with_stress: bool, partial: bool = False) -> Labelled:
+    """Attach checked labels to one structure; `where` names it in error messages. With `partial`,
+    energy or forces may be missing (not both): the missing one is a zero placeholder, flagged."""
+    has_energy = not partial or _has_label(atoms, keys, "energy")
+    has_forces = not partial or _has_label(atoms, keys, "forces")
+    if not (has_energy or has_forces):
+        raise DataError(f"{where}: neither an energy nor a forces label (looked for keys "
+                        f"{' or '.join(keys.candidates('energy'))} and {' or '.join(keys.candidates('forces'))})")
+    forces = _required_label(atoms, keys, "forces", where) if has_forces else np.zeros((len(atoms), 3))
     if forces.shape != (len(atoms), 3):
         raise DataError(f"{where}: forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
     stress = _required_label(atoms, keys, "stress", where) if with_stress else None
     if stress is not None and stress.shape == (3, 3):
         stress = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
-    energy = float(_required_label(atoms, keys, "energy", where))
-    return Labelled(atoms=atoms, energy=energy, forces=forces, stress=stress)
+    energy = float(_required_label(atoms, keys, "energy", where)) if has_energy else 0.0
+    return Labelled(atoms=atoms, energy=energy, forces=forces, stress=stress, has_energy=has_energy,
+                    has_forces=has_forces)
 
 
 def is_isolated_atom(atoms: Atoms) -> bool:
     return atoms.info.get("config_type") in ISOLATED_ATOM_TYPES
 
 
-def read_labelled(path: str | Path, keys: LabelKeys = LabelKeys(), with_stress: bool = False) -> list[Labelled]:
-    """Read a data file and check every structure's labels; isolated-atom entries are left out."""
+def read_labelled(path: str | Path, keys: LabelKeys = LabelKeys(), with_stress: bool = False,
+                  partial: bool = False) -> list[Labelled]:
+    """Read a data file and check every structure's labels; isolated-atom entries are left out.
+    `partial` (test sets) accepts structures with energies only or forces only."""
     frames = [a for a in read_structures(path) if not is_isolated_atom(a)]
     if not frames:
         raise DataError(f"{path} holds only isolated atoms, no training structures")
-    return [label_structure(a, keys, f"{path} (structure {i})", with_stress) for i, a in enumerate(frames)]
+    return [label_structure(a, keys, f"{path} (structure {i})", with_stress, partial) for i, a in enumerate(frames)]
 
 
 def read_e0s(path: str | Path, keys: LabelKeys = LabelKeys()) -> dict[int, float]:
@@ -174,7 +192,8 @@ def to_configuration(item: Labelled) -> Configuration:
         atomic_numbers=np.asarray(atoms.numbers),
         positions=atoms.get_positions(),
         properties=properties,
-        property_weights={"energy": 1.0, "forces": 1.0, "stress": 0.0 if item.stress is None else 1.0},
+        property_weights={"energy": float(item.has_energy), "forces": float(item.has_forces),
+                          "stress": 0.0 if item.stress is None else 1.0},
         cell=np.asarray(atoms.get_cell()),
         pbc=tuple(bool(p) for p in atoms.get_pbc()),
         weight=item.weight,

@@ -76,6 +76,7 @@ class SystemSpec:
     generate: Callable[[Any, int, Callable[[str], None]], GeneratedSets]
     calculator_version: Callable[[], str]
     requires: str | None
+    profile_tests: tuple[str, ...] = ()  # test sets that are a scan or path, in order
 
     def is_available(self) -> bool:
         """Whether the package the calculator needs is installed."""
@@ -98,6 +99,7 @@ class SystemFiles:
     tests: dict[str, Path]
     e0s: Path
     has_stress: bool
+    profile_tests: tuple[str, ...] = ()
 
 
 SYSTEMS: dict[str, SystemSpec] = {
@@ -111,6 +113,7 @@ SYSTEMS: dict[str, SystemSpec] = {
         generate=embedded_xtb.generate,
         calculator_version=embedded_xtb.calculator_version,
         requires="tblite",
+        profile_tests=("dihedral",),
     ),
     "cu3au-emt": SystemSpec(
         name="cu3au-emt",
@@ -189,6 +192,7 @@ def system_files(spec: SystemSpec, size: str, folder: Path) -> SystemFiles:
         tests={test_name: folder / f"test_{test_name}.extxyz" for test_name in spec.test_names},
         e0s=folder / "e0s.extxyz",
         has_stress=spec.has_stress,
+        profile_tests=spec.profile_tests,
     )
 
 

@@ -79,10 +79,11 @@ def scoring_loader(graphs, config: FinetuneConfig):
                        shuffle=False)
 
 
-def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
-    """Errors on the validation set and every named test set."""
+def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, Any]]:
+    """Errors on the validation set and every named test set (paths and scans: relative energies too)."""
     names = ["val", *inputs.test_names]
-    return {name: evaluate(model, scoring_loader(inputs.graphs[name], config), device) for name in names}
+    return {name: evaluate(model, scoring_loader(inputs.graphs[name], config), device,
+                           profile=name in inputs.sources.profile_tests) for name in names}
 
 
 def score_replay_before(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:

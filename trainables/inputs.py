@@ -39,6 +39,7 @@ class Sources:
     foundation: str
     has_stress: bool
     replay: Path | None = None  # pre-training data to select the replay set from
+    profile_tests: tuple[str, ...] = ()  # test sets that are a path or scan (scored on relative energies)
 
 
 def score_names(test_names: list[str], has_replay: bool) -> list[str]:
@@ -123,6 +124,7 @@ def resolve_sources(config: FinetuneConfig) -> Sources:
             foundation=config.foundation,
             has_stress=config.stress_weight > 0,
             replay=Path(config.replay_file) if config.replay_file else None,
+            profile_tests=tuple(config.profile_tests),
         )
     return embedded_sources(config)
 
@@ -143,7 +145,8 @@ def embedded_sources(config: FinetuneConfig) -> Sources:
     foundation = config.foundation or str(embedded_foundation(files, warm_for=config))
     replay = Path(config.replay_file) if config.replay_file else files.pretrain if config.has_replay_set else None
     return Sources(train=files.train, valid=None, tests=dict(files.tests), e0s=files.e0s,
-                   foundation=foundation, has_stress=files.has_stress and config.stress_weight > 0, replay=replay)
+                   foundation=foundation, has_stress=files.has_stress and config.stress_weight > 0, replay=replay,
+                   profile_tests=tuple(dict.fromkeys([*files.profile_tests, *config.profile_tests])))
 
 
 def resolve_e0s(sources: Sources, keys: D.LabelKeys, foundation: torch.nn.Module) -> dict[int, float]:
@@ -160,8 +163,8 @@ def read_sets(sources: Sources, config: FinetuneConfig, keys: D.LabelKeys) -> di
     else:
         train, valid = D.seeded_split(train, config.valid_fraction, config.split_seed)
     sets = {"train": train, "val": valid}
-    for name, path in sources.tests.items():
-        sets[name] = D.read_labelled(path, keys, sources.has_stress)
+    for name, path in sources.tests.items():  # a test set is scored on the labels it has
+        sets[name] = D.read_labelled(path, keys, sources.has_stress, partial=True)
     return sets
 
 

@@ -12,7 +12,8 @@ count equally.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 from mace.tools.scatter import scatter_sum
@@ -62,24 +63,58 @@ def eq1_loss(batch, output: dict, weights: LossWeights) -> torch.Tensor:
 
 @dataclass
 class ErrorAccumulator:
-    """Streams squared errors over batches; reports RMSEs in the paper's units."""
+    """Streams errors over batches; reports RMSEs in the paper's units.
+
+    Each structure counts on the labels it has (`energy_weight` / `forces_weight` of its graph > 0):
+    a set with energies only gets a NaN force RMSE and the reverse. The energies of the structures
+    with one are kept, in order, for the relative-energy errors of a path or scan (`profile_errors`).
+    """
 
     energy_sq_per_atom: float = 0.0
     force_sq: float = 0.0
-    configs: int = 0
+    energy_configs: int = 0
     force_components: int = 0
+    energies: list[tuple[float, float]] = field(default_factory=list)  # (predicted, reference) in eV
 
     def add(self, batch, output: dict) -> None:
-        n_atoms = atoms_per_config(batch)
-        de = ((output["energy"] - batch.energy) / n_atoms).detach()
+        has_energy = batch.energy_weight > 0
+        has_forces = (batch.forces_weight > 0)[batch.batch]
+        predicted, reference = output["energy"].detach()[has_energy], batch.energy[has_energy]
+        de = (predicted - reference) / atoms_per_config(batch)[has_energy]
         self.energy_sq_per_atom += float((de**2).sum())
-        self.force_sq += float(((output["forces"] - batch.forces).detach() ** 2).sum())
-        self.configs += int(batch.num_graphs)
-        self.force_components += int(batch.forces.numel())
+        self.energy_configs += int(has_energy.sum())
+        df = (output["forces"].detach() - batch.forces)[has_forces]
+        self.force_sq += float((df**2).sum())
+        self.force_components += int(df.numel())
+        self.energies.extend(zip(predicted.tolist(), reference.tolist()))
 
     def rmse(self) -> dict[str, float]:
-        """energy RMSE in meV/atom and force RMSE (over components) in meV/A."""
+        """energy RMSE in meV/atom and force RMSE (over components) in meV/A; NaN without such labels."""
         return {
-            "energy_rmse_mev_atom": 1000.0 * (self.energy_sq_per_atom / max(self.configs, 1)) ** 0.5,
-            "force_rmse_mev_a": 1000.0 * (self.force_sq / max(self.force_components, 1)) ** 0.5,
+            "energy_rmse_mev_atom": _rms_mev(self.energy_sq_per_atom, self.energy_configs),
+            "force_rmse_mev_a": _rms_mev(self.force_sq, self.force_components),
         }
+
+    def profile_errors(self) -> dict[str, float | list[float]]:
+        """Errors of relative energies along a path or scan, in meV: each structure's energy minus
+        that of the structure with the lowest reference energy, predicted against reference (the way
+        torsion profiles and barrier heights are compared). `rel_energy_rmse_mev` and
+        `rel_energy_max_error_mev` over the structures, `barrier_error_mev` = predicted minus reference
+        highest relative energy, and both profiles in file order; NaN with fewer than 2 energies."""
+        if len(self.energies) < 2:
+            return {"rel_energy_rmse_mev": math.nan, "rel_energy_max_error_mev": math.nan, "barrier_error_mev": math.nan}
+        predicted, reference = (torch.tensor(column, dtype=torch.float64) for column in zip(*self.energies))
+        lowest = int(torch.argmin(reference))
+        predicted_rel, reference_rel = 1000.0 * (predicted - predicted[lowest]), 1000.0 * (reference - reference[lowest])
+        error = predicted_rel - reference_rel
+        return {
+            "rel_energy_rmse_mev": float(error.pow(2).mean().sqrt()),
+            "rel_energy_max_error_mev": float(error.abs().max()),
+            "barrier_error_mev": float(predicted_rel.max() - reference_rel.max()),
+            "profile_predicted_mev": predicted_rel.tolist(),
+            "profile_reference_mev": reference_rel.tolist(),
+        }
+
+
+def _rms_mev(sum_sq: float, count: int) -> float:
+    return 1000.0 * (sum_sq / count) ** 0.5 if count else math.nan

@@ -100,13 +100,14 @@ def train_epoch(model, loader: Iterable, optimizer, weights: LossWeights, device
     return EpochStats(loss=mean, steps=steps, finite=math.isfinite(mean))
 
 
-def evaluate(model, loader: Iterable, device: torch.device) -> dict[str, float]:
-    """Energy RMSE (meV/atom) and force RMSE (meV/A) of `model` over `loader`."""
+def evaluate(model, loader: Iterable, device: torch.device, profile: bool = False) -> dict[str, Any]:
+    """Energy RMSE (meV/atom) and force RMSE (meV/A) of `model` over `loader` (NaN where the set has
+    no such labels); with `profile` (a path or scan, in order) also its relative-energy errors."""
     errors = ErrorAccumulator()
     for batch in loader:
         batch = on_device(batch, device)
         errors.add(batch, forward(model, batch, training=False))
-    return errors.rmse()
+    return {**errors.rmse(), **(errors.profile_errors() if profile else {})}
 
 
 def save_training_state(path: Path, model, optimizer, scheduler, loader_generator: torch.Generator | None,

@@ -143,3 +143,44 @@ def test_initial_model_from_the_loaded_foundation_equals_one_rebuilt_from_its_st
     built = smoke_inputs.initial_model()  # the template prepare_inputs built from the loaded foundation
     assert built.state_dict().keys() == rebuilt.state_dict().keys()
     assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), rebuilt.state_dict().values()))
+
+
+def _labels_only(frames, energy: bool, forces: bool):
+    """Copies of `frames` keeping only the chosen labels (single points on a scan carry energies only)."""
+    kept = []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.calc = SinglePointCalculator(copy, **({"energy": atoms.get_potential_energy()} if energy else {}),
+                                          **({"forces": atoms.get_forces()} if forces else {}))
+        kept.append(copy)
+    return kept
+
+
+def test_a_test_set_is_scored_on_the_labels_it_has(smoke_files, structures, tmp_path):
+    """Energy-only and forces-only test sets run end to end; training files still need both labels."""
+    from trainables.finetune import run_finetune
+
+    energy_only = _write(tmp_path / "scan.xyz", _labels_only(structures, energy=True, forces=False))
+    forces_only = _write(tmp_path / "forces.xyz", _labels_only(structures, energy=False, forces=True))
+    config = _user_config(smoke_files, smoke_files.train, compile=False, batch_size=4,
+                          test_files={"scan": str(energy_only), "forces": str(forces_only)}, profile_tests=["scan"])
+    result = run_finetune(config)
+    scan, forces = result.scores["scan"], result.scores["forces"]
+    assert np.isfinite(scan["energy_rmse_mev_atom"]) and np.isnan(scan["force_rmse_mev_a"])
+    assert np.isnan(forces["energy_rmse_mev_atom"]) and np.isfinite(forces["force_rmse_mev_a"])
+    assert len(scan["profile_reference_mev"]) == len(structures) and min(scan["profile_reference_mev"]) == 0.0
+    assert scan["rel_energy_max_error_mev"] >= scan["rel_energy_rmse_mev"] > 0
+    assert "rel_energy_rmse_mev" not in forces
+    with pytest.raises(DataError, match=r"scan.xyz \(structure 0\): no forces label"):
+        prepare_inputs(_user_config(smoke_files, energy_only))
+
+
+def test_a_structure_with_neither_label_is_an_error(structures, tmp_path):
+    path = _write(tmp_path / "bare.xyz", _labels_only(structures, energy=False, forces=False))
+    with pytest.raises(DataError, match=r"bare.xyz \(structure 0\): neither an energy nor a forces label"):
+        read_labelled(path, partial=True)
+
+
+def test_profile_tests_must_name_test_files(smoke_files, tmp_path):
+    with pytest.raises(ConfigError, match=r"profile_tests names \['scan'\], not among test_files"):
+        _user_config(smoke_files, tmp_path / "train.xyz", profile_tests=["scan"])

@@ -1,6 +1,7 @@
 """Eq. 1 against a hand computation on configurations of different sizes."""
 
 import numpy as np
+import pytest
 import torch
 
 from trainables.data import make_loader
@@ -47,3 +48,17 @@ def test_force_term_is_per_configuration_not_per_batch(smoke_inputs):
     sizes = (batch.ptr[1:] - batch.ptr[:-1])
     if len(set(sizes.tolist())) > 1:
         assert abs(float(eq1_loss(batch, out, w)) - batch_mean) > 1e-6 * batch_mean
+
+
+def test_relative_energy_errors_of_a_profile_by_hand():
+    """Energies relative to the structure with the lowest reference energy, in meV."""
+    from trainables.loss import ErrorAccumulator
+
+    errors = ErrorAccumulator(energies=[(1.010, 1.000), (1.000, 0.990), (1.100, 1.050)])  # (predicted, reference) eV
+    profile = errors.profile_errors()
+    assert profile["profile_reference_mev"] == pytest.approx([10.0, 0.0, 60.0])
+    assert profile["profile_predicted_mev"] == pytest.approx([10.0, 0.0, 100.0])
+    assert profile["rel_energy_rmse_mev"] == pytest.approx((40.0**2 / 3) ** 0.5)
+    assert profile["rel_energy_max_error_mev"] == pytest.approx(40.0)
+    assert profile["barrier_error_mev"] == pytest.approx(40.0)
+    assert np.isnan(ErrorAccumulator().rmse()["force_rmse_mev_a"])
