@@ -23,7 +23,7 @@ import yaml
 from trainables.config import FinetuneConfig
 from trainables.errors import ConfigError, OptistudyError
 
-_SPECIAL = {"test_files", "optimizer_kwargs"}
+_SPECIAL = {"test_files", "optimizer_kwargs", "profile_tests", "optimizer_hyper"}  # optimizer_hyper: --config only
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -66,8 +66,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                            default=argparse.SUPPRESS, metavar=field.name.upper())
     group.add_argument("--test", dest="test_files", action="append", default=argparse.SUPPRESS,
                        metavar="NAME=PATH", help="a named test set (repeatable)")
+    group.add_argument("--profile-test", dest="profile_tests", action="append", default=argparse.SUPPRESS,
+                       metavar="NAME", help="a test set that is a path or scan, also scored on relative energies "
+                       "(repeatable)")
     group.add_argument("--opt", dest="optimizer_kwargs", action="append", default=argparse.SUPPRESS,
-                       metavar="KEY=VALUE", help="an optimizer hyperparameter (repeatable)")
+                       metavar="KEY=VALUE", help="an optimizer hyperparameter (repeatable); per optimizer: "
+                       "[optimizer_hyper.NAME] in --config")
 
 
 def _pairs(items: list[str], what: str) -> dict[str, Any]:

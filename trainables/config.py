@@ -34,7 +34,9 @@ class FinetuneConfig:
     structures need energies and forces; a test set is scored on the labels it has (energies only:
     a NaN force RMSE, and the reverse). `profile_tests` names test sets that are a path or a scan
     (in order), also scored on relative energies; an embedded system names its own (the dihedral scan).
-    Foundation: a local model file or a mace_mp name; None means the embedded system's own.
+    Foundation: a local model file, a mace_mp name, or `embedded:SYSTEM` (an embedded system's
+    foundation, whose pre-training corpus then is the default replay data for a `train_file`);
+    None means the embedded system's own.
     Loss (Eq. 1): `energy_weight` w_E, `forces_weight` w_F, `stress_weight` w_S; energies per atom
     when `per_atom_energy` (as mace trains).
     Optimizer: `weight_decay` None keeps the optimizer's own default (see trainables.optimizers);
@@ -163,11 +165,18 @@ class FinetuneConfig:
                f"replay_samples must be >= 1, got {self.replay_samples}")
         _check(self.replay_file is None or self.replay_samples is not None,
                "replay_file is given but replay_samples is not set (how many of its configurations to use)")
-        _check(self.replay_samples is None or self.replay_file is not None or self.train_file is None,
-               "a replay set with train_file needs replay_file (only embedded systems bring a pre-training corpus)")
+        _check(self.replay_samples is None or self.replay_file is not None or self.train_file is None
+               or self.foundation_is_embedded,
+               "a replay set with train_file needs replay_file (only an embedded:SYSTEM foundation brings a "
+               "pre-training corpus)")
         _check(self.replay_selection in REPLAY_SELECTIONS,
                f"replay_selection must be one of {REPLAY_SELECTIONS}, got {self.replay_selection!r}")
         _check(self.replay_weight >= 0, f"replay_weight must be >= 0, got {self.replay_weight}")
+
+    @property
+    def foundation_is_embedded(self) -> bool:
+        """Whether `foundation` names an embedded system's (`embedded` or `embedded:SYSTEM`)."""
+        return self.foundation is not None and self.foundation.partition(":")[0] == "embedded"
 
     @property
     def has_replay_set(self) -> bool:

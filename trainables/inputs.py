@@ -115,18 +115,32 @@ class PreparedInputs:
 def resolve_sources(config: FinetuneConfig) -> Sources:
     if config.train_file is not None:
         if config.foundation is None:
-            raise ConfigError("a foundation model (file or mace_mp name) is required with train_file")
+            raise ConfigError("a foundation model (file, mace_mp name or embedded:SYSTEM) is required with train_file")
+        foundation, corpus = resolve_foundation(config)
         return Sources(
             train=Path(config.train_file),
             valid=Path(config.valid_file) if config.valid_file else None,
             tests={name: Path(p) for name, p in config.test_files.items()},
             e0s=Path(config.e0s_file) if config.e0s_file else None,
-            foundation=config.foundation,
+            foundation=foundation,
             has_stress=config.stress_weight > 0,
-            replay=Path(config.replay_file) if config.replay_file else None,
+            replay=Path(config.replay_file) if config.replay_file else corpus if config.has_replay_set else None,
             profile_tests=tuple(config.profile_tests),
         )
     return embedded_sources(config)
+
+
+def resolve_foundation(config: FinetuneConfig) -> tuple[str, Path | None]:
+    """The foundation to load and the pre-training corpus that comes with it: `embedded:SYSTEM`
+    (`embedded` alone: the default system) is that system's foundation, built on first use, with
+    its corpus as the default replay data; a file or mace_mp name brings none."""
+    if not config.foundation_is_embedded:
+        return str(config.foundation), None
+    from trainables.embedded import build_system, default_system_name
+    from trainables.pretrain import embedded_foundation
+
+    files = build_system(config.foundation.partition(":")[2] or default_system_name(), config.data_size)
+    return str(embedded_foundation(files)), files.pretrain
 
 
 def build_embedded_default(config: FinetuneConfig) -> None:

@@ -184,3 +184,20 @@ def test_a_structure_with_neither_label_is_an_error(structures, tmp_path):
 def test_profile_tests_must_name_test_files(smoke_files, tmp_path):
     with pytest.raises(ConfigError, match=r"profile_tests names \['scan'\], not among test_files"):
         _user_config(smoke_files, tmp_path / "train.xyz", profile_tests=["scan"])
+
+
+def test_an_embedded_foundation_brings_its_corpus_as_replay_data(smoke_files, structures, tmp_path):
+    """A user's train file fine-tuned from `embedded:SYSTEM` replays that system's pre-training corpus."""
+    from trainables.embedded import default_system_name
+    from trainables.inputs import check_data
+
+    train = _write(tmp_path / "mine.xyz", structures)
+    config = FinetuneConfig.from_dict({"train_file": str(train), "foundation": f"embedded:{default_system_name()}",
+                                       "data_size": "smoke", "e0s_file": str(smoke_files.e0s), "mode": "replay",
+                                       "replay_samples": 4})
+    checked = check_data(config)
+    assert checked.sources.foundation == smoke_files.foundation
+    assert checked.sources.replay == smoke_files.train.parent / "pretrain.extxyz"
+    assert len(checked.replay_items) >= 4
+    with pytest.raises(ConfigError, match="unknown system 'nowhere'"):
+        check_data(config.replace(foundation="embedded:nowhere"))
