@@ -58,6 +58,15 @@ def frontier_chart(df: pd.DataFrame, x: str = "wall_time_s", y: str = "force_rms
     return (line + points).properties(title=_frontier_title(df, x, y), width=WIDTH, height=HEIGHT)
 
 
+def frontier_panels(df: pd.DataFrame, x: str = "wall_time_s", y: str = "force_rmse_mev_a", *,
+                    log_x: bool = False, log_y: bool = False) -> alt.TopLevelMixin:
+    """`frontier_chart` for each test set of `df`, side by side (two per row); one chart for one."""
+    charts = [frontier_chart(rows, x, y, log_x=log_x, log_y=log_y) for _, rows in df.groupby("test_set", sort=False)]
+    if not charts:
+        raise AnalysisError("no rows to draw a Pareto front from")
+    return charts[0] if len(charts) == 1 else alt.concat(*charts, columns=2)
+
+
 def improvement_chart(improvement: pd.DataFrame) -> alt.LayerChart:
     """Bars of `improvement_vs` output: improvement (%) over the baseline per optimizer, grouped by
     test set; above zero is better than the baseline."""

@@ -19,7 +19,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from analysis.charts import (curves_chart, frontier_chart, improvement_chart, lr_sensitivity_chart,
+from analysis.charts import (curves_chart, frontier_panels, improvement_chart, lr_sensitivity_chart,
                              performance_profile_chart, title)
 from analysis.columns import present, require_single
 from analysis.errors import AnalysisError
@@ -107,11 +107,13 @@ def frontier(args: argparse.Namespace) -> Output:
     if "total_wall_time_s" in (args.x, args.y):
         scores = with_total_wall_time(scores)
     scores = ok_rows(select(scores, stage=args.stage))
-    require_single(scores, "test_set", "choose one with --test-set")
-    front = pareto_front(scores, [args.x, args.y]).sort_values([args.x, args.y])
+    front = pd.concat([pareto_front(rows, [args.x, args.y]).sort_values([args.x, args.y])
+                       for _, rows in scores.groupby("test_set", sort=False)])
     rows = front[[*present(front, IDENTITY), args.x, args.y]]
-    heading = f"Pareto front: {len(front)} of {len(scores)} rows, minimising {args.x} and {args.y}"
-    chart = frontier_chart(scores, args.x, args.y, log_x=args.log_x, log_y=args.log_y)
+    panels = front["test_set"].nunique()
+    heading = (f"Pareto front{'s, one per test set' if panels > 1 else ''}: {len(front)} of {len(scores)} rows, "
+               f"minimising {args.x} and {args.y}")
+    chart = frontier_panels(scores, args.x, args.y, log_x=args.log_x, log_y=args.log_y)
     return Output(_titled(heading, render(rows, args.format), args.format),
                   {**_table_files("frontier", rows), **_chart_files("frontier", chart)})
 

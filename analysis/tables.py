@@ -25,8 +25,11 @@ def summary_table(df: pd.DataFrame, metric_cols: Sequence[str] = METRICS, by: Se
     """Mean and std (ddof=1) over seeds of each metric, one row per (`by`, `conditions`).
 
     Columns: `by`, `conditions`, then per metric `<m>_mean`, `<m>_std`, `<m>_n` (seeds) and
-    `<m>_rank`, the rank of the mean within its condition (1 = lowest; ties share the rank), so
-    `rank <= 2` marks the best two. Put 'lr' in `by` for the learning-rate ablation.
+    `<m>_rank`, the rank of the mean among the first `by` column's values within its condition and
+    each value of the other `by` columns (1 = lowest; ties share the rank; NA where every mean of
+    the group is equal, as for the replay set before fine-tuning), so `rank <= 2` marks the best two.
+    Put 'lr' in `by` for the learning-rate ablation: optimizers are then ranked within each lr, as
+    the paper's Table C1 marks them.
     """
     metric_cols, by, conditions = names(metric_cols), names(by), names(conditions)
     keys = [*by, *conditions]
@@ -39,7 +42,7 @@ def summary_table(df: pd.DataFrame, metric_cols: Sequence[str] = METRICS, by: Se
     stats.columns = [f"{metric}_{'n' if stat == 'count' else stat}" for metric, stat in stats.columns]
     stats = stats.reset_index()
     for metric in metric_cols:
-        stats[f"{metric}_rank"] = rank_within(stats, f"{metric}_mean", conditions)
+        stats[f"{metric}_rank"] = rank_within(stats, f"{metric}_mean", [*conditions, *by[1:]])
     return stats
 
 
@@ -131,9 +134,13 @@ def check_one_row_per_seed(df: pd.DataFrame, keys: Sequence[str]) -> None:
 
 
 def rank_within(table: pd.DataFrame, column: str, conditions: Sequence[str]) -> pd.Series:
-    """Rank of `column` within each `conditions` group (1 = lowest, ties share the lowest rank)."""
-    values = table.groupby(list(conditions), sort=False, dropna=False)[column] if conditions else table[column]
-    return values.rank(method="min").astype("Int64")
+    """Rank of `column` within each `conditions` group (1 = lowest, ties share the lowest rank); NA
+    in a group of several rows whose values are all equal (nothing there is better than the rest)."""
+    groups = table.groupby(list(conditions), sort=False, dropna=False)[column] if conditions else None
+    ranks = (groups.rank(method="min") if groups is not None else table[column].rank(method="min")).astype("Int64")
+    spread = groups.transform(lambda v: v.nunique() > 1 or len(v) == 1) if groups is not None else pd.Series(
+        table[column].nunique() > 1 or len(table) == 1, index=table.index)
+    return ranks.where(spread.astype(bool))
 
 
 def curve_summary(curves: pd.DataFrame, y: str = "val_force_rmse_mev_a") -> pd.DataFrame:

@@ -53,6 +53,15 @@ def test_frontier_prints_the_front_and_writes_table_and_chart(study, tmp_path):
     assert pd.read_csv(files["frontier.csv"])["force_rmse_mev_a"].tolist() == [100.0, 80.0, 72.0]
 
 
+def test_frontier_without_a_test_set_draws_one_panel_per_test_set(study, tmp_path):
+    out = ok("frontier", study, "--out", tmp_path / "figures")
+    assert out.splitlines()[0].startswith("Pareto fronts, one per test set: ")
+    front = pd.read_csv(tmp_path / "figures" / "frontier.csv")
+    assert front["test_set"].drop_duplicates().tolist() == ["val", "300K", "1200K"]
+    assert front[front["test_set"] == "1200K"]["force_rmse_mev_a"].tolist() == [100.0, 80.0, 72.0]
+    assert '"concat"' in (tmp_path / "figures" / "frontier.html").read_text()
+
+
 def test_table_text_marks_best_two(study):
     out = ok("table", study, "--lr", "1e-3", "--metric", "force_rmse_mev_a")
     lines = out.splitlines()
@@ -91,7 +100,6 @@ def test_errors_are_one_line_and_exit_2(study, tmp_path, args, message):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["frontier", "{study}"], "rows span several test_set values (val, 300K, 1200K): choose one with --test-set"),
     (["frontier", "{study}", "--test-set", "val", "--y", "virial"], "'virial' is not a column; numeric columns:"),
     (["table", "{study}", "--optimizer", "sgd"], "no rows with optimizer in [sgd]; available: adam, adamw, lamb"),
     (["table", "{study}"], "lr varies within a group"),

@@ -78,3 +78,10 @@ def test_builders_do_not_modify_their_input(scores):
     frontier_chart(scores[scores["test_set"] == "val"])
     lr_sensitivity_chart(scores)
     pd.testing.assert_frame_equal(scores, before)
+
+
+def test_frontier_panels_draw_one_front_per_test_set(scores):
+    from analysis.charts import frontier_panels
+
+    spec = frontier_panels(scores).to_dict()
+    assert len(spec["concat"]) == scores["test_set"].nunique() > 1 and spec["columns"] == 2

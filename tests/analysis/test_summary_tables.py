@@ -72,7 +72,18 @@ def test_lr_as_extra_axis(scores):
     table = summary_table(pd.concat([scores, more]), ["force_rmse_mev_a"], by=("optimizer", "lr"))
     adam_a = table[(table["optimizer"] == "adam") & (table["test_set"] == "A")].set_index("lr")
     assert adam_a["force_rmse_mev_a_mean"].to_dict() == pytest.approx({1e-3: 12.0, 1e-4: 31.0})
-    assert adam_a.loc[1e-4, "force_rmse_mev_a_rank"] == 4
+    assert adam_a.loc[1e-4, "force_rmse_mev_a_rank"] == 1  # ranked within its own lr, as Table C1 marks
+    sgd_a = table[(table["optimizer"] == "sgd") & (table["test_set"] == "A")]
+    assert sgd_a["force_rmse_mev_a_rank"].tolist() == [3]  # behind adam and lamb at lr 1e-3, not behind 1e-4
+
+
+def test_a_column_whose_values_are_all_equal_gets_no_marks(scores):
+    """The replay set before fine-tuning scores the same foundation for every optimizer."""
+    same = pd.DataFrame([score(name, s, "replay_before", 50.0) for name in ("adam", "sgd", "lamb") for s in range(3)])
+    table = summary_table(pd.concat([scores, same]), ["force_rmse_mev_a"])
+    ranks = table.set_index(["optimizer", "test_set"])["force_rmse_mev_a_rank"]
+    assert ranks.xs("replay_before", level="test_set").isna().all()
+    assert ranks[("adam", "A")] == 1
 
 
 def test_mixed_lrs_or_stages_are_refused_with_the_varying_column(scores):
