@@ -58,6 +58,13 @@ def training_modules(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.
     return eager, view
 
 
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling with torch.compile so far (Dynamo's own timer, which
+    includes loading a compiled graph from the on-disk cache). The difference over a run is that
+    run's one-time compile cost: a worker's first trial pays it, a reused worker's next ones do not."""
+    return float(torch._dynamo.utils.calculate_time_spent().get("entire_frame_compile", 0.0))
+
+
 def compiled_variants() -> int:
     """How many variants of the step (see `call_signature`) this process's compiled model has run."""
     return sum(len(view.compiled_keys) for _, view in _LAST.values())

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from trainables.compiled import ScoringThroughStep, training_modules
+from trainables.compiled import ScoringThroughStep, compile_seconds, training_modules
 from trainables.config import FinetuneConfig
 from trainables.data import even_batch_size, make_loader, training_loader
 from trainables.foundation import save_model
@@ -52,6 +52,7 @@ class FinetuneResult:
     wall_time_s: float
     model: torch.nn.Module = field(repr=False)
     resumed_from_step: int = 0      # the step of the checkpoint this run started from (0: from the start)
+    compile_time_s: float = 0.0     # of wall_time_s, compiling (or loading compiled graphs); the rest is training
 
 
 def loss_weights(config: FinetuneConfig) -> LossWeights:
@@ -105,7 +106,7 @@ def _finite(metrics: dict[str, float]) -> bool:
 def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, resume_from: Path | None = None,
                  on_epoch: EpochCallback | None = None) -> FinetuneResult:
     """Fine-tune for the configured budget; a non-finite loss ends the run as `diverged`."""
-    start = time.perf_counter()
+    start, compiled_before = time.perf_counter(), compile_seconds()
     set_threads(config.threads)
     seed_everything(config.seed)
     inputs = inputs or prepare_inputs(config)
@@ -151,7 +152,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
                           wall_time_s=elapsed_before + time.perf_counter() - start, model=initial,
-                          resumed_from_step=steps_before)
+                          resumed_from_step=steps_before, compile_time_s=compile_seconds() - compiled_before)
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:
@@ -189,7 +190,8 @@ def _write_outputs(out: Path, result: FinetuneResult, config: FinetuneConfig) ->
     if len(result.model.heads) > 1:
         save_model(result.model, out / MULTIHEAD_MODEL_FILE)
     summary = {"config": config.to_dict(), "status": result.status, "records": result.records,
-               "scores": result.scores, "steps": result.steps, "wall_time_s": result.wall_time_s}
+               "scores": result.scores, "steps": result.steps, "wall_time_s": result.wall_time_s,
+               "compile_time_s": result.compile_time_s}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
 
 
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         result = run_finetune(config, inputs, resume_from=args.resume,
                               on_epoch=lambda record, _: print(format_record(record), flush=True))
-        print(f"status: {result.status}  steps: {result.steps}  wall time: {result.wall_time_s:.1f} s")
+        print(f"status: {result.status}  steps: {result.steps}  wall time: {result.wall_time_s:.1f} s "
+              f"(compiling {result.compile_time_s:.1f} s)")
         if result.scores:
             print(format_scores(result.scores))
         if args.out:

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from trainables.compiled import LONG_REDUCTION_EDGES
+from trainables.compiled import LONG_REDUCTION_EDGES, compile_seconds
 from trainables.config import DEFAULT_CHUNK, FinetuneConfig, split_options
 from trainables.data import even_batch_size, make_loader
 from trainables.errors import ConfigError
@@ -56,6 +56,7 @@ class RefineResult:
     wall_time_s: float
     model: torch.nn.Module = field(repr=False)
     resumed_from_step: int = 0        # always 0: a stage is short and restarts from its parent's model
+    compile_time_s: float = 0.0       # of wall_time_s, compiling (or loading compiled graphs)
 
 
 def chunk_configurations(graphs, chunk_size: int, max_edges: int | None = None) -> int:
@@ -102,7 +103,7 @@ class Eq1Objective:
 def run_refinement(config: FinetuneConfig, start_model: torch.nn.Module, inputs: PreparedInputs,
                    lbfgs: LBFGSConfig = LBFGSConfig(), chunk_size: int = DEFAULT_CHUNK) -> RefineResult:
     """Refine `start_model` (a first-order run's result, eval-mode weights) with Algorithm 1."""
-    start = time.perf_counter()
+    start, compiled_before = time.perf_counter(), compile_seconds()
     set_threads(config.threads)
     device = resolve_device(config.device)
     initial = start_model.to(device)
@@ -127,6 +128,7 @@ def run_refinement(config: FinetuneConfig, start_model: torch.nn.Module, inputs:
         records=[_flat_record(r) for r in result.records], scores=scores,
         steps=len(result.records) - 1, fevals=result.total_fevals,
         wall_time_s=time.perf_counter() - start, model=initial.eval(),
+        compile_time_s=compile_seconds() - compiled_before,
     )
 
 
