@@ -44,6 +44,8 @@ class FinetuneConfig:
     `[hyper.NAME]` tables), of which the run's optimizer takes its own, and `optimizer_kwargs` go on
     top for whichever optimizer runs (`hyper`). Names and values are checked against the optimizer.
     Budget: `epochs` (or `max_steps` when set), `batch_size`, gradient clipping, `schedule`.
+    Curves: the validation set is scored at every epoch's end and, with `val_every_steps`, also
+    every that many optimizer steps within epochs (for time-to-target; training is unchanged).
     Mode: `naive` fine-tunes the foundation's single head; `replay` trains a two-head model whose
     replay head ("pt_head") is supervised on `replay_samples` configurations of pre-training data
     (`replay_file`, else the embedded system's corpus) chosen by `replay_selection` (seeded by
@@ -84,6 +86,7 @@ class FinetuneConfig:
 
     epochs: int = 10
     max_steps: int | None = None
+    val_every_steps: int | None = None
     batch_size: int = 5
     clip_grad_norm: float | None = 10.0
 
@@ -127,6 +130,8 @@ class FinetuneConfig:
         _check(self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        _check(self.val_every_steps is None or self.val_every_steps >= 1,
+               f"val_every_steps must be >= 1, got {self.val_every_steps}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(0 < self.valid_fraction < 1, f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
         _check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")

@@ -35,7 +35,8 @@ MULTIHEAD_MODEL_FILE = "model_multihead.pt"
 STATE_FILE = "training_state.pt"
 
 # on_epoch(record, write_checkpoint): write_checkpoint(folder) saves model + training state there
-EpochCallback = Callable[[dict[str, Any], Callable[[Path], None]], None]
+# (record, write_checkpoint): write_checkpoint is None for a validation within an epoch (no resumable state there)
+EpochCallback = Callable[[dict[str, Any], Callable[[Path], None] | None], None]
 
 
 @dataclass
@@ -46,7 +47,7 @@ class FinetuneResult:
     foundation). Forgetting is "replay" minus "replay_before"; both are ordinary test-set rows."""
 
     status: str                     # "ok" or "diverged"
-    records: list[dict[str, Any]]   # one per epoch
+    records: list[dict[str, Any]]   # one per epoch (and per `val_every_steps` within epochs)
     scores: dict[str, dict[str, float]]  # test set -> RMSEs (the validation set as "val")
     steps: int
     wall_time_s: float
@@ -119,11 +120,39 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.hyper)
     total_steps = config.max_steps or config.epochs * len(loader)
     scheduler = make_scheduler(optimizer, config.schedule, total_steps, spec)
-    progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0}
+    progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0, "compile_s": 0.0, "validation_s": 0.0}
     if resume_from is not None:
-        progress = load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler, loader.generator)
+        progress = {**progress, **load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler,
+                                                      loader.generator)}
     elapsed_before, steps_before, status = progress["elapsed_s"], progress["steps"], "ok"
+    compile_offset = progress["compile_s"] - compiled_before  # earlier attempts, less this process's count so far
     weights = loss_weights(config)
+
+    def validate() -> dict[str, float]:
+        began = time.perf_counter()
+        set_modes(model, optimizer, spec, train=False)
+        val = evaluate(scoring_model, val_loader, device)
+        progress["validation_s"] += time.perf_counter() - began
+        return val
+
+    def record_point(val: dict[str, float], steps: int, loss: float) -> dict[str, Any]:
+        """A curve point; `train_time_s` is the wall time less compiling and validating."""
+        progress["elapsed_s"] = elapsed_before + time.perf_counter() - start
+        progress["compile_s"] = compile_offset + compile_seconds()
+        record = {"epoch": progress["epoch"], "steps": steps, "loss": loss, **{f"val_{k}": v for k, v in val.items()},
+                  "wall_time_s": progress["elapsed_s"], "compile_time_s": progress["compile_s"],
+                  "train_time_s": progress["elapsed_s"] - progress["compile_s"] - progress["validation_s"]}
+        progress["records"].append(record)
+        return record
+
+    def validate_within_epoch(steps_in_epoch: int) -> None:
+        steps, every = progress["steps"] + steps_in_epoch, config.val_every_steps
+        if every is None or steps % every or steps_in_epoch >= min(len(loader), total_steps - progress["steps"]):
+            return  # the epoch's end is validated anyway
+        val = validate()
+        set_modes(model, optimizer, spec, train=True)
+        if on_epoch is not None and _finite(val):
+            on_epoch(record_point(val, steps, math.nan), None)  # no checkpoint within an epoch
 
     def write_checkpoint(folder: Path) -> None:
         set_modes(model, optimizer, spec, train=False)  # ScheduleFree: save the averaged weights
@@ -133,18 +162,16 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     while progress["epoch"] < config.epochs and progress["steps"] < total_steps:
         set_modes(model, optimizer, spec, train=True)
         stats = train_epoch(step_model, loader, optimizer, weights, device, config.clip_grad_norm, scheduler,
-                            max_steps=total_steps - progress["steps"], compute_stress=inputs.has_stress)
-        set_modes(model, optimizer, spec, train=False)
-        val = evaluate(scoring_model, val_loader, device) if stats.finite else {}
+                            max_steps=total_steps - progress["steps"], compute_stress=inputs.has_stress,
+                            after_step=validate_within_epoch)
+        val = validate() if stats.finite else {}
         progress["epoch"] += 1
         progress["steps"] += stats.steps
-        progress["elapsed_s"] = elapsed_before + time.perf_counter() - start
         if not stats.finite or not _finite(val):
+            progress["elapsed_s"] = elapsed_before + time.perf_counter() - start
             status = "diverged"
             break
-        record = {"epoch": progress["epoch"], "steps": progress["steps"], "loss": stats.loss,
-                  **{f"val_{k}": v for k, v in val.items()}, "wall_time_s": progress["elapsed_s"]}
-        progress["records"].append(record)
+        record = record_point(val, progress["steps"], stats.loss)
         if on_epoch is not None:
             on_epoch(record, write_checkpoint)
     set_modes(model, optimizer, spec, train=False)
@@ -152,7 +179,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
                           wall_time_s=elapsed_before + time.perf_counter() - start, model=initial,
-                          resumed_from_step=steps_before, compile_time_s=compile_seconds() - compiled_before)
+                          resumed_from_step=steps_before, compile_time_s=compile_offset + compile_seconds())
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:

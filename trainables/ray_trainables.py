@@ -132,9 +132,9 @@ def epoch_reporter(checkpoint_every_s: float) -> Callable[[dict[str, Any], Calla
     a fraction of a second, a lost one at most that many seconds of training."""
     last = time.monotonic()
 
-    def report(record: dict[str, Any], write: Callable[[Path], None]) -> None:
+    def report(record: dict[str, Any], write: Callable[[Path], None] | None) -> None:
         nonlocal last
-        if time.monotonic() - last < checkpoint_every_s:
+        if write is None or time.monotonic() - last < checkpoint_every_s:
             tune.report({"kind": "epoch", **record})
             return
         _report_with_model({"kind": "epoch", **record}, write)

@@ -11,7 +11,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -76,8 +76,9 @@ class EpochStats:
 
 def train_epoch(model, loader: Iterable, optimizer, weights: LossWeights, device: torch.device,
                 clip_grad_norm: float | None, scheduler=None, max_steps: int | None = None,
-                compute_stress: bool = False) -> EpochStats:
-    """One pass over `loader` (or until `max_steps`); stops at the first non-finite loss."""
+                compute_stress: bool = False, after_step: Callable[[int], None] | None = None) -> EpochStats:
+    """One pass over `loader` (or until `max_steps`); stops at the first non-finite loss.
+    `after_step(steps)` is called after each step with the steps taken in this epoch so far."""
     total, configs, steps = 0.0, 0, 0
     for batch in loader:
         if max_steps is not None and steps >= max_steps:
@@ -96,6 +97,8 @@ def train_epoch(model, loader: Iterable, optimizer, weights: LossWeights, device
         total += float(loss.detach()) * batch.num_graphs
         configs += batch.num_graphs
         steps += 1
+        if after_step is not None:
+            after_step(steps)
     mean = total / max(configs, 1)
     return EpochStats(loss=mean, steps=steps, finite=math.isfinite(mean))
 

@@ -57,3 +57,20 @@ def test_periodic_fallback_system_trains_with_stress(smoke_config, cache_root):
     result = run_finetune(config, inputs)
     assert result.status == "ok" and result.records[-1]["loss"] < result.records[0]["loss"]
     assert set(result.scores) >= {"300K", "1200K", "slab", "vacancy"}
+
+
+def test_validation_within_epochs_leaves_training_unchanged(smoke_config, smoke_inputs):
+    """`val_every_steps` adds curve points within epochs (reported without a checkpoint); the weights
+    come out bit for bit the same, and each point splits its wall time into training, compile, validation."""
+    plain = run_finetune(smoke_config.replace(epochs=2), smoke_inputs)
+    reported = []
+    dense = run_finetune(smoke_config.replace(epochs=2, val_every_steps=2), smoke_inputs,
+                         on_epoch=lambda record, write: reported.append((record["steps"], write is None)))
+    assert torch.equal(_weights(dense.model), _weights(plain.model))
+    per_epoch = plain.steps // 2
+    epoch_ends = [per_epoch, 2 * per_epoch]
+    assert [steps for steps, _ in reported] == sorted({*range(2, 2 * per_epoch + 1, 2), *epoch_ends})
+    assert [no_checkpoint for steps, no_checkpoint in reported] == [s not in epoch_ends for s, _ in reported]
+    assert [r["steps"] for r in dense.records] == [steps for steps, _ in reported]
+    for record in dense.records:
+        assert 0 < record["train_time_s"] <= record["wall_time_s"] and record["compile_time_s"] == 0.0
