@@ -26,8 +26,12 @@ def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | N
         listen_on_loopback_only()
         # Ray's own notice that it enabled token authentication (its default) is not the study's news.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 object_store_memory=256 * 1024**2, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     object_store_memory=256 * 1024**2, log_to_driver=False, logging_level=logging.WARNING)
+        except BaseException:  # Ctrl-C while it starts: stop what it started so far
+            ray.shutdown()
+            raise
     return True
 
 

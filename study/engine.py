@@ -8,7 +8,13 @@ under `<storage>/<name>/ray/`, so an interrupted study resumes stage by stage.
 
 from __future__ import annotations
 
+import _thread
 import json
+import logging
+import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,13 +206,89 @@ def _tuner(ctx: StudyContext, stage: str, trainable, param_space, tune_cfg, reso
                       run_config=_run_config(ctx, stage, resources, verbose))
 
 
+class StopOnCtrlC:
+    """Ctrl-C during a Tune experiment: the first stops it the way Tune stops it (its experiment
+    state saved, its trials stopped), the second at once.
+
+    Tune's own Ctrl-C handler is kept out (`TUNE_DISABLE_SIGINT_HANDLER`): it stays installed after
+    its experiment ends, so that a Ctrl-C between two stages only set the finished stage's flag and
+    was lost, and it announces Ray's `Tuner.restore` instead of this project's `--resume`. This
+    handler asks Tune to stop through Tune's own SIGUSR1 handler, which Tune installs when its
+    experiment starts; before that, or at a second Ctrl-C, it raises KeyboardInterrupt. On leaving,
+    both handlers are put back and `interrupted` says whether the experiment was stopped.
+
+    Once Tune has saved its state it waits up to 5 s for its trial actors to stop, which an actor
+    still starting or amid a long epoch does not do sooner; that wait is cut short by a second,
+    simulated Ctrl-C: the actors end with the driver's Ray anyway."""
+
+    # Silenced once stopped: Tune's notices name Ray's Tuner.restore, not --resume, and its results
+    # of the stopped stage warn of every trial that had not reported yet.
+    QUIET_LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
+    TUNE_WAIT_FOR_TRIALS = "_cleanup_trials"  # ray.tune.execution.tune_controller, after the state is saved
+
+    def __enter__(self) -> "StopOnCtrlC":
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        self.interrupted = False
+        self._left, self._lock = threading.Event(), threading.Lock()
+        self._before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGUSR1)
+        self._log_levels = {name: logging.getLogger(name).level for name in self.QUIET_LOGGERS}
+        signal.signal(signal.SIGINT, self._on_ctrl_c)
+        return self
+
+    def _on_ctrl_c(self, signum, frame) -> None:
+        tune_stop = signal.getsignal(signal.SIGUSR1)
+        if self.interrupted or tune_stop is self._before[1] or not callable(tune_stop):
+            raise KeyboardInterrupt
+        self.interrupted = True
+        for name in self.QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        tune_stop(signum, frame)
+        threading.Thread(target=self._cut_short_the_wait_for_trials, daemon=True).start()
+
+    def _cut_short_the_wait_for_trials(self) -> None:
+        main = threading.main_thread().ident
+        while not self._left.wait(0.1):
+            if _runs(sys._current_frames().get(main), self.TUNE_WAIT_FOR_TRIALS):
+                with self._lock:
+                    if not self._left.is_set():
+                        _thread.interrupt_main()  # to _on_ctrl_c, which raises KeyboardInterrupt
+                return
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._left.set()
+        signal.signal(signal.SIGINT, self._before[0])
+        signal.signal(signal.SIGUSR1, self._before[1])
+        for name, level in self._log_levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _runs(frame, function: str) -> bool:
+    """Whether `function` is on the stack that ends in `frame`."""
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def fit(tuner: tune.Tuner) -> tune.ResultGrid:
+    """`tuner.fit()`; KeyboardInterrupt once a Ctrl-C stopped it (`StopOnCtrlC`): the results of an
+    interrupted stage are not the stage's results, and the study goes no further."""
+    with StopOnCtrlC() as ctrl_c:
+        grid = tuner.fit()
+    if ctrl_c.interrupted:
+        raise KeyboardInterrupt
+    return grid
+
+
 def run_first_order(ctx, space, base, shared, resources, resume, verbose=1) -> tune.ResultGrid:
     trainable = _with_resources(first_order_trainable, resources, shared=shared,
                                 checkpoint_every_s=resources.checkpoint_every_s)
     tuner = _tuner(ctx, "first_order", trainable, first_order_param_space(space, base),
                    tune_config(space, resources, base.epochs), resources,
                    resume, verbose)
-    return tuner.fit()
+    return fit(tuner)
 
 
 def lbfgs_param_space(grid: tune.ResultGrid, space: SearchSpace) -> dict[str, Any] | None:
@@ -224,4 +306,4 @@ def run_lbfgs(ctx, space, grid, shared, resources, resume, verbose=1) -> tune.Re
         return None
     trainable = _with_resources(lbfgs_trainable, resources, shared=shared)
     tuner = _tuner(ctx, "lbfgs", trainable, param_space, tune.TuneConfig(reuse_actors=REUSE_ACTORS), resources, resume, verbose)
-    return tuner.fit()
+    return fit(tuner)

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import _thread
 import argparse
-import contextlib
 import gc
 import getpass
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from search_spaces import SearchSpace, get_space, known_spaces
 from study.cluster import init_ray, shutdown_ray
-from study.results import ResultsStore
+from study.lock import study_lock
+from study.results import ResultsStore, StorageError
 from trainables.cli import OneLineParser, add_config_arguments, config_values_from_args, run_cli
 from trainables.config import FinetuneConfig
 from trainables.errors import ConfigError, OptistudyError
@@ -82,9 +84,14 @@ def check_writable(storage: Path) -> None:
         raise ConfigError(f"storage path not writable: {storage} ({err.strerror or err})") from None
 
 
+def holds_study(folder: Path) -> bool:
+    """Whether a study ran in `folder` (its rows, or Ray's state of its trials)."""
+    return (folder / "results").exists() or (folder / "ray").exists()
+
+
 def check_study_folder(folder: Path, resume: bool) -> None:
     """Never overwrite a finished or interrupted study unless asked to resume it."""
-    exists = (folder / "results").exists() or (folder / "ray").exists()
+    exists = holds_study(folder)
     if exists and not resume:
         raise ConfigError(f"study folder {folder} already holds results; pass --resume to continue it "
                           "or --name to start another")
@@ -124,8 +131,11 @@ def write_manifest(folder: Path, **fields: Any) -> None:
     manifest = json.loads(path.read_text()) if path.is_file() else {}
     manifest.update(fields)
     tmp = path.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2, default=str))
+        os.replace(tmp, path)
+    except OSError as err:
+        raise StorageError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def context(name: str, folder: Path, config: FinetuneConfig, sources: Sources) -> StudyContext:
@@ -226,6 +236,10 @@ class InputsHandoff:
         if failed:
             self.raise_if_failed()
 
+    def failed(self) -> bool:
+        """Whether the thread has ended with an error (without waiting for it)."""
+        return self._building.done() and self._building.exception() is not None
+
     def raise_if_failed(self) -> None:
         """Wait for the build and the hand-over; raise the error if either failed."""
         self._building.result()
@@ -240,21 +254,34 @@ class InputsHandoff:
         self._pool.shutdown(wait=False)
 
 
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a study after it started writing: `--resume` continues it."""
+
+    def __init__(self, folder: Path):
+        super().__init__(str(folder))
+        self.folder = folder
+
+
 def run(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     config = study_config(args, space)
     name = args.name or space.name
     check_writable(args.storage)
     folder = args.storage / name
-    check_study_folder(folder, args.resume)
-    setup_s: dict[str, float] = {}  # wall seconds before the trials: ray_init overlaps the thread's parts
-    handoff = InputsHandoff(config, setup_s)
-    try:
-        return run_with_handoff(args, space, config, name, folder, handoff, setup_s)
-    except OptistudyError:
-        if handoff.check_failed() and not args.resume:
-            discard_unstarted_study(folder)
-        raise
+    with study_lock(folder):  # before anything is read or written in the folder
+        check_study_folder(folder, args.resume)
+        setup_s: dict[str, float] = {}  # wall seconds before the trials: ray_init overlaps the thread's parts
+        handoff = InputsHandoff(config, setup_s)
+        try:
+            return run_with_handoff(args, space, config, name, folder, handoff, setup_s)
+        except OptistudyError:
+            if handoff.check_failed() and not args.resume:
+                discard_unstarted_study(folder)
+            raise
+        except KeyboardInterrupt:
+            if holds_study(folder):
+                raise StudyInterrupted(folder) from None
+            raise
 
 
 def run_with_handoff(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path,
@@ -264,7 +291,8 @@ def run_with_handoff(args, space: SearchSpace, config: FinetuneConfig, name: str
         return run_study(args, space, config, name, folder, handoff, setup_s)
     except KeyboardInterrupt:
         handoff.close()
-        handoff.raise_if_failed()  # the thread's own error, if that is what interrupted
+        if handoff.failed():
+            handoff.raise_if_failed()  # the thread's own error interrupted the study
         raise
     finally:
         handoff.close()
@@ -322,12 +350,11 @@ def discard_unstarted_study(folder: Path) -> None:
     """Remove what a new study wrote before its data check failed (its manifest, Ray's experiment
     state, an empty results folder: no trial had inputs, so no row exists), so that the corrected
     command runs under the same name without --resume. `check_study_folder` made sure neither
-    `ray/` nor `results/` existed before this run."""
+    `ray/` nor `results/` existed before this run; the folder, then empty, goes when the study's
+    lock is released (`study.lock`)."""
     for written in (folder / "ray", folder / "results"):
         shutil.rmtree(written, ignore_errors=True)
     (folder / "manifest.json").unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()  # only if nothing else is in it
 
 
 def summary(folder: Path, wall_time_s: float) -> str:
@@ -364,14 +391,41 @@ def _registry_then_descending(column):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(lambda: run(build_parser().parse_args(argv)))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_cli(lambda: run_telling_how_to_resume(argv))
+
+
+def run_telling_how_to_resume(argv: list[str]) -> int:
+    """`run`; a study that Ctrl-C stopped ends with one line giving the command that resumes it,
+    and exit code 130."""
+    try:
+        return run(build_parser().parse_args(argv))
+    except StudyInterrupted as stop:
+        print(f"interrupted: the finished trials are kept in {stop.folder}; resume with: "
+              f"{resume_command(argv)}", file=sys.stderr)
+        return 130
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that resumes the study `argv` ran."""
+    resume = [] if "--resume" in argv else ["--resume"]
+    return shlex.join(["python", "-m", "study.launch", *argv, *resume])
 
 
 def exit_without_collecting(code: int) -> None:
     """Exit the command's process with `code`, its results written and Ray shut down (atexit), but
     without the interpreter's last garbage collection over every object torch, mace, Ray and pandas
     made, which took about 2 s after each study (gc.freeze: the collection skips them; the OS
-    frees the memory)."""
+    frees the memory).
+
+    After Ctrl-C (130) the process ends at once: its rows are written, the Ray it started is shut
+    down (a joined cluster ends the study's actors when it sees its driver gone) and its lock is
+    released by then, and the interpreter's exit would wait for the inputs thread to finish
+    importing torch or building the graphs (seconds to minutes)."""
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     gc.freeze()
     raise SystemExit(code)
 

@@ -9,6 +9,7 @@ epoch of every trial would cost the driver time quadratic in the study's size.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -19,18 +20,33 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trainables.errors import OptistudyError
+
 SCORE_KEY = ("trial_id", "stage", "test_set")
 CURVE_KEY = ("trial_id", "stage", "step")
 TABLE_KEYS = {"scores": SCORE_KEY, "curves": CURVE_KEY}
 _OPEN_STORES: dict[Path, "ResultsStore"] = {}  # by resolved folder: see ResultsStore.open
 
 
+class StorageError(OptistudyError):
+    """A results table cannot be written: the disk is full, or the study folder has gone."""
+
+
 def write_table_atomically(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write rows as one Parquet file via a temporary sibling and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write rows as one Parquet file via a temporary sibling and an atomic rename; a failed write
+    leaves the previous file as it was and raises `StorageError` naming the path.
+
+    The table's folder is created if missing, its parent is not: a study folder that vanished
+    (its disk unmounted, the folder removed) is an error, not a new folder elsewhere."""
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -48,11 +64,26 @@ def _open_store(folder: Path) -> "ResultsStore":
     return _OPEN_STORES.get(Path(folder).resolve()) or ResultsStore.open(folder)
 
 
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of `folder`, None if it does not exist."""
+    try:
+        info = os.stat(folder)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class ResultsStore:
-    """The `results/` folder of one study: keyed, deduplicated rows, flushed atomically."""
+    """The `results/` folder of one study: keyed, deduplicated rows, flushed atomically.
+
+    The study folder holding it must stay the one it was at the start: one removed, or gone with
+    its disk, and then created again by whoever writes there next (Ray's trials persisting a
+    checkpoint do) would get tables without the rows written before; a write then raises
+    `StorageError` instead."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+        self._home = _identity(self.folder.parent)
         self._lock = threading.Lock()
         self._rows = {name: {self._key(name, r): r for r in read_rows(self.path(name))} for name in TABLE_KEYS}
         self._unwritten: set[str] = set()
@@ -100,6 +131,9 @@ class ResultsStore:
                     self._write(table)
 
     def _write(self, table: str) -> None:
+        if _identity(self.folder.parent) != self._home:
+            raise StorageError(f"study folder {self.folder.parent} has vanished (removed, moved, or its disk "
+                               "unmounted) since this study started; its rows are where it went")
         write_table_atomically(self._ordered(table), self.path(table))
         self._unwritten.discard(table)
 
