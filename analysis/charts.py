@@ -31,7 +31,6 @@ WIDTH, HEIGHT, FACET_WIDTH = 420, 280, 280
 # One colour per optimizer in every chart, however the data were filtered (Tableau 10).
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d",
            "#ff9da6", "#bab0ac")
-KNOWN_OPTIMIZERS = ("adam", "adamw", "sgd", "radam", "lamb", "ranger", "schedulefree")
 
 
 def title(column: str) -> str:
@@ -76,7 +75,7 @@ def improvement_chart(improvement: pd.DataFrame) -> alt.LayerChart:
         raise AnalysisError("the improvement table is empty")
     order = distinct(improvement["test_set"])
     bars = alt.Chart(improvement).mark_bar().encode(
-        x=alt.X("optimizer:N", title=None, sort=distinct(improvement["optimizer"]), axis=alt.Axis(labelAngle=0)),
+        x=alt.X("optimizer:N", title=None, sort=ordered_optimizers(improvement), axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("test_set:N", sort=order),
         y=alt.Y("improvement_pct:Q", title=f"Improvement over {improvement['baseline'].iloc[0]} (%)"),
         color=alt.Color("test_set:N", sort=order, title="test set"),
@@ -127,17 +126,33 @@ def _scale(log: bool) -> alt.Scale:
 
 
 def _color(data: pd.DataFrame) -> alt.Color:
-    names = distinct(data["optimizer"])
-    scale = alt.Scale(domain=names, range=[optimizer_color(name, names) for name in names])
+    names, positions = ordered_optimizers(data), registry_positions(data)
+    scale = alt.Scale(domain=names, range=[optimizer_color(name, names, positions) for name in names])
     return alt.Color("optimizer:N", scale=scale, sort=names, title="optimizer")
 
 
-def optimizer_color(name: str, names: list[str]) -> str:
-    """A fixed colour for a known optimizer; others take the remaining colours in order of `names`."""
-    if name in KNOWN_OPTIMIZERS:
-        return PALETTE[KNOWN_OPTIMIZERS.index(name)]
-    others = [n for n in names if n not in KNOWN_OPTIMIZERS]
-    return PALETTE[(len(KNOWN_OPTIMIZERS) + others.index(name)) % len(PALETTE)]
+def registry_positions(data: pd.DataFrame) -> dict[str, int]:
+    """Each optimizer's position in the study's optimizer registry (the rows' `optimizer_order`,
+    which a study writes); {} for rows without it."""
+    if "optimizer_order" not in data:
+        return {}
+    pairs = data[["optimizer", "optimizer_order"]].dropna().drop_duplicates("optimizer")
+    return {name: int(position) for name, position in zip(pairs["optimizer"], pairs["optimizer_order"])}
+
+
+def ordered_optimizers(data: pd.DataFrame) -> list[str]:
+    """The optimizers of `data` in registry order, then any without a position in order of appearance."""
+    names, positions = distinct(data["optimizer"]), registry_positions(data)
+    return sorted(names, key=lambda name: (name not in positions, positions.get(name, 0), names.index(name)))
+
+
+def optimizer_color(name: str, names: list[str], positions: dict[str, int]) -> str:
+    """A fixed colour per registry position, so an optimizer keeps its colour however the data were
+    filtered; optimizers without one take the colours after the registry's, in order of `names`."""
+    if name in positions:
+        return PALETTE[positions[name] % len(PALETTE)]
+    others = [n for n in names if n not in positions]
+    return PALETTE[(max(positions.values(), default=-1) + 1 + others.index(name)) % len(PALETTE)]
 
 
 def _frontier_title(df: pd.DataFrame, x: str, y: str) -> str:

@@ -22,6 +22,7 @@ import pandas as pd
 from analysis.charts import (curves_chart, frontier_panels, improvement_chart, lr_sensitivity_chart,
                              performance_profile_chart, title)
 from analysis.columns import present, require_single
+from analysis.energy_profile import energy_profile_chart, energy_profiles, profile_summary
 from analysis.errors import AnalysisError
 from analysis.frontier import pareto_front
 from analysis.load import load, select
@@ -191,8 +192,17 @@ def _chart_files(name: str, chart: alt.TopLevelMixin) -> dict[str, alt.TopLevelM
     return {f"{name}.html": chart, f"{name}.png": chart}
 
 
+def energy_profile(args: argparse.Namespace) -> Output:
+    scores = _load(args, "scores")
+    summary = profile_summary(scores)
+    heading = f"Energy profile of {scores['test_set'].iloc[0]}: relative-energy errors (meV), mean over seeds"
+    chart = energy_profile_chart(energy_profiles(scores))
+    return Output(_titled(heading, render(summary, args.format), args.format),
+                  {**_table_files("energy_profile", summary), **_chart_files("energy_profile", chart)})
+
+
 COMMANDS = {"frontier": frontier, "table": table, "improvement": improvement, "lbfgs": lbfgs,
-            "curves": curves, "lr": lr_sensitivity, "sql": query}
+            "curves": curves, "lr": lr_sensitivity, "sql": query, "energy-profile": energy_profile}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -215,7 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     _lr_parser(commands)
     _sql_parser(commands)
     _verdict_parsers(commands)
+    _energy_profile_parser(commands)
     return parser
+
+
+def _energy_profile_parser(commands) -> None:
+    p = _command(commands, "energy-profile", "a path or scan: predicted vs reference relative energies, and "
+                 "their errors per optimizer")
+    _add_filters(p, stage="first_order")
 
 
 def _frontier_parser(commands) -> None:

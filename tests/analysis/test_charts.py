@@ -5,7 +5,7 @@ import pytest
 
 from analysis import (AnalysisError, curves_chart, frontier_chart, improvement_chart, improvement_vs, load,
                       lr_sensitivity_chart)
-from analysis.charts import optimizer_color
+from analysis.charts import optimizer_color, ordered_optimizers, registry_positions
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -61,9 +61,13 @@ def test_lr_sensitivity_chart_spec(scores):
     assert adam[("val", 1e-3)] == pytest.approx(41.0)
 
 
-def test_optimizer_colours_do_not_depend_on_the_filter():
-    assert optimizer_color("lamb", ["lamb"]) == optimizer_color("lamb", ["adam", "sgd", "lamb"])
-    assert optimizer_color("mine", ["mine"]) != optimizer_color("adam", ["adam"])
+def test_optimizer_order_and_colours_come_from_the_registry_positions_in_the_rows():
+    rows = pd.DataFrame({"optimizer": ["lamb", "mine", "sgd", "adam"], "optimizer_order": [5, None, 0, 2]})
+    assert ordered_optimizers(rows) == ["sgd", "adam", "lamb", "mine"]
+    positions = registry_positions(rows)
+    assert optimizer_color("lamb", ["lamb"], {"lamb": 5}) == optimizer_color("lamb", ["sgd", "lamb"], positions)
+    assert optimizer_color("mine", ["mine"], positions) not in {optimizer_color(n, [n], positions) for n in positions}
+    assert ordered_optimizers(rows.drop(columns="optimizer_order")) == ["lamb", "mine", "sgd", "adam"]
 
 
 def test_png_renders(scores, tmp_path):
