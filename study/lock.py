@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+from study.results import StorageError
 from trainables.errors import OptistudyError
 
 LOCK_NAME = ".launch.lock"
@@ -38,7 +39,10 @@ class StudyInUse(OptistudyError):
 def study_lock(folder: Path) -> Iterator[None]:
     """Hold `folder`'s lock (the folder is created if needed) for the block; raises `StudyInUse`
     naming the holder if another launch holds it. A folder left empty at the end is removed."""
-    handle = _acquire(Path(folder))
+    try:
+        handle = _acquire(Path(folder))
+    except OSError as err:  # a full disk; ENOLCK: a network file system mounted without locks
+        raise StorageError(f"cannot lock {Path(folder) / LOCK_NAME}: {err.strerror or err}") from None
     try:
         yield
     finally:
@@ -55,21 +59,25 @@ def _acquire(folder: Path) -> IO[str]:
             continue
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _is_current(handle, path):
+                _write_holder(handle)
+                return handle
         except BlockingIOError:
             handle.close()
             raise StudyInUse(f"study folder {folder} is in use by another launch ({holder(path)}); "
                              "wait for it to end, or pass --name to start another study") from None
-        if _is_current(handle, path):
-            _write_holder(handle)
-            return handle
+        except OSError:
+            handle.close()
+            raise
         handle.close()  # removed by its last holder after this process opened it: lock the new one
 
 
 def _is_current(handle: IO[str], path: Path) -> bool:
     try:
-        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        on_disk, held = os.stat(path), os.fstat(handle.fileno())
     except FileNotFoundError:
         return False
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _write_holder(handle: IO[str]) -> None:
