@@ -11,6 +11,7 @@ from __future__ import annotations
 import _thread
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ from ray import tune
 from search_spaces import SearchSpace
 from study.results import ResultsStore, curve_row, score_rows
 from trainables.config import FinetuneConfig
+from trainables.optimizers import OPTIMIZERS
 from trainables.ray_trainables import first_order_trainable, lbfgs_trainable, trial_values
 
 METRIC = "val_force_rmse_mev_a"
@@ -56,7 +58,8 @@ def trial_meta(ctx: StudyContext, trial_id: str, stage: str, config: dict[str, A
     values = trial_values(config)
     return {
         "study": ctx.name, "trial_id": trial_id, "stage": stage, "parent_trial_id": parent,
-        "optimizer": values["optimizer"], "lr": float(values["lr"]), "seed": int(values["seed"]),
+        "optimizer": values["optimizer"], "optimizer_order": list(OPTIMIZERS).index(values["optimizer"]),
+        "lr": float(values["lr"]), "seed": int(values["seed"]),
         "system": ctx.system, "mode": ctx.mode, "epochs": values.get("epochs"),
         "batch_size": values.get("batch_size"), "dtype": values.get("dtype"),
     }
@@ -114,7 +117,9 @@ class RowsCallback(tune.Callback):
             scores = json.loads(result["scores_json"])
             self._add_scores(score_rows(meta, scores, self.ctx.test_sets, result["status"],
                                         result["wall_time_s"], int(result["steps"]),
-                                        resumed_from_step=int(result.get("resumed_from_step", 0))))
+                                        resumed_from_step=int(result.get("resumed_from_step", 0)),
+                                        compile_time_s=result.get("compile_time_s", math.nan),
+                                        environment=json.loads(result.get("environment_json", "{}"))))
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         self._flush_curves()

@@ -151,31 +151,36 @@ class ResultsStore:
         return (trial_id, stage) in self._finished
 
 
-def score_rows(meta: dict[str, Any], scores: dict[str, dict[str, float]], test_sets: list[str], status: str,
-               wall_time_s: float, steps: int, error: str | None = None,
-               resumed_from_step: int = 0) -> list[dict[str, Any]]:
+def score_rows(meta: dict[str, Any], scores: dict[str, dict[str, Any]], test_sets: list[str], status: str,
+               wall_time_s: float, steps: int, error: str | None = None, resumed_from_step: int = 0,
+               compile_time_s: float = math.nan, environment: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per test set; a failed trial (diverged, error) gets NaN metrics on every test set, a
-    finished one rows for the test sets it scored. `resumed_from_step` > 0 marks a trial whose last
-    attempt restarted from a checkpoint (a failed worker or node, a resumed study)."""
+    finished one rows for the test sets it scored, with every metric the set has (a path's or scan's
+    relative-energy errors and profiles too). `resumed_from_step` > 0 marks a trial whose last
+    attempt restarted from a checkpoint (a failed worker or node, a resumed study). The wall time is
+    also split into `compile_time_s` (one-time compiling) and `training_time_s` (the rest), and the
+    trial's `environment` (host, device, threads, versions) goes on every row."""
     rows = []
     for name in test_sets if status != "ok" else [n for n in test_sets if n in scores]:
         metrics = scores.get(name, {})
         rows.append({**meta, "test_set": name,
                      "energy_rmse_mev_atom": metrics.get("energy_rmse_mev_atom", math.nan),
-                     "force_rmse_mev_a": metrics.get("force_rmse_mev_a", math.nan),
-                     "wall_time_s": wall_time_s, "steps": steps, "resumed_from_step": resumed_from_step,
-                     "status": status, "error": error})
+                     "force_rmse_mev_a": metrics.get("force_rmse_mev_a", math.nan), **metrics,
+                     "wall_time_s": wall_time_s, "compile_time_s": compile_time_s,
+                     "training_time_s": wall_time_s - compile_time_s, "steps": steps,
+                     "resumed_from_step": resumed_from_step, "status": status, "error": error, **(environment or {})})
     return rows
 
 
-CURVE_FIELDS = ("loss", "val_energy_rmse_mev_atom", "val_force_rmse_mev_a", "wall_time_s", "grad_norm",
-                "step_length", "alpha", "fevals", "damped")
+CURVE_FIELDS = ("loss", "val_energy_rmse_mev_atom", "val_force_rmse_mev_a", "wall_time_s", "steps",
+                "train_time_s", "compile_time_s", "grad_norm", "step_length", "alpha", "fevals", "damped")
 
 
 def curve_row(meta: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    """One curve point: epoch (first order) or L-BFGS iteration as `step`."""
-    step = result.get("epoch", result.get("step"))
-    row = {**meta, "step": int(step)}
+    """One curve point: the epoch (first order; fractional for a validation within an epoch, see
+    `val_every_steps`) or the L-BFGS iteration as `step`; `steps` counts optimizer steps."""
+    step = float(result.get("epoch", result.get("step")))
+    row = {**meta, "step": step if step % 1 else int(step)}
     for name in CURVE_FIELDS:
         value = result.get(name)
         row[name] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value

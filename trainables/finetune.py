@@ -20,6 +20,7 @@ import torch
 from trainables.compiled import ScoringThroughStep, compile_seconds, training_modules
 from trainables.config import FinetuneConfig
 from trainables.data import even_batch_size, make_loader, training_loader
+from trainables.environment import run_environment
 from trainables.foundation import save_model
 from trainables.inputs import PreparedInputs, prepare_inputs
 from trainables.loss import LossWeights
@@ -35,7 +36,7 @@ MULTIHEAD_MODEL_FILE = "model_multihead.pt"
 STATE_FILE = "training_state.pt"
 
 # on_epoch(record, write_checkpoint): write_checkpoint(folder) saves model + training state there
-# (record, write_checkpoint): write_checkpoint is None for a validation within an epoch (no resumable state there)
+# (None for a validation within an epoch, `val_every_steps`: there is no resumable state there)
 EpochCallback = Callable[[dict[str, Any], Callable[[Path], None] | None], None]
 
 
@@ -54,6 +55,7 @@ class FinetuneResult:
     model: torch.nn.Module = field(repr=False)
     resumed_from_step: int = 0      # the step of the checkpoint this run started from (0: from the start)
     compile_time_s: float = 0.0     # of wall_time_s, compiling (or loading compiled graphs); the rest is training
+    environment: dict[str, Any] = field(default_factory=dict)  # trainables.environment.run_environment
 
 
 def loss_weights(config: FinetuneConfig) -> LossWeights:
@@ -135,11 +137,11 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
         progress["validation_s"] += time.perf_counter() - began
         return val
 
-    def record_point(val: dict[str, float], steps: int, loss: float) -> dict[str, Any]:
+    def record_point(val: dict[str, float], epoch: float, steps: int, loss: float) -> dict[str, Any]:
         """A curve point; `train_time_s` is the wall time less compiling and validating."""
         progress["elapsed_s"] = elapsed_before + time.perf_counter() - start
         progress["compile_s"] = compile_offset + compile_seconds()
-        record = {"epoch": progress["epoch"], "steps": steps, "loss": loss, **{f"val_{k}": v for k, v in val.items()},
+        record = {"epoch": epoch, "steps": steps, "loss": loss, **{f"val_{k}": v for k, v in val.items()},
                   "wall_time_s": progress["elapsed_s"], "compile_time_s": progress["compile_s"],
                   "train_time_s": progress["elapsed_s"] - progress["compile_s"] - progress["validation_s"]}
         progress["records"].append(record)
@@ -147,12 +149,15 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
 
     def validate_within_epoch(steps_in_epoch: int) -> None:
         steps, every = progress["steps"] + steps_in_epoch, config.val_every_steps
-        if every is None or steps % every or steps_in_epoch >= min(len(loader), total_steps - progress["steps"]):
+        steps_this_epoch = min(len(loader), total_steps - progress["steps"])
+        if every is None or steps % every or steps_in_epoch >= steps_this_epoch:
             return  # the epoch's end is validated anyway
         val = validate()
         set_modes(model, optimizer, spec, train=True)
-        if on_epoch is not None and _finite(val):
-            on_epoch(record_point(val, steps, math.nan), None)  # no checkpoint within an epoch
+        if _finite(val):
+            record = record_point(val, progress["epoch"] + steps_in_epoch / steps_this_epoch, steps, math.nan)
+            if on_epoch is not None:
+                on_epoch(record, None)  # no checkpoint within an epoch
 
     def write_checkpoint(folder: Path) -> None:
         set_modes(model, optimizer, spec, train=False)  # ScheduleFree: save the averaged weights
@@ -171,7 +176,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
             progress["elapsed_s"] = elapsed_before + time.perf_counter() - start
             status = "diverged"
             break
-        record = record_point(val, progress["steps"], stats.loss)
+        record = record_point(val, progress["epoch"], progress["steps"], stats.loss)
         if on_epoch is not None:
             on_epoch(record, write_checkpoint)
     set_modes(model, optimizer, spec, train=False)
@@ -179,7 +184,8 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
                           wall_time_s=elapsed_before + time.perf_counter() - start, model=initial,
-                          resumed_from_step=steps_before, compile_time_s=compile_offset + compile_seconds())
+                          resumed_from_step=steps_before, compile_time_s=compile_offset + compile_seconds(),
+                          environment=run_environment(device))
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:

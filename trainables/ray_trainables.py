@@ -123,6 +123,7 @@ def _final_metrics(result, **extra) -> dict[str, Any]:
             "val_energy_rmse_mev_atom": val.get("energy_rmse_mev_atom", math.inf),
             "val_force_rmse_mev_a": val.get("force_rmse_mev_a", math.inf),
             "steps": result.steps, "wall_time_s": result.wall_time_s, "compile_time_s": result.compile_time_s,
+            "environment_json": json.dumps(result.environment),
             "resumed_from_step": result.resumed_from_step, **extra}
 
 

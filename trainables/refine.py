@@ -33,6 +33,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from trainables.compiled import LONG_REDUCTION_EDGES, compile_seconds
 from trainables.config import DEFAULT_CHUNK, FinetuneConfig, split_options
 from trainables.data import even_batch_size, make_loader
+from trainables.environment import run_environment
 from trainables.errors import ConfigError
 from trainables.finetune import MODEL_FILE, MULTIHEAD_MODEL_FILE, loss_weights, score_all, scoring_loader, scoring_modules
 from trainables.foundation import load_foundation
@@ -57,6 +58,7 @@ class RefineResult:
     model: torch.nn.Module = field(repr=False)
     resumed_from_step: int = 0        # always 0: a stage is short and restarts from its parent's model
     compile_time_s: float = 0.0       # of wall_time_s, compiling (or loading compiled graphs)
+    environment: dict[str, Any] = field(default_factory=dict)  # trainables.environment.run_environment
 
 
 def chunk_configurations(graphs, chunk_size: int, max_edges: int | None = None) -> int:
@@ -128,7 +130,7 @@ def run_refinement(config: FinetuneConfig, start_model: torch.nn.Module, inputs:
         records=[_flat_record(r) for r in result.records], scores=scores,
         steps=len(result.records) - 1, fevals=result.total_fevals,
         wall_time_s=time.perf_counter() - start, model=initial.eval(),
-        compile_time_s=compile_seconds() - compiled_before,
+        compile_time_s=compile_seconds() - compiled_before, environment=run_environment(device),
     )
 
 

@@ -8,8 +8,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SCORE_COLUMNS = {"study", "trial_id", "stage", "parent_trial_id", "optimizer", "lr", "seed", "test_set",
-                 "energy_rmse_mev_atom", "force_rmse_mev_a", "wall_time_s", "steps", "resumed_from_step", "status"}
+SCORE_COLUMNS = {"study", "trial_id", "stage", "parent_trial_id", "optimizer", "optimizer_order", "lr", "seed",
+                 "test_set", "energy_rmse_mev_atom", "force_rmse_mev_a", "wall_time_s", "compile_time_s",
+                 "training_time_s", "steps", "resumed_from_step", "status", "host", "device", "device_name",
+                 "torch_threads", "version_torch", "version_mace_torch"}
 
 
 def _scores(folder):
@@ -31,6 +33,12 @@ def test_smoke_study_writes_the_schema(smoke_study):
     assert (first.status == "ok").all() and first.force_rmse_mev_a.notna().all()
     assert not scores.duplicated(["trial_id", "stage", "test_set"]).any()
     assert (scores.resumed_from_step == 0).all()  # nothing failed, so nothing restarted
+    assert (scores.device == "cpu").all() and (scores.torch_threads == 1).all()
+    assert (scores.compile_time_s + scores.training_time_s).tolist() == pytest.approx(scores.wall_time_s.tolist())
+    assert set(first.optimizer_order) == {2, 7}  # the registry's positions of adam and schedulefree
+    scan = first[first.test_set == "dihedral"]
+    assert scan.rel_energy_rmse_mev.notna().all() and scan.profile_reference_mev.notna().all()
+    assert first[first.test_set == "300K"].rel_energy_rmse_mev.isna().all()
     assert "force RMSE (meV/A), stage first_order" in stdout and "schedulefree" in stdout
     manifest = json.loads((folder / "manifest.json").read_text())
     setup_s = manifest["setup_s"]

@@ -78,3 +78,13 @@ def test_write_killed_half_way_leaves_the_previous_file_readable(tmp_path):
     rows = pq.read_table(tmp_path / "curves.parquet").to_pylist()
     assert len(rows) >= 3 * 200 and len(rows) % 200 == 0
     assert len({(r["trial_id"], r["step"]) for r in rows}) == len(rows)
+
+
+def test_a_validation_within_an_epoch_keeps_its_fractional_epoch_as_step():
+    from study.results import curve_row
+
+    meta = {"trial_id": "t", "stage": "first_order"}
+    within = curve_row(meta, {"epoch": 1.5, "steps": 6, "val_force_rmse_mev_a": 20.0, "train_time_s": 3.0})
+    end = curve_row(meta, {"epoch": 2, "steps": 8, "val_force_rmse_mev_a": 18.0})
+    assert (within["step"], within["steps"], within["train_time_s"]) == (1.5, 6.0, 3.0)
+    assert end["step"] == 2 and isinstance(end["step"], int)

@@ -72,5 +72,6 @@ def test_validation_within_epochs_leaves_training_unchanged(smoke_config, smoke_
     assert [steps for steps, _ in reported] == sorted({*range(2, 2 * per_epoch + 1, 2), *epoch_ends})
     assert [no_checkpoint for steps, no_checkpoint in reported] == [s not in epoch_ends for s, _ in reported]
     assert [r["steps"] for r in dense.records] == [steps for steps, _ in reported]
+    assert [r["epoch"] for r in dense.records] == [steps / per_epoch for steps, _ in reported]
     for record in dense.records:
         assert 0 < record["train_time_s"] <= record["wall_time_s"] and record["compile_time_s"] == 0.0
