@@ -1,0 +1,191 @@
+"""What every evaluator shares: the settings, the structures, the spec and the row it reports.
+
+A row is flat and long-format, one per (property) of one model:
+`{evaluator, property, value, reference, error, unit, status, note, wall_time_s}`, where
+`error = value - reference` (a comparison metric such as a frequency MAE has reference 0: the
+reference compared with itself), `status` is one of STATUSES and `note` says why a row is not "ok".
+`value`, `reference` and `error` are floats or None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+from trainables.errors import ConfigError
+
+OK, SKIPPED, FAILED, UNSTABLE = "ok", "skipped", "failed", "unstable"
+STATUSES = (OK, SKIPPED, FAILED, UNSTABLE)
+ROW_KEYS = ("evaluator", "property", "value", "reference", "error", "unit", "status", "note", "wall_time_s")
+
+# A measurement is what an evaluator computes with one calculator: plain JSON-able values (floats,
+# lists of floats, strings), so that a reference measurement can be computed once and cached.
+Measurement = dict[str, Any]
+
+
+class EvaluationFailed(Exception):
+    """A model made an evaluation impossible (a relaxation that does not converge, an EOS that
+    cannot be fitted): recorded as status "failed" with this message, never raised to the study."""
+
+
+@dataclass(frozen=True)
+class PropertySettings:
+    """Settings of the property evaluators (units in the names). Validated once by `from_dict`."""
+
+    evaluators: tuple[str, ...] = ("md", "vibrations", "phonons_gamma", "elastic", "energy_profile")
+    md_temperature_K: float = 300.0
+    md_steps: int = 2000
+    md_timestep_fs: float = 0.5
+    md_friction_per_fs: float = 0.01
+    md_sample_every: int = 10
+    md_seed: int = 0
+    md_max_bond_stretch: float = 2.0      # failure: a bonded pair longer than this factor times its start length
+    md_min_distance_A: float = 0.5        # failure: any two atoms closer than this
+    relax_fmax_eV_A: float = 0.005
+    relax_steps: int = 500
+    displacement_A: float = 0.01          # finite displacement of Vibrations and Phonons
+    eos_max_strain: float = 0.02          # lattice scaled over [1 - s, 1 + s]
+    eos_points: int = 7
+    elastic_strain: float = 0.005
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> PropertySettings:
+        """Settings from plain values; unknown names and non-positive numbers raise ConfigError."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown property setting(s) {unknown}; known: {known}")
+        values = dict(values)
+        if "evaluators" in values:
+            values["evaluators"] = tuple(values["evaluators"])
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        from trainables.properties.registry import get_evaluator
+
+        for name in self.evaluators:
+            get_evaluator(name)
+        for field in dataclasses.fields(self):
+            value, wants_int = getattr(self, field.name), isinstance(field.default, int)
+            if field.name == "evaluators":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int if wants_int else (int, float)):
+                raise ConfigError(f"property setting {field.name} must be {'an integer' if wants_int else 'a number'}, "
+                                  f"got {value!r}")
+            if field.name != "md_seed" and not value > 0:
+                raise ConfigError(f"property setting {field.name} must be positive, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "evaluators": list(self.evaluators)}
+
+
+@dataclass(frozen=True)
+class PropertyStructures:
+    """The structures evaluated, all at the reference's geometry (atoms in the same order as any
+    reference trajectory). Absent ones skip the evaluators that need them.
+
+    - `minimum`: the reference minimum: the MD start and the geometry of vibrations (a molecule) or
+      of phonons at Gamma (a periodic cell, which may be a supercell);
+    - `cubic_cell`: a conventional cubic cell (e.g. `ase.build.bulk("Cu", cubic=True)`) for the
+      equation of state and elastic constants; its edge is the reported lattice constant;
+    - `profile`: a scan or reaction path, in order.
+    """
+
+    minimum: Atoms | None = None
+    cubic_cell: Atoms | None = None
+    profile: tuple[Atoms, ...] = ()
+
+
+# An evaluator's rows before the driver adds the evaluator, unit and time: property -> Outcome.
+@dataclass(frozen=True)
+class Outcome:
+    value: float | None
+    reference: float | None = None
+    status: str = OK
+    note: str = ""
+
+
+def skipped(note: str) -> Outcome:
+    return Outcome(None, None, SKIPPED, note)
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    """A named evaluator: `measure(calculator, structure, settings) -> Measurement` on the
+    `structure` field of PropertyStructures it names, and `compare(measured, reference) ->
+    {property: Outcome}` against a reference measurement (None when absent).
+
+    `units` lists its properties in row order. Capability flags: `needs_periodic` (a cell periodic
+    on all axes), `needs_molecule` (no periodic axis), `needs_cubic`, `needs_reference` (only
+    comparisons: without a reference it is not run and every property is "skipped"),
+    `reference_from_calculator` (False: the reference comes from data, a trajectory or stored
+    energies, and `compute_references` leaves it out)."""
+
+    name: str
+    description: str
+    structure: str
+    units: dict[str, str]
+    measure: Callable[[Calculator, Any, PropertySettings], Measurement]
+    compare: Callable[[Measurement, Measurement | None], dict[str, Outcome]]
+    needs_periodic: bool = False
+    needs_molecule: bool = False
+    needs_cubic: bool = False
+    needs_reference: bool = False
+    reference_from_calculator: bool = True
+
+    def skip_reason(self, structures: PropertyStructures) -> str | None:
+        """Why this evaluator cannot run on `structures` (a user's input, not the model), or None."""
+        structure = getattr(structures, self.structure)
+        if structure is None or (isinstance(structure, Sequence) and len(structure) < 2):
+            return f"no {self.structure} structure{'s (2 or more)' if self.structure == 'profile' else ''} given"
+        if self.needs_periodic and not structure.pbc.all():
+            return f"needs a cell periodic on all axes; the {self.structure} is not"
+        if self.needs_molecule and structure.pbc.any():
+            return f"needs a molecule (no periodic axis); the {self.structure} is periodic"
+        if self.needs_cubic and not is_cubic(structure):
+            return f"needs a cubic cell; the {self.structure}'s is {format_cellpar(structure)}"
+        return None
+
+    def rows(self, outcomes: Mapping[str, Outcome], wall_time_s: float) -> list[dict[str, Any]]:
+        """One row per property in `units` order (a property missing from `outcomes` is a bug)."""
+        return [row(self.name, prop, unit, outcomes[prop], wall_time_s) for prop, unit in self.units.items()]
+
+    def all_rows(self, outcome: Outcome, wall_time_s: float = 0.0) -> list[dict[str, Any]]:
+        """The same outcome on every property (skipped or failed as a whole)."""
+        return self.rows({prop: outcome for prop in self.units}, wall_time_s)
+
+
+def row(evaluator: str, prop: str, unit: str, outcome: Outcome, wall_time_s: float) -> dict[str, Any]:
+    value, reference = _finite_or_none(outcome.value), _finite_or_none(outcome.reference)
+    error = value - reference if value is not None and reference is not None else None
+    return {"evaluator": evaluator, "property": prop, "value": value, "reference": reference, "error": error,
+            "unit": unit, "status": outcome.status, "note": outcome.note, "wall_time_s": wall_time_s}
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def is_cubic(atoms: Atoms, tolerance: float = 1e-6) -> bool:
+    lengths, angles = atoms.cell.lengths(), atoms.cell.angles()
+    return bool(abs(lengths.max() - lengths.min()) <= tolerance * lengths.max() and abs(angles - 90.0).max() <= 1e-4)
+
+
+def format_cellpar(atoms: Atoms) -> str:
+    a, b, c, alpha, beta, gamma = atoms.cell.cellpar()
+    return f"a,b,c = {a:.3f},{b:.3f},{c:.3f} A, angles {alpha:.1f},{beta:.1f},{gamma:.1f} deg"
+
+
+def attached(atoms: Atoms, calculator: Calculator) -> Atoms:
+    """A copy of `atoms` (constraints dropped) with `calculator` attached: evaluators never move the caller's atoms."""
+    copy = atoms.copy()
+    copy.set_constraint()
+    copy.calc = calculator
+    return copy
