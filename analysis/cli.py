@@ -379,8 +379,9 @@ def target_time(args: argparse.Namespace) -> Output:
     targets = ", ".join(f"{value:.2f}" for value in times["target"].unique())
     target = (f"{args.target:g} meV/Å" if args.target is not None
               else f"{TARGET_FACTOR:g} x the best final value ({targets} meV/Å)")
-    heading = (f"Validation force RMSE <= {target}: trials reaching it, median epoch and wall seconds since the "
-               "trial started, setup and compile included (inf: most never did)")
+    heading = (f"Validation force RMSE <= {target}: trials reaching it, median epoch, wall seconds since the "
+               "trial started (setup and compile included) and training seconds (neither; NaN for studies that "
+               "predate them) (inf: most never did)")
     return Output(_sections(args.format, [(heading, summary)]),
                   {**_table_files("time_to_target", times), **_table_files("time_to_target_summary", summary)})
 

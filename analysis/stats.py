@@ -226,9 +226,11 @@ def time_to_target(curves: pd.DataFrame, target: float | None = None,
 
     `target` in `y`'s units; by default TARGET_FACTOR (1.1) times the best final `y` of any trial of
     the same study and stage. `step_to_target` is the curves' own step (an epoch of first-order
-    training, an iteration of L-BFGS): the resolution is the curves' cadence. `wall_s_to_target`
-    is the curve's `wall_time_s` there: seconds since the trial started, so it includes the
-    trial's setup and a first compile, which the curves do not record apart. Never reached: inf.
+    training, fractional with `val_every_steps`; an iteration of L-BFGS): the resolution is the
+    curves' cadence. `wall_s_to_target` is the curve's `wall_time_s` there, seconds since the trial
+    started (setup and a first compile included); `train_s_to_target` its `train_time_s`, training
+    alone (no compile, no validation), where the curves record it (NaN for older studies), and
+    `steps_to_target` the optimizer steps. Never reached: inf.
     """
     require_numeric(curves, ["step", "wall_time_s", y])
     require_columns(curves, ["study", "trial_id"], "the curves")
@@ -239,11 +241,15 @@ def time_to_target(curves: pd.DataFrame, target: float | None = None,
     trials["target"] = TARGET_FACTOR * trials.groupby(by)[final].transform("min") if target is None else target
     points = curves.dropna(subset=[y]).merge(trials[[*keys, "target"]], on=keys)
     first = points[points[y] <= points["target"]].sort_values("step").groupby(keys, sort=False).head(1)
-    first = first[[*keys, "step", "wall_time_s"]].rename(
-        columns={"step": "step_to_target", "wall_time_s": "wall_s_to_target"})
+    renames = {"step": "step_to_target", "wall_time_s": "wall_s_to_target", "train_time_s": "train_s_to_target",
+               "steps": "steps_to_target"}
+    first = first.reindex(columns=[*keys, *renames]).rename(columns=renames)
     table = trials.merge(first, on=keys, how="left")
     table["reached"] = table["step_to_target"].notna()
-    return table.fillna({"step_to_target": np.inf, "wall_s_to_target": np.inf})
+    columns = list(renames.values())
+    table[columns] = table[columns].astype(float)
+    table.loc[~table["reached"], columns] = np.inf
+    return table
 
 
 def target_summary(times: pd.DataFrame) -> pd.DataFrame:
@@ -253,7 +259,8 @@ def target_summary(times: pd.DataFrame) -> pd.DataFrame:
     grouped = times.groupby(["optimizer", "lr", *keys], sort=False, dropna=False)
     return grouped.agg(trials=("reached", "size"), reached=("reached", "sum"),
                        median_step=("step_to_target", "median"),
-                       median_wall_s=("wall_s_to_target", "median")).reset_index()
+                       median_wall_s=("wall_s_to_target", "median"),
+                       median_train_s=("train_s_to_target", "median")).reset_index()
 
 
 def performance_ratios(scores: pd.DataFrame, metric: str = "force_rmse_mev_a") -> pd.DataFrame:

@@ -199,3 +199,13 @@ def test_an_optimizer_missing_on_a_problem_never_counts_there():
 def test_bad_taus(taus):
     with pytest.raises(AnalysisError, match="at least two increasing ratios >= 1"):
         check_taus(taus)
+
+
+def test_time_to_target_reports_training_seconds_where_the_curves_have_them():
+    frame = curves({"a1": [10.0, 5.0, 3.0], "b1": [9.0, 8.0, 7.0]})
+    frame["train_time_s"] = frame["wall_time_s"] / 2
+    frame["steps"] = frame["step"] * 4
+    times = time_to_target(frame, target=5.0).set_index("trial_id")
+    assert times.loc["a1", ["train_s_to_target", "steps_to_target"]].tolist() == [2.0, 8.0]
+    assert times.loc["b1", ["train_s_to_target", "steps_to_target"]].tolist() == [np.inf, np.inf]
+    assert target_summary(times.reset_index())["median_train_s"].tolist() == [2.0, np.inf]
