@@ -1,8 +1,9 @@
 """Read the Parquet results of one or several studies into one long-format DataFrame.
 
-A study folder holds `results/scores*.parquet` (one row per trial, stage and test set) and
-`results/curves*.parquet` (one row per trial, stage and step); part files are concatenated and
-columns that only some parts have are kept (null elsewhere).
+A study folder holds `results/scores*.parquet` (one row per trial, stage and test set),
+`results/curves*.parquet` (one row per trial, stage and step) and, with an evaluate stage,
+`results/properties*.parquet` (one row per trial, stage of the model evaluated and property); part
+files are concatenated and columns that only some parts have are kept (null elsewhere).
 """
 
 from __future__ import annotations
@@ -20,17 +21,19 @@ from pandas.api.types import is_numeric_dtype
 from analysis.columns import distinct, require_columns
 from analysis.errors import AnalysisError
 
-TABLES = ("scores", "curves")
+TABLES = ("scores", "curves", "properties")
 REQUIRED_COLUMNS = {
     "scores": ("study", "trial_id", "stage", "optimizer", "lr", "seed", "test_set", "status"),
     "curves": ("study", "trial_id", "stage", "optimizer", "lr", "seed", "step"),
+    "properties": ("study", "trial_id", "stage", "optimizer", "lr", "seed", "evaluator", "property", "value",
+                   "reference", "error", "unit", "status"),
 }
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
 def load(*paths: str | Path, table: str = "scores", stage=None, optimizer=None, lr=None,
          test_set=None, status=None) -> pd.DataFrame:
-    """Rows of `table` ('scores' or 'curves') from studies, filtered.
+    """Rows of `table` ('scores', 'curves' or 'properties') from studies, filtered.
 
     `paths` are study folders, their `results/` folders, Parquet files or glob patterns of any of
     these. Each filter takes one value or a list; `lr` matches to a relative 1e-9. Raises

@@ -1,0 +1,108 @@
+"""analysis.properties on hand-made property and score rows."""
+
+import altair as alt
+import pandas as pd
+import pytest
+
+from analysis import AnalysisError, render
+from analysis.load import load
+from analysis.properties import (
+    frequency_error_chart, md_survival_chart, property_summary, property_table, ranking_agreement,
+    rmse_property_chart, rmse_property_front, rmse_vs_property,
+)
+
+OPTIMIZERS = {"sgd": 0, "adam": 2, "schedulefree": 7}
+# (optimizer, seed) -> (survival ps, MD status, frequency MAE cm^-1, force RMSE meV/A)
+MODELS = {
+    ("sgd", 0): (0.1, "unstable", 60.0, 90.0), ("sgd", 1): (0.3, "unstable", 70.0, 110.0),
+    ("adam", 0): (0.5, "ok", 20.0, 40.0), ("adam", 1): (0.5, "ok", 30.0, 44.0),
+    ("schedulefree", 0): (0.5, "ok", 40.0, 50.0), ("schedulefree", 1): (0.4, "unstable", None, 52.0),
+}
+
+
+def _row(optimizer, seed, prop, value, reference, unit, status, evaluator, note=""):
+    error = None if value is None or reference is None else value - reference
+    return {"study": "s", "trial_id": f"{optimizer}-{seed}", "stage": "first_order", "optimizer": optimizer,
+            "optimizer_order": OPTIMIZERS[optimizer], "lr": 1e-3, "seed": seed, "evaluator": evaluator,
+            "property": prop, "value": value, "reference": reference, "error": error, "unit": unit,
+            "status": status, "note": note, "wall_time_s": 1.0}
+
+
+@pytest.fixture
+def properties():
+    rows = []
+    for (optimizer, seed), (survival, md_status, mae, _) in MODELS.items():
+        rows.append(_row(optimizer, seed, "md_survival_time", survival, 0.5, "ps", md_status, "md"))
+        vib_status, note = ("ok", "") if mae is not None else ("failed", "EvaluationFailed: relaxation")
+        rows.append(_row(optimizer, seed, "vib_frequency_mae", mae, 0.0 if mae is not None else None, "cm^-1",
+                         vib_status, "vibrations", note))
+        rows.append(_row(optimizer, seed, "phonon_gamma_mae", None, None, "cm^-1", "skipped", "phonons_gamma",
+                         "needs a cell periodic on all axes"))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def scores():
+    return pd.DataFrame([{"study": "s", "trial_id": f"{o}-{s}", "stage": "first_order", "optimizer": o, "lr": 1e-3,
+                          "seed": s, "test_set": test_set, "status": "ok", "force_rmse_mev_a": rmse + shift}
+                         for (o, s), (*_, rmse) in MODELS.items() for test_set, shift in (("val", 0.0), ("1200K", 5.0))])
+
+
+def test_the_table_is_optimizer_by_property_with_the_best_two_marked(properties):
+    table = property_table(properties)
+    assert list(table.index) == ["sgd", "adam", "schedulefree"]  # registry order
+    assert list(table.columns) == ["md_survival_time (ps)", "vib_frequency_mae (cm^-1)"]  # skipped: no column
+    survival = table["md_survival_time (ps)"]
+    assert survival["adam"] == "0.5 (0) **" and survival["schedulefree"] == "0.45 (0.071) *"
+    assert survival["sgd"] == "0.2 (0.14)"  # unstable runs are measured: their survival time is the point
+    mae = table["vib_frequency_mae (cm^-1)"]
+    assert mae["adam"] == "25 (7.1) **" and mae["schedulefree"] == "40 [1/2] *"  # one relaxation failed
+    assert "** best" not in render(table) and "0.5 (0) **" in render(table)
+
+
+def test_the_summary_ranks_by_closeness_to_the_reference(properties):
+    summary = property_summary(properties, quantity="abs_error")
+    survival = summary[summary["label"] == "md_survival_time (ps)"].set_index("optimizer")
+    assert survival.loc["sgd", "mean"] == pytest.approx(0.3)
+    assert survival["rank"].tolist() == [3, 1, 2]
+    with pytest.raises(AnalysisError, match="unknown quantity 'median'"):
+        property_summary(properties, quantity="median")
+
+
+def test_nothing_measured_is_an_error_naming_the_statuses(properties):
+    skipped = properties[properties["status"] == "skipped"]
+    with pytest.raises(AnalysisError, match="no measured property .* statuses: skipped"):
+        property_table(skipped)
+
+
+def test_rmse_against_a_property_and_its_front(properties, scores):
+    merged = rmse_vs_property(properties, scores, "vib_frequency_mae")
+    assert len(merged) == 5 and set(merged["test_set"]) == {"val"}  # the failed relaxation is left out
+    front = rmse_property_front(properties, scores, "vib_frequency_mae")
+    assert set(front["trial_id"]) == {"adam-0"}  # lowest RMSE and lowest frequency error
+    front = rmse_property_front(properties, scores, "md_survival_time", test_set="1200K")
+    assert set(front["trial_id"]) == {"adam-0"}
+    assert ranking_agreement(properties, scores, "vib_frequency_mae") == pytest.approx(1.0)
+    with pytest.raises(AnalysisError, match="no measured property 'c11'; measured: md_survival_time"):
+        rmse_vs_property(properties, scores, "c11")
+    with pytest.raises(AnalysisError, match="no 'ok' scores on test set 'train'"):
+        rmse_vs_property(properties, scores, "md_survival_time", test_set="train")
+
+
+def test_charts_are_built(properties, scores):
+    for chart in (md_survival_chart(properties), frequency_error_chart(properties),
+                  rmse_property_chart(properties, scores, "md_survival_time")):
+        assert isinstance(chart, alt.TopLevelMixin)
+        chart.to_dict()  # valid Vega-Lite
+    with pytest.raises(AnalysisError, match="no measured md_survival_time"):
+        md_survival_chart(properties[properties["evaluator"] != "md"])
+
+
+def test_load_reads_the_properties_table(properties, tmp_path):
+    (tmp_path / "results").mkdir()
+    properties.to_parquet(tmp_path / "results" / "properties.parquet")
+    loaded = load(tmp_path, table="properties", optimizer="adam")
+    assert set(loaded["property"]) == {"md_survival_time", "vib_frequency_mae", "phonon_gamma_mae"}
+    with pytest.raises(AnalysisError, match="has no column 'evaluator'"):
+        properties.drop(columns="evaluator").to_parquet(tmp_path / "results" / "properties.parquet")
+        load(tmp_path, table="properties")
