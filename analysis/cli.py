@@ -27,6 +27,7 @@ from analysis.errors import AnalysisError
 from analysis.frontier import pareto_front
 from analysis.load import load, select
 from analysis.render import FORMATS, MARK_LEGEND, format_summary, render
+from analysis.report import report_html
 from analysis.sql import sql
 from analysis.stats import (CONFIDENCE, N_RESAMPLES, SEED, STABLE_TAU, TARGET_FACTOR, interval_is_range,
                             paired_comparison, performance_profiles, performance_ratios, profile_scores,
@@ -51,6 +52,7 @@ EXAMPLES = """examples:
   python -m analysis time-to-target storage/my_study --target 25
   python -m analysis profiles 'storage/*' --out figures/
   python -m analysis curves storage/my_study --x wall
+  python -m analysis report storage/my_study --out storage/my_study/report
 """
 
 
@@ -226,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sql_parser(commands)
     _verdict_parsers(commands)
     _energy_profile_parser(commands)
+    _report_parser(commands)
     return parser
 
 
@@ -458,3 +461,18 @@ def _above_one(text: str) -> float:
 
 
 COMMANDS |= {"compare": compare, "ranks": ranks, "time-to-target": target_time, "profiles": profiles}
+
+
+# The report page (issue 35): one self-contained index.html per study.
+def report(args: argparse.Namespace) -> Output:
+    return Output(f"report of {args.study}", {"index.html": report_html(args.study)})
+
+
+def _report_parser(commands) -> None:
+    help_text = "one self-contained HTML page of a study: what was run, its tables and interactive charts"
+    p = commands.add_parser("report", help=help_text, description=help_text)
+    p.add_argument("study", type=Path, metavar="STUDY", help="study folder (with manifest.json and results/)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write index.html into")
+
+
+COMMANDS |= {"report": report}

@@ -343,7 +343,21 @@ def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, fold
     wall = time.perf_counter() - start
     write_manifest(folder, finished=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1))
     print(summary(folder, wall))
+    print(f"report: {write_report(folder)}")
     return 0
+
+
+def write_report(folder: Path) -> Path:
+    """The study's report page (`analysis.report`, imported here: seconds) as `<folder>/report/index.html`."""
+    from analysis.report import report_html
+
+    path, page = folder / "report" / "index.html", report_html(folder)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(page)
+    except OSError as err:
+        raise StorageError(f"cannot write {path}: {err.strerror or err}") from None
+    return path
 
 
 def discard_unstarted_study(folder: Path) -> None:
