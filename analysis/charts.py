@@ -27,6 +27,7 @@ TITLES = {
     "grad_norm": "Gradient norm",
 }
 IDENTITY = ("trial_id", "optimizer", "lr", "seed", "stage", "test_set")
+WITH_ORDER = (*IDENTITY, "optimizer_order")  # what a chart keeps of the rows: colours follow the registry
 WIDTH, HEIGHT, FACET_WIDTH = 420, 280, 280
 # One colour per optimizer in every chart, however the data were filtered (Tableau 10).
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d",
@@ -46,7 +47,7 @@ def frontier_chart(df: pd.DataFrame, x: str = "wall_time_s", y: str = "force_rms
     require_numeric(df, [x, y])
     require_single(df, "test_set", "pick one test set for a front")
     rows = ok_rows(df) if "status" in df else df
-    data = rows[[*present(rows, IDENTITY), x, y]].dropna(subset=[x, y])
+    data = rows[[*present(rows, WITH_ORDER), x, y]].dropna(subset=[x, y])
     front = pareto_front(data, [x, y]).sort_values([x, y])
     x_enc, y_enc = alt.X(x, title=title(x), scale=_scale(log_x)), alt.Y(y, title=title(y), scale=_scale(log_y))
     points = alt.Chart(data).mark_point(filled=True, size=70, opacity=0.8).encode(
@@ -90,7 +91,7 @@ def curves_chart(curves: pd.DataFrame, y: str = "val_force_rmse_mev_a", x: str =
     """Learning curves: `y` against `x`, one line per trial, coloured by optimizer; one panel per
     stage (first-order epochs and L-BFGS iterations have their own x axes) where there are several."""
     require_numeric(curves, [x, y])
-    data = curves[[*present(curves, IDENTITY), x, y]].dropna(subset=[x, y])
+    data = curves[[*present(curves, WITH_ORDER), x, y]].dropna(subset=[x, y])
     lines = alt.Chart(data).mark_line(opacity=0.7, strokeWidth=1.5).encode(
         x=alt.X(x, title=title(x), axis=alt.Axis(tickMinStep=1) if x == "step" else alt.Axis()),
         y=alt.Y(y, title=title(y), scale=_scale(log_y)),
@@ -108,6 +109,8 @@ def lr_sensitivity_chart(df: pd.DataFrame, metric: str = "force_rmse_mev_a") -> 
     summary = summary_table(df, [metric], by=("optimizer", "lr"), conditions=present(df, ["test_set"]))
     mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"]
     data = summary.assign(mean=mean, low=mean - std, high=mean + std)
+    if positions := registry_positions(df):
+        data = data.assign(optimizer_order=data["optimizer"].map(positions))
     lr_axis = alt.Axis(values=sorted(distinct(data["lr"])), format="~g")
     base = alt.Chart().encode(x=alt.X("lr:Q", title=title("lr"), scale=alt.Scale(type="log"), axis=lr_axis),
                               color=_color(data))

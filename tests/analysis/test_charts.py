@@ -89,3 +89,12 @@ def test_frontier_panels_draw_one_front_per_test_set(scores):
 
     spec = frontier_panels(scores).to_dict()
     assert len(spec["concat"]) == scores["test_set"].nunique() > 1 and spec["columns"] == 2
+
+
+def test_charts_colour_optimizers_in_registry_order(scores):
+    ordered = scores.assign(optimizer_order=scores["optimizer"].map({"lamb": 0, "adamw": 1, "adam": 2}))
+    for chart in (frontier_chart(ordered[ordered["test_set"] == "val"]), lr_sensitivity_chart(ordered)):
+        spec = chart.to_dict()
+        layers = spec.get("layer") or spec["spec"]["layer"]
+        colour = next(layer["encoding"]["color"] for layer in layers if "color" in layer.get("encoding", {}))
+        assert colour["scale"]["domain"] == ["lamb", "adamw", "adam"]
