@@ -242,11 +242,16 @@ class LBFGSConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> LBFGSConfig:
         """Build and validate; unknown keys, wrong types and out-of-range values raise ConfigError."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown LBFGSConfig key(s) {unknown}; known keys: {known}")
+        reject_unknown_keys(cls, values, "LBFGSConfig key(s)")
         return cls(**values)
+
+
+def reject_unknown_keys(cls: type, values: Mapping[str, Any], what: str) -> None:
+    """ConfigError naming the keys of `values` that are not fields of the dataclass `cls`, and the known ones."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown}; known keys: {known}")
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[LBFGSConfig, int]:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
+from trainables.config import reject_unknown_keys
 from trainables.errors import ConfigError
 
 OK, SKIPPED, FAILED, UNSTABLE = "ok", "skipped", "failed", "unstable"
@@ -56,10 +57,7 @@ class PropertySettings:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PropertySettings:
         """Settings from plain values; unknown names and non-positive numbers raise ConfigError."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown property setting(s) {unknown}; known: {known}")
+        reject_unknown_keys(cls, values, "property setting(s)")
         values = dict(values)
         if "evaluators" in values:
             values["evaluators"] = tuple(values["evaluators"])
