@@ -80,7 +80,7 @@ def property_summary(df: pd.DataFrame, *, quantity: str = "value", by: Sequence[
 def property_table(df: pd.DataFrame, *, quantity: str = "value", by: Sequence[str] | None = None,
                    fmt: str = "text") -> pd.DataFrame:
     """Wide table: one row per optimizer (and lr, stage where several), one column per
-    'property (unit)', cells "mean (std)" over seeds of `quantity`, 3 significant digits; the two
+    'property (unit)', cells "mean (std)" over seeds of `quantity` (3 and 2 significant digits); the two
     closest to the reference (lowest mean |error|) marked as `fmt` marks them (`analysis.render.MARKS`).
     A cell measured on fewer seeds than were evaluated says so, e.g. "[1/2]" (a failed relaxation;
     "-": none). Render it with `analysis.render(table, fmt)`."""
@@ -93,7 +93,12 @@ def property_table(df: pd.DataFrame, *, quantity: str = "value", by: Sequence[st
 
 
 def _mean_std(mean: float, std: float) -> str:
-    return f"{mean:.3g}" if np.isnan(std) else f"{mean:.3g} ({std:.2g})"
+    return _number(mean, 3) if np.isnan(std) else f"{_number(mean, 3)} ({_number(std, 2)})"
+
+
+def _number(x: float, digits: int) -> str:
+    """`digits` significant digits, but no exponent for a number of 100 or more (1256, not 1.26e+03)."""
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.{digits}g}"
 
 
 def md_survival_chart(df: pd.DataFrame) -> alt.TopLevelMixin:

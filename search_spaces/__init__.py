@@ -7,7 +7,8 @@ format, passed by path):
     optimizers = ["adam", ...]        # grid: every optimizer x lr x seed is one trial
     lrs = [1e-3, ...]
     seeds = [0, 1, 2]
-    stages = ["first_order", "lbfgs"] # "lbfgs" chains an L-BFGS refinement after each trial
+    stages = ["first_order", "lbfgs"] # "lbfgs" chains an L-BFGS refinement after each trial;
+                                      # "evaluate" (last) the physical properties of every model
     search = "grid"                   # or "optuna": lr drawn log-uniformly per optimizer
     num_samples = 28                  # optuna: trials in all
     asha = false                      # optuna: stop poor trials early (ASHA)
@@ -16,6 +17,9 @@ format, passed by path):
     [hyper.ranger]                    # one optimizer's own hyper-parameters (k, alpha, betas, eps,
     k = 6                             #   weight_decay, ...), checked against that optimizer
     [lbfgs]                           # LBFGSConfig fields of the refinement stage, and chunk_size
+    [properties]                      # the evaluate stage: PropertySettings fields (evaluators,
+    md_steps = 400                    #   md_steps, ...) and, for a user's own data, the files in
+                                      #   PROPERTY_FILES (structures and references)
 """
 
 from __future__ import annotations
@@ -33,15 +37,20 @@ from trainables.errors import ConfigError
 from trainables.optimizers import get_optimizer_spec
 
 HERE = Path(__file__).parent
-STAGES = ("first_order", "lbfgs")
+STAGES = ("first_order", "lbfgs", "evaluate")  # in this order; first_order always, the others opt-in
 SEARCHES = ("grid", "optuna")
 _KEYS = {"description", "optimizers", "lrs", "seeds", "stages", "search", "num_samples", "asha", "lr_ranges",
-         "fixed", "hyper", "lbfgs"}
+         "fixed", "hyper", "lbfgs", "properties"}
+# [properties] keys that are not PropertySettings: a user's structures and references (ASE-readable
+# files). The minimum is the MD start and the geometry of vibrations / phonons at Gamma; the profile a
+# scan or path in order whose stored energies are its reference; the MD reference a trajectory of
+# the labeller's MD at md_temperature_K (same atoms, same order as the minimum).
+PROPERTY_FILES = ("minimum_file", "cubic_cell_file", "profile_file", "md_reference_file")
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Which trials a study runs; `fixed`, `hyper` and `lbfgs` stay visible as plain dicts.
+    """Which trials a study runs; `fixed`, `hyper`, `lbfgs` and `properties` stay visible as plain dicts.
 
     `hyper` ({optimizer: {name: value}}) is also in `fixed` as the config's `optimizer_hyper`, so
     every trial gets the whole table and its optimizer takes its own entry."""
@@ -59,10 +68,24 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict)
     hyper: dict[str, dict[str, Any]] = field(default_factory=dict)
     lbfgs: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_lbfgs(self) -> bool:
         return "lbfgs" in self.stages
+
+    @property
+    def has_evaluate(self) -> bool:
+        return "evaluate" in self.stages
+
+    @property
+    def property_settings(self) -> dict[str, Any]:
+        """The PropertySettings fields of [properties] (without the user's files)."""
+        return {k: v for k, v in self.properties.items() if k not in PROPERTY_FILES}
+
+    @property
+    def property_files(self) -> dict[str, str]:
+        return {k: v for k, v in self.properties.items() if k in PROPERTY_FILES}
 
     @property
     def num_first_order_trials(self) -> int:
@@ -112,6 +135,7 @@ def space_from_dict(name: str, data: dict[str, Any]) -> SearchSpace:
         asha=bool(data.get("asha", False)),
         lr_ranges={k: (float(v[0]), float(v[1])) for k, v in data.get("lr_ranges", {}).items()},
         fixed=_fixed_with_hyper(name, data), hyper=_hyper(name, data), lbfgs=dict(data.get("lbfgs", {})),
+        properties=dict(data.get("properties", {})),
     )
     validate_space(space)
     return space
@@ -146,8 +170,10 @@ def validate_space(space: SearchSpace) -> None:
             raise ConfigError(f"space {space.name!r}: {message}")
 
     check(space.search in SEARCHES, f"search must be one of {SEARCHES}, got {space.search!r}")
-    check(set(space.stages) <= set(STAGES) and space.stages[:1] == ("first_order",),
-          f"stages must start with 'first_order' and may add 'lbfgs', got {list(space.stages)}")
+    check(set(space.stages) <= set(STAGES) and space.stages[:1] == ("first_order",)
+          and list(space.stages) == sorted(set(space.stages), key=STAGES.index),
+          f"stages must start with 'first_order' and may add 'lbfgs', then 'evaluate' (in that order), "
+          f"got {list(space.stages)}")
     check(bool(space.seeds), "needs at least one seed")
     names = space.optimizers if space.search == "grid" else tuple(space.lr_ranges)
     check(bool(names), "needs optimizers (grid) or lr_ranges (optuna)")
@@ -162,3 +188,20 @@ def validate_space(space: SearchSpace) -> None:
           f"[hyper] names optimizer(s) {sorted(set(space.hyper) - set(names))} that the space does not run")
     if space.has_lbfgs:
         split_options(space.lbfgs)
+    check(space.has_evaluate or not space.properties, "[properties] needs 'evaluate' in stages")
+    if space.has_evaluate:
+        check_properties(space)
+
+
+def check_properties(space: SearchSpace) -> None:
+    """[properties] against PropertySettings (imported here: ase and scipy take seconds, and only a
+    space with an evaluate stage needs them)."""
+    from trainables.properties import PropertySettings
+
+    try:
+        PropertySettings.from_dict(space.property_settings)
+    except ConfigError as err:
+        raise ConfigError(f"space {space.name!r}: [properties]: {err}") from None
+    for key, path in space.property_files.items():
+        if not isinstance(path, str) or not Path(path).is_file():
+            raise ConfigError(f"space {space.name!r}: [properties] {key} = {path!r} is not a file")

@@ -323,7 +323,7 @@ def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, fold
                handoff: InputsHandoff, setup_s: dict[str, float]) -> int:
     """Start the trials while the data is checked and the inputs are built (their workers' start
     and imports take seconds), run the stages, write the manifest and summary."""
-    from study.engine import Resources, run_first_order, run_lbfgs
+    from study.engine import Resources, run_evaluate, run_first_order, run_lbfgs
     from trainables.ray_trainables import SharedInputs
 
     shared = SharedInputs()
@@ -338,8 +338,9 @@ def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, fold
     grid = run_first_order(ctx, space, config, shared, resources, args.resume, verbose)
     handoff.raise_if_failed()
     write_manifest(folder, setup_s=setup_s)
-    if space.has_lbfgs:
-        run_lbfgs(ctx, space, grid, shared, resources, args.resume, verbose)
+    refined = run_lbfgs(ctx, space, grid, shared, resources, args.resume, verbose) if space.has_lbfgs else None
+    if space.has_evaluate:
+        run_evaluate(ctx, space, config, {"first_order": grid, "lbfgs": refined}, resources, args.resume, verbose)
     wall = time.perf_counter() - start
     write_manifest(folder, finished=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1))
     print(summary(folder, wall))

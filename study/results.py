@@ -1,4 +1,6 @@
-"""Study results as long-format Parquet: `scores` (trial, stage, test set) and `curves` (trial, stage, step).
+"""Study results as long-format Parquet: `scores` (trial, stage, test set), `curves` (trial, stage,
+step) and `properties` (trial, stage, evaluator, property: the evaluate stage's rows, under the
+trial and stage of the model evaluated).
 
 Rows are flat dicts `{**trial_meta, **metrics}`. Each table is rewritten whole (temporary file then
 rename, so a reader never sees half a file and an interrupted write leaves the previous one), and
@@ -24,7 +26,8 @@ from trainables.errors import OptistudyError
 
 SCORE_KEY = ("trial_id", "stage", "test_set")
 CURVE_KEY = ("trial_id", "stage", "step")
-TABLE_KEYS = {"scores": SCORE_KEY, "curves": CURVE_KEY}
+PROPERTY_KEY = ("trial_id", "stage", "evaluator", "property")
+TABLE_KEYS = {"scores": SCORE_KEY, "curves": CURVE_KEY, "properties": PROPERTY_KEY}
 _OPEN_STORES: dict[Path, "ResultsStore"] = {}  # by resolved folder: see ResultsStore.open
 
 
@@ -38,10 +41,19 @@ def write_table_atomically(rows: list[dict[str, Any]], path: Path) -> None:
 
     The table's folder is created if missing, its parent is not: a study folder that vanished
     (its disk unmounted, the folder removed) is an error, not a new folder elsewhere."""
+    _write_atomically(path, lambda tmp: pq.write_table(pa.Table.from_pylist(rows), tmp))
+
+
+def write_text_atomically(text: str, path: Path) -> None:
+    """`write_table_atomically` for a text file."""
+    _write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def _write_atomically(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        write(tmp)
         os.replace(tmp, path)
     except OSError as err:
         with contextlib.suppress(OSError):
@@ -185,3 +197,10 @@ def curve_row(meta: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         value = result.get(name)
         row[name] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
     return row
+
+
+def property_rows(meta: dict[str, Any], rows: list[dict[str, Any]], evaluation_trial_id: str) -> list[dict[str, Any]]:
+    """The evaluate stage's rows of one model: its trial's columns (`meta`: the trial and stage of the
+    model evaluated), the evaluation trial that measured them, and each evaluator row
+    (`trainables.properties.ROW_KEYS`)."""
+    return [{**meta, "evaluation_trial_id": evaluation_trial_id, **row} for row in rows]

@@ -5,9 +5,13 @@ Each trainable is one function of Ray's `config`:
 - `config["optimizer"]`, `config["lr"]` (or `config["lr_<optimizer>"]` from an Optuna space) and
   `config["seed"]`: the trial's point in the search space;
 - L-BFGS stage only: `config["parent_checkpoint"]` (the first-order trial's final checkpoint) and
-  `config["lbfgs"]` (the stage's options).
+  `config["lbfgs"]` (the stage's options);
+- evaluate stage only: `config["model_checkpoint"]` (a first-order or L-BFGS trial's final
+  checkpoint), `config["model_trial_id"]`, `config["model_stage"]` and `config["properties"]`
+  (PropertySettings fields).
 Every report carries `kind`: "epoch" / "step" for curves, "final" for the scores (JSON in
-`scores_json`) with the model checkpoint. This is the only module of `trainables` that imports Ray.
+`scores_json`) with the model checkpoint, "properties" for the evaluate stage's rows (JSON in
+`rows_json`). This is the only module of `trainables` that imports Ray.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from trainables.config import FinetuneConfig
-from trainables.finetune import run_finetune
+from trainables.finetune import MODEL_FILE, run_finetune
 from trainables.foundation import save_model
 from trainables.inputs import PreparedInputs
 from trainables.refine import refine_checkpoint
@@ -175,3 +179,21 @@ def lbfgs_trainable(config: dict[str, Any], shared: SharedInputs) -> None:
     _report_with_model(_final_metrics(result, stop_reason=result.stop_reason, best_step=result.best_step,
                                       fevals=result.fevals),
                        lambda folder: save_model(result.model, folder / "model.pt"))
+
+
+def evaluate_trainable(config: dict[str, Any], structures, references: dict[str, Any]) -> None:
+    """The physical properties of one finished model (`trainables.properties`): one report of its
+    rows. `structures` (PropertyStructures) and `references` are the study's, computed once by the
+    driver. A model that breaks an evaluation gives rows with a status, not an error."""
+    from trainables.properties import PropertySettings, evaluate_properties, mace_calculator
+    from trainables.training import set_threads
+
+    config = config.get("point", config)
+    values = trial_values(config)
+    set_threads(values["threads"])
+    settings = PropertySettings.from_dict(config["properties"])
+    start = time.perf_counter()
+    with tune.Checkpoint(config["model_checkpoint"]).as_directory() as folder:
+        calculator = mace_calculator(Path(folder) / MODEL_FILE, device=trial_device(values.get("device", "auto")))
+    rows = evaluate_properties(calculator, structures, references, settings)
+    tune.report({"kind": "properties", "rows_json": json.dumps(rows), "wall_time_s": time.perf_counter() - start})

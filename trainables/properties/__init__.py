@@ -6,6 +6,7 @@ Gamma, equation of state and elastic constants, energy profiles (the paper's Fig
     references = embedded_references(files, structures, settings)  # once, then cached
     rows = evaluate_properties(calculator, structures, references, settings)
 
+A user's own data: `user_structures(files)` and `user_references(files, structures, settings)`.
 Each evaluator is a spec in `EVALUATORS` (registry.py); rows and settings are in base.py.
 """
 
@@ -22,11 +23,12 @@ from trainables.properties.profile import reference_from_labels as profile_refer
 from trainables.properties.registry import (
     EVALUATORS, compute_references, evaluate_properties, get_evaluator, register, run_evaluator,
 )
+from trainables.properties.user import user_references, user_structures
 
 __all__ = [
     "EMBEDDED_PROPERTIES", "EVALUATORS", "FAILED", "OK", "ROW_KEYS", "SKIPPED", "STATUSES", "UNSTABLE",
     "EvaluationFailed", "EvaluatorSpec", "PropertySettings", "PropertyStructures", "compute_references",
     "embedded_properties", "embedded_references", "embedded_structures", "evaluate_properties",
     "get_evaluator", "mace_calculator", "md_reference_from_trajectory", "profile_reference_from_labels",
-    "register", "run_evaluator",
+    "register", "run_evaluator", "user_references", "user_structures",
 ]
