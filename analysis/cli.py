@@ -24,6 +24,8 @@ from analysis.charts import (curves_chart, frontier_panels, improvement_chart, l
 from analysis.columns import present, require_single
 from analysis.energy_profile import energy_profile_chart, energy_profiles, profile_summary
 from analysis.errors import AnalysisError
+from analysis.properties import (frequency_error_chart, md_survival_chart, property_table, ranking_agreement,
+                                 rmse_property_chart, rmse_property_front)
 from analysis.frontier import pareto_front
 from analysis.load import load, select
 from analysis.render import FORMATS, MARK_LEGEND, format_summary, render
@@ -203,8 +205,33 @@ def energy_profile(args: argparse.Namespace) -> Output:
                   {**_table_files("energy_profile", summary), **_chart_files("energy_profile", chart)})
 
 
+def properties(args: argparse.Namespace) -> Output:
+    """optimizer x property, mean (std) over seeds, the two closest to the reference marked; with
+    --property, whether the force-RMSE ranking and that property's agree, and their front."""
+    rows = _load(args, "properties")
+    table = property_table(rows, quantity=args.quantity, fmt=args.format)
+    heading = (f"Physical properties: {args.quantity}, mean (std) over seeds; {MARK_LEGEND[args.format]} "
+               "(closest to the reference)")
+    sections, files = [(heading, table)], _table_files("properties", table)
+    present_properties = set(rows["property"])
+    for name, build, needs in (("md_survival", md_survival_chart, "md_survival_time"),
+                               ("frequency_error", frequency_error_chart, "vib_frequency_mae")):
+        if needs in present_properties:
+            files |= _chart_files(name, build(rows))
+    if args.property:
+        scores = _load(args, "scores")
+        rho = ranking_agreement(rows, scores, args.property, test_set=args.rmse_test_set)
+        front = rmse_property_front(rows, scores, args.property, test_set=args.rmse_test_set)
+        sections.append((f"Force RMSE on {args.rmse_test_set} vs |error| of {args.property}: Pareto front; "
+                         f"Spearman's rho of the two rankings over optimizers {rho:.2f}", front))
+        files |= _chart_files("rmse_vs_property",
+                              rmse_property_chart(rows, scores, args.property, test_set=args.rmse_test_set))
+    return Output(_sections(args.format, sections), files)
+
+
 COMMANDS = {"frontier": frontier, "table": table, "improvement": improvement, "lbfgs": lbfgs,
-            "curves": curves, "lr": lr_sensitivity, "sql": query, "energy-profile": energy_profile}
+            "curves": curves, "lr": lr_sensitivity, "sql": query, "energy-profile": energy_profile,
+            "properties": properties}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -228,8 +255,20 @@ def build_parser() -> argparse.ArgumentParser:
     _sql_parser(commands)
     _verdict_parsers(commands)
     _energy_profile_parser(commands)
+    _properties_parser(commands)
     _report_parser(commands)
     return parser
+
+
+def _properties_parser(commands) -> None:
+    p = _command(commands, "properties", "physical properties of the models (an evaluate stage): optimizer x "
+                 "property, MD survival and frequency-error charts, RMSE vs a property")
+    _add_filters(p, stage=None, with_test_set=False)
+    p.add_argument("--quantity", choices=("value", "abs_error", "error"), default="value",
+                   help="what the table shows (default: %(default)s); marks go to the closest to the reference")
+    p.add_argument("--property", help="also compare the force-RMSE ranking with this property's, e.g. "
+                   "vib_frequency_mae")
+    p.add_argument("--rmse-test-set", default="val", help="the scores' test set for --property (default: %(default)s)")
 
 
 def _energy_profile_parser(commands) -> None:

@@ -106,3 +106,25 @@ def test_load_reads_the_properties_table(properties, tmp_path):
     with pytest.raises(AnalysisError, match="has no column 'evaluator'"):
         properties.drop(columns="evaluator").to_parquet(tmp_path / "results" / "properties.parquet")
         load(tmp_path, table="properties")
+
+
+def test_the_cli_prints_the_table_and_the_ranking_agreement(properties, scores, tmp_path):
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    study = tmp_path / "s" / "results"
+    study.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(properties, preserve_index=False), study / "properties.parquet")
+    pq.write_table(pa.Table.from_pandas(scores, preserve_index=False), study / "scores.parquet")
+    result = subprocess.run([sys.executable, "-m", "analysis", "properties", str(study.parent), "--property",
+                             "vib_frequency_mae", "--out", str(tmp_path / "figures")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Physical properties: value, mean (std) over seeds")
+    assert any("Spearman's rho of the two rankings over optimizers" in line for line in lines)
+    assert {p.name for p in (tmp_path / "figures").iterdir()} >= {"properties.md", "md_survival.png",
+                                                                   "frequency_error.png", "rmse_vs_property.png"}
