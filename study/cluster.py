@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 import ray
 from ray._private import ray_constants
@@ -41,13 +42,19 @@ def shutdown_ray() -> None:
     print (none are forwarded here: `log_to_driver` is off), and the second Ray waits for its
     autoscaler monitor, which a local Ray does not use, to die after SIGTERM: the monitor's handler
     reports its end to the GCS, which Ray stops first, until Ray kills it. The monitor gets SIGKILL
-    at once instead (nothing of a study lives in it)."""
+    at once instead (nothing of a study lives in it). A Ctrl-C while this runs (a second one, sent
+    to stop at once) is held off until Ray is down: interrupted half way, Ray left its agents running
+    for a minute after the study's exit."""
     node = getattr(ray._private.worker, "_global_node", None)
     monitors = getattr(node, "all_processes", {}).get(getattr(ray_constants, "PROCESS_TYPE_MONITOR", None), [])
-    for monitor in monitors:
-        monitor.process.kill()
-        monitor.process.wait()
-    ray.shutdown()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for monitor in monitors:
+            monitor.process.kill()
+            monitor.process.wait()
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def listen_on_loopback_only() -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from ray import tune
 
 from search_spaces import PROPERTY_FILES, SearchSpace
+from study.progress import ProgressCallback
 from study.results import ResultsStore, curve_row, property_rows, score_rows, write_text_atomically
 from trainables.config import FinetuneConfig
 from trainables.optimizers import OPTIMIZERS
@@ -198,11 +199,14 @@ def _with_resources(fn, resources: Resources, **parameters):
 
 def _run_config(ctx: StudyContext, stage: str, resources: Resources, verbose: int,
                 callback: tune.Callback | None = None) -> tune.RunConfig:
+    """`verbose`: 0 prints nothing while the stage runs, 1 a line per finished trial and a status
+    line now and then (study.progress), 2 Ray Tune's own tables."""
+    progress = [ProgressCallback(stage)] if verbose == 1 else []
     return tune.RunConfig(
         name=stage, storage_path=str((ctx.folder / "ray").resolve()),
         failure_config=tune.FailureConfig(max_failures=resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[callback or RowsCallback(ctx, stage)], verbose=verbose,
+        callbacks=[callback or RowsCallback(ctx, stage), *progress], verbose=1 if verbose >= 2 else 0,
     )
 
 

@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-cpus", type=int, help="local Ray only: CPUs to use (default: all)")
     parser.add_argument("--num-gpus", type=int, help="local Ray only: GPUs to declare (default: detected)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted study of this name")
-    parser.add_argument("--quiet", action="store_true", help="no progress table")
+    parser.add_argument("--quiet", action="store_true", help="print nothing while the trials run, only the end")
+    parser.add_argument("--verbose", action="store_true", help="Ray Tune's own per-trial tables instead of the "
+                        "compact progress lines")
     add_config_arguments(parser)
     return parser
 
@@ -334,7 +336,9 @@ def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, fold
                    git_revision=_git_revision(), user=getpass.getuser(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))
     resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent, args.max_failures,
                           args.checkpoint_every)
-    start, verbose = time.perf_counter(), 0 if args.quiet else 1
+    start, verbose = time.perf_counter(), 0 if args.quiet else 2 if args.verbose else 1
+    if verbose < 2:  # Tune's new console output prints each stage's setup box even when silent; the old prints nothing
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     grid = run_first_order(ctx, space, config, shared, resources, args.resume, verbose)
     handoff.raise_if_failed()
     write_manifest(folder, setup_s=setup_s)

@@ -175,12 +175,13 @@ data_size = "smoke"
 epochs = 2
 batch_size = 4
 compile = false
-optimizer_kwargs = {momentum = 0.9}
+[hyper.adam]
+capturable = true  # passes the launch's check (the optimizer builds), raises at the first step on a CPU
 """)
     done = launch(tmp_path / "studies", "--name", "faults", "--max-failures", "1", space=str(space))
     assert done.returncode == 0, done.stderr[-3000:]
     scores = _table(tmp_path / "studies" / "faults", "scores").drop_duplicates("trial_id").set_index("optimizer")
     assert scores.loc["sgd", "status"] == "diverged"
     assert scores.loc["adam", "status"] == "error"
-    assert "momentum" in scores.loc["adam", "error"]
+    assert "capturable" in scores.loc["adam", "error"]
     assert "adam lr=10000 seed=0: error" in done.stdout

@@ -40,6 +40,7 @@ def test_smoke_study_writes_the_schema(smoke_study):
     assert scan.rel_energy_rmse_mev.notna().all() and scan.profile_reference_mev.notna().all()
     assert first[first.test_set == "300K"].rel_energy_rmse_mev.isna().all()
     assert "force RMSE (meV/A), stage first_order" in stdout and "schedulefree" in stdout
+    assert "Trial status" not in stdout and "[first_order]" not in stdout  # --quiet: nothing until the end
     manifest = json.loads((folder / "manifest.json").read_text())
     setup_s = manifest["setup_s"]
     assert set(setup_s) == {"imports", "embedded_default", "check_data", "build_inputs", "ray_init"}

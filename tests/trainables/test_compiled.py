@@ -103,7 +103,10 @@ def test_scoring_runs_through_the_training_variant_and_matches_eager(smoke_confi
     eager = score_all(eager_copy(compiled.model), smoke_inputs, config.replace(compile=False), torch.device("cpu"))
     assert set(compiled.scores) >= set(eager)
     for name, scores in eager.items():
-        assert compiled.scores[name] == pytest.approx(scores, rel=1e-5), name
+        for metric, value in scores.items():  # relative energies (meV) are differences of float32 totals
+            relative = metric.startswith(("rel_energy", "barrier", "profile"))
+            near = pytest.approx(value, abs=0.1) if relative else pytest.approx(value, rel=1e-5)
+            assert compiled.scores[name][metric] == near, (name, metric)
 
 
 def test_a_lone_configuration_is_scored_eagerly(smoke_inputs):

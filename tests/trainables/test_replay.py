@@ -116,9 +116,9 @@ def test_replay_before_is_scored_once_per_inputs_for_every_run(replay_config, re
 
     replay_graph, replay_passes = replay_inputs.graphs["replay"][0], []
 
-    def counting(model, loader, device):
+    def counting(model, loader, device, **options):
         replay_passes.extend([1] if loader.dataset[0] is replay_graph else [])
-        return evaluate(model, loader, device)
+        return evaluate(model, loader, device, **options)
 
     monkeypatch.setattr(finetune, "evaluate", counting)
     replay_inputs.initial_scores.clear()
