@@ -107,7 +107,8 @@ def test_new_study_whose_data_fails_its_check_after_the_trials_started_leaves_no
     storage = tmp_path / "studies"
     command = [sys.executable, "-m", "study.launch", "--space", "smoke", "--storage", str(storage), "--name", "late",
                "--train-file", str(big), "--foundation", str(smoke_files.foundation), "--e0s-file",
-               str(smoke_files.e0s), "--mode", "naive", "--replay-samples", "none"]
+               str(smoke_files.e0s), "--mode", "naive", "--replay-samples", "none",
+               "--verbose"]  # Tune's own output: its configuration box shows that the trials started
     run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 2, run.stderr[-2000:]
     last = run.stderr.strip().splitlines()[-1]
