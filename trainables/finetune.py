@@ -106,6 +106,45 @@ def _finite(metrics: dict[str, float]) -> bool:
     return all(math.isfinite(v) for v in metrics.values())
 
 
+class RunClock:
+    """A run's wall, compile and validation seconds, kept in `progress` (so a resumed run goes on
+    from its checkpoint's), and its curve points."""
+
+    def __init__(self, progress: dict[str, Any], start: float, compiled_before: float):
+        self.progress, self.start, self.elapsed_before = progress, start, progress["elapsed_s"]
+        self.compile_offset = progress["compile_s"] - compiled_before  # earlier attempts, less this process's count
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    def compile_time(self) -> float:
+        return self.compile_offset + compile_seconds()
+
+    def timed_validation(self, validate: Callable[[], dict[str, float]]) -> dict[str, float]:
+        began = time.perf_counter()
+        val = validate()
+        self.progress["validation_s"] += time.perf_counter() - began
+        return val
+
+    def record(self, val: dict[str, float], epoch: float, steps: int, loss: float) -> dict[str, Any]:
+        """A curve point, appended to `progress`; `train_time_s` is the wall time less compiling and validating."""
+        progress = self.progress
+        progress["elapsed_s"], progress["compile_s"] = self.elapsed(), self.compile_time()
+        record = {"epoch": epoch, "steps": steps, "loss": loss, **{f"val_{k}": v for k, v in val.items()},
+                  "wall_time_s": progress["elapsed_s"], "compile_time_s": progress["compile_s"],
+                  "train_time_s": progress["elapsed_s"] - progress["compile_s"] - progress["validation_s"]}
+        progress["records"].append(record)
+        return record
+
+
+def start_progress(resume_from: Path | None, model, optimizer, scheduler, generator) -> dict[str, Any]:
+    """A new run's progress, or a checkpoint's (its model, optimizer, schedule and shuffle restored)."""
+    progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0, "compile_s": 0.0, "validation_s": 0.0}
+    if resume_from is None:
+        return progress
+    return {**progress, **load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler, generator)}
+
+
 def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, resume_from: Path | None = None,
                  on_epoch: EpochCallback | None = None) -> FinetuneResult:
     """Fine-tune for the configured budget; a non-finite loss ends the run as `diverged`."""
@@ -122,30 +161,13 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.hyper)
     total_steps = config.max_steps or config.epochs * len(loader)
     scheduler = make_scheduler(optimizer, config.schedule, total_steps, spec)
-    progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0, "compile_s": 0.0, "validation_s": 0.0}
-    if resume_from is not None:
-        progress = {**progress, **load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler,
-                                                      loader.generator)}
-    elapsed_before, steps_before, status = progress["elapsed_s"], progress["steps"], "ok"
-    compile_offset = progress["compile_s"] - compiled_before  # earlier attempts, less this process's count so far
-    weights = loss_weights(config)
+    progress = start_progress(resume_from, model, optimizer, scheduler, loader.generator)
+    steps_before, status, weights = progress["steps"], "ok", loss_weights(config)
+    clock = RunClock(progress, start, compiled_before)
 
     def validate() -> dict[str, float]:
-        began = time.perf_counter()
         set_modes(model, optimizer, spec, train=False)
-        val = evaluate(scoring_model, val_loader, device)
-        progress["validation_s"] += time.perf_counter() - began
-        return val
-
-    def record_point(val: dict[str, float], epoch: float, steps: int, loss: float) -> dict[str, Any]:
-        """A curve point; `train_time_s` is the wall time less compiling and validating."""
-        progress["elapsed_s"] = elapsed_before + time.perf_counter() - start
-        progress["compile_s"] = compile_offset + compile_seconds()
-        record = {"epoch": epoch, "steps": steps, "loss": loss, **{f"val_{k}": v for k, v in val.items()},
-                  "wall_time_s": progress["elapsed_s"], "compile_time_s": progress["compile_s"],
-                  "train_time_s": progress["elapsed_s"] - progress["compile_s"] - progress["validation_s"]}
-        progress["records"].append(record)
-        return record
+        return clock.timed_validation(lambda: evaluate(scoring_model, val_loader, device))
 
     def validate_within_epoch(steps_in_epoch: int) -> None:
         steps, every = progress["steps"] + steps_in_epoch, config.val_every_steps
@@ -155,7 +177,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
         val = validate()
         set_modes(model, optimizer, spec, train=True)
         if _finite(val):
-            record = record_point(val, progress["epoch"] + steps_in_epoch / steps_this_epoch, steps, math.nan)
+            record = clock.record(val, progress["epoch"] + steps_in_epoch / steps_this_epoch, steps, math.nan)
             if on_epoch is not None:
                 on_epoch(record, None)  # no checkpoint within an epoch
 
@@ -173,18 +195,18 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
         progress["epoch"] += 1
         progress["steps"] += stats.steps
         if not stats.finite or not _finite(val):
-            progress["elapsed_s"] = elapsed_before + time.perf_counter() - start
+            progress["elapsed_s"] = clock.elapsed()
             status = "diverged"
             break
-        record = record_point(val, progress["epoch"], progress["steps"], stats.loss)
+        record = clock.record(val, progress["epoch"], progress["steps"], stats.loss)
         if on_epoch is not None:
             on_epoch(record, write_checkpoint)
     set_modes(model, optimizer, spec, train=False)
     scores = {**score_all(scoring_model, inputs, config, device), **replay_before} if status == "ok" else {}
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
-                          wall_time_s=elapsed_before + time.perf_counter() - start, model=initial,
-                          resumed_from_step=steps_before, compile_time_s=compile_offset + compile_seconds(),
+                          wall_time_s=clock.elapsed(), model=initial,
+                          resumed_from_step=steps_before, compile_time_s=clock.compile_time(),
                           environment=run_environment(device))
 
 
