@@ -8,8 +8,7 @@ from analysis.frontier import non_dominated, pareto_front
 from analysis.load import REQUIRED_COLUMNS, load, parquet_files, select
 from analysis.render import FORMATS, format_summary, mean_std, render
 from analysis.sql import connect, sql
-from analysis.tables import (curve_summary, improvement_vs, lbfgs_gain, lbfgs_pairs, summary_table,
-                             with_total_wall_time)
+from analysis.tables import curve_summary, improvement_vs, lbfgs_gain, lbfgs_pairs, summary_table, with_total_wall_time
 
 __all__ = [
     "AnalysisError", "FORMATS", "REQUIRED_COLUMNS",

@@ -19,24 +19,59 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from analysis.charts import (curves_chart, frontier_panels, improvement_chart, lr_sensitivity_chart,
-                             performance_profile_chart, title)
-from analysis.columns import present, require_single
+from analysis.charts import (
+    curves_chart,
+    frontier_panels,
+    improvement_chart,
+    lr_sensitivity_chart,
+    performance_profile_chart,
+    title,
+)
+from analysis.columns import present
 from analysis.energy_profile import energy_profile_chart, energy_profiles, profile_summary
 from analysis.errors import AnalysisError
-from analysis.properties import (frequency_error_chart, md_survival_chart, property_table, ranking_agreement,
-                                 rmse_property_chart, rmse_property_front)
 from analysis.frontier import pareto_front
 from analysis.load import load, select
+from analysis.properties import (
+    frequency_error_chart,
+    md_survival_chart,
+    property_table,
+    ranking_agreement,
+    rmse_property_chart,
+    rmse_property_front,
+)
 from analysis.render import FORMATS, MARK_LEGEND, format_summary, render
 from analysis.report import report_html
 from analysis.sql import sql
-from analysis.stats import (CONFIDENCE, N_RESAMPLES, SEED, STABLE_TAU, TARGET_FACTOR, interval_is_range,
-                            paired_comparison, performance_profiles, performance_ratios, profile_scores,
-                            rank_stability, rank_summary, ranking_is_stable, seed_ranks, seeds_needed, smallest_p,
-                            target_summary, time_to_target)
-from analysis.tables import (METRICS, curve_summary, improvement_vs, lbfgs_gain, ok_rows, summary_table,
-                             with_total_wall_time)
+from analysis.stats import (
+    CONFIDENCE,
+    N_RESAMPLES,
+    SEED,
+    STABLE_TAU,
+    TARGET_FACTOR,
+    interval_is_range,
+    paired_comparison,
+    performance_profiles,
+    performance_ratios,
+    profile_scores,
+    rank_stability,
+    rank_summary,
+    ranking_is_stable,
+    seed_ranks,
+    seeds_needed,
+    smallest_p,
+    target_summary,
+    time_to_target,
+)
+from analysis.tables import (
+    METRICS,
+    curve_summary,
+    improvement_vs,
+    lbfgs_gain,
+    ok_rows,
+    summary_table,
+    with_total_wall_time,
+)
 
 FILE_FORMATS = {"csv": "csv", "markdown": "md", "latex": "tex"}
 FILTERS = ("stage", "optimizer", "lr", "test_set")

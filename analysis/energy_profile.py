@@ -14,7 +14,7 @@ import json
 import altair as alt
 import pandas as pd
 
-from analysis.charts import IDENTITY, WIDTH, HEIGHT, _color, ordered_optimizers, title
+from analysis.charts import HEIGHT, IDENTITY, WIDTH, _color, ordered_optimizers, title
 from analysis.columns import present, require_single
 from analysis.errors import AnalysisError
 from analysis.tables import ok_rows

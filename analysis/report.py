@@ -25,11 +25,9 @@ from analysis.charts import curves_chart, frontier_panels, lr_sensitivity_chart,
 from analysis.columns import distinct, present
 from analysis.errors import AnalysisError
 from analysis.load import load, parquet_files, read_parquet
-from analysis.properties import (FREQUENCY_PROPERTIES, MEASURED, frequency_error_chart, md_survival_chart,
-                                 property_table)
+from analysis.properties import FREQUENCY_PROPERTIES, MEASURED, frequency_error_chart, md_survival_chart, property_table
 from analysis.render import display_cell, format_summary
-from analysis.stats import (paired_comparison, rank_stability, rank_summary, ranking_is_stable, seed_ranks,
-                            smallest_p)
+from analysis.stats import paired_comparison, rank_stability, rank_summary, ranking_is_stable, seed_ranks, smallest_p
 from analysis.tables import METRICS, lbfgs_gain, summary_table, with_total_wall_time
 
 BASELINE = "adam"

@@ -4,7 +4,6 @@ subprocess, and what a finished study left behind (its wall time, its trials' ow
 from __future__ import annotations
 
 import argparse
-
 import json
 import os
 import subprocess
@@ -76,7 +75,7 @@ def launch(space: Path, storage: Path, name: str, flags: list[str]) -> StudyRun:
 
 def warm_caches(fixed: dict) -> None:
     """Build the embedded default and compile the trials' step before anything is timed: one
-    two-step run of the same configuration (`trainables.finetune`). Without it, a benchmark of the
+    two-step run of the same configuration (`trainables.stages.finetune`). Without it, a benchmark of the
     engine on a fresh machine times the data build, pretraining and compilation in its first study."""
     flags = [item for key, value in fixed.items() for item in (f"--{key.replace('_', '-')}", str(value))]
     command = [sys.executable, "-m", "trainables.finetune", "--optimizer", "adam", "--lr", "1e-3", "--seed", "0",

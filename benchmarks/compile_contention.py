@@ -5,7 +5,7 @@
 What a study's first wave of trials does on a node with a cold compiler cache (a cluster's new node,
 trials packed at a fraction of a GPU or a CPU): N processes start together, each prepares the
 embedded default's inputs, builds the compiled training step and takes one step. Per N, three runs:
-`unlocked` (every process compiles for itself, as before `trainables.compile_lock`; the lock is
+`unlocked` (every process compiles for itself, as before `trainables.speed.compile_lock`; the lock is
 replaced by a no-op in the children) and `locked` (the default: one compiles, the others wait and
 load it from the cache), each with an empty inductor cache of its own, then `locked, warm` on the
 cache the locked run left (a node that has compiled the step before: no process waits). The table
@@ -36,13 +36,13 @@ def child(result_file: Path, data_size: str, lock: bool) -> None:
     """One process: inputs, the compiled step, one training step; writes when each was done."""
     import torch
 
-    from trainables import compiled
-    from trainables.config import FinetuneConfig
-    from trainables.data import training_loader
-    from trainables.finetune import loss_weights
-    from trainables.inputs import prepare_inputs
-    from trainables.loss import eq1_loss
-    from trainables.training import forward
+    from trainables.core.config import FinetuneConfig
+    from trainables.core.data import training_loader
+    from trainables.core.loss import eq1_loss
+    from trainables.core.training import forward
+    from trainables.speed import compiled
+    from trainables.stages.finetune import loss_weights
+    from trainables.stages.inputs import prepare_inputs
 
     if not lock:
         compiled.first_compile_on_node = lambda key: contextlib.nullcontext()

@@ -40,7 +40,7 @@ from benchmarks.plain_loop import PlainProcess, trial_configs  # noqa: E402
 
 def ray_fixed_cost(folder: Path) -> dict[str, float]:
     """Seconds to import Ray Tune, start a local one-CPU Ray and run one no-op trial."""
-    import trainables.finetune  # noqa: F401  torch and mace first: both sides import them
+    import trainables.stages.finetune  # noqa: F401  torch and mace first: both sides import them
 
     times, start = {}, time.perf_counter()
     from ray import tune
@@ -63,9 +63,9 @@ def ray_fixed_cost(folder: Path) -> dict[str, float]:
 
 def profile_breakdown(space_path: Path, top: int = 8) -> str:
     """cProfile of prepare_inputs and one plain trial: each one's direct callees by cumulative time."""
-    from trainables.finetune import run_finetune
-    from trainables.inputs import prepare_inputs
-    from trainables.training import set_threads
+    from trainables.core.training import set_threads
+    from trainables.stages.finetune import run_finetune
+    from trainables.stages.inputs import prepare_inputs
 
     set_threads(1)
     config = trial_configs(space_path)[0]

@@ -4,7 +4,7 @@
 
 One process, one thread, the embedded default at full size in the study's replay mode (100 replay
 configurations). A first-order run (Adam, lr 1e-3, `--epochs` epochs) gives the start model; the
-stage (`trainables.refine.run_refinement`, early stopping off) then runs `--steps` steps from it
+stage (`trainables.stages.refine.run_refinement`, early stopping off) then runs `--steps` steps from it
 with `compile` on and off, alternately, `--pairs` times, so that the machine's drift hits both
 sides alike. A step is one L-BFGS iteration: its evaluations of Eq. 1 over the training set and
 the validation of the new point. The first compiled run includes building (or loading) the
@@ -27,11 +27,11 @@ for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warning
     warnings.simplefilter("ignore", category)
 
 from benchmarks._common import study_fixed  # noqa: E402
-from trainables.config import FinetuneConfig  # noqa: E402
-from trainables.finetune import run_finetune  # noqa: E402
-from trainables.inputs import prepare_inputs  # noqa: E402
-from trainables.lbfgs import LBFGSConfig  # noqa: E402
-from trainables.refine import RefineResult, run_refinement  # noqa: E402
+from trainables.core.config import FinetuneConfig  # noqa: E402
+from trainables.core.lbfgs import LBFGSConfig  # noqa: E402
+from trainables.stages.finetune import run_finetune  # noqa: E402
+from trainables.stages.inputs import prepare_inputs  # noqa: E402
+from trainables.stages.refine import RefineResult, run_refinement  # noqa: E402
 
 SIDES = {"compiled": True, "eager": False}
 

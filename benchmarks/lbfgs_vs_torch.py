@@ -1,11 +1,11 @@
-"""The L-BFGS stage (Algorithm 1, trainables.lbfgs) against torch.optim.LBFGS on the same objective.
+"""The L-BFGS stage (Algorithm 1, trainables.core.lbfgs) against torch.optim.LBFGS on the same objective.
 
     OMP_NUM_THREADS=1 python benchmarks/lbfgs_vs_torch.py [--evals 40] [--epochs 3] [--size full|smoke]
-    OMP_NUM_THREADS=1 python benchmarks/lbfgs_vs_torch.py --from DIR   # a `trainables.finetune --out` folder
+    OMP_NUM_THREADS=1 python benchmarks/lbfgs_vs_torch.py --from DIR   # a `trainables.stages.finetune --out` folder
 
 Both start from the same first-order model of the embedded default (Adam, lr 1e-3, `--epochs`
 epochs, or the model in DIR) and get the same budget of `--evals` objective evaluations, one being
-Eq. 1 and its gradient over the whole training set (`trainables.refine.Eq1Objective`). Ours runs
+Eq. 1 and its gradient over the whole training set (`trainables.stages.refine.Eq1Objective`). Ours runs
 with its defaults except that nothing stops it before the budget (no early stopping on
 validation); torch.optim.LBFGS with lr=1, history_size=20, line_search_fn="strong_wolfe".
 
@@ -38,13 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warnings would bury the table
     warnings.simplefilter("ignore", category)
 
-from trainables.config import FinetuneConfig  # noqa: E402
-from trainables.data import make_loader  # noqa: E402
-from trainables.finetune import run_finetune  # noqa: E402
-from trainables.inputs import PreparedInputs, prepare_inputs  # noqa: E402
-from trainables.lbfgs import LBFGSConfig, lbfgs_refine  # noqa: E402
-from trainables.refine import DEFAULT_CHUNK, Eq1Objective, load_start_model  # noqa: E402
-from trainables.training import evaluate, resolve_device, set_threads  # noqa: E402
+from trainables.core.config import FinetuneConfig  # noqa: E402
+from trainables.core.data import make_loader  # noqa: E402
+from trainables.core.lbfgs import LBFGSConfig, lbfgs_refine  # noqa: E402
+from trainables.core.training import evaluate, resolve_device, set_threads  # noqa: E402
+from trainables.stages.finetune import run_finetune  # noqa: E402
+from trainables.stages.inputs import PreparedInputs, prepare_inputs  # noqa: E402
+from trainables.stages.refine import DEFAULT_CHUNK, Eq1Objective, load_start_model  # noqa: E402
 
 OURS, TORCH = "ours", "torch"
 

@@ -23,7 +23,7 @@ from benchmarks._common import ROOT, single_thread_env  # noqa: E402
 def trial_configs(space_path: Path) -> list:
     """The FinetuneConfig of every grid point, as study.launch builds them (one thread each)."""
     from search_spaces import get_space
-    from trainables.config import FinetuneConfig
+    from trainables.core.config import FinetuneConfig
 
     space = get_space(str(space_path))
     base = FinetuneConfig.from_dict({**space.fixed, "threads": 1})
@@ -32,8 +32,8 @@ def trial_configs(space_path: Path) -> list:
 
 def plain_loop(space_path: Path) -> dict:
     """prepare_inputs once, run_finetune per trial; seconds of each part."""
-    from trainables.finetune import run_finetune
-    from trainables.inputs import prepare_inputs
+    from trainables.stages.finetune import run_finetune
+    from trainables.stages.inputs import prepare_inputs
 
     configs = trial_configs(space_path)
     start = time.perf_counter()

@@ -23,16 +23,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warnings would bury the table
     warnings.simplefilter("ignore", category)
 
-from trainables.config import FinetuneConfig  # noqa: E402
+from trainables.core.config import FinetuneConfig  # noqa: E402
+from trainables.core.foundation import save_model  # noqa: E402
+from trainables.core.replay import export_task_head  # noqa: E402
+from trainables.core.training import set_threads  # noqa: E402
 from trainables.embedded import build_system, default_system_name  # noqa: E402
-from trainables.finetune import MODEL_FILE  # noqa: E402
-from trainables.foundation import save_model  # noqa: E402
-from trainables.inputs import prepare_inputs  # noqa: E402
 from trainables.properties import (  # noqa: E402
-    PropertySettings, embedded_references, embedded_structures, get_evaluator, mace_calculator, run_evaluator,
+    PropertySettings,
+    embedded_references,
+    embedded_structures,
+    get_evaluator,
+    mace_calculator,
+    run_evaluator,
 )
-from trainables.replay import export_task_head  # noqa: E402
-from trainables.training import set_threads  # noqa: E402
+from trainables.stages.finetune import MODEL_FILE  # noqa: E402
+from trainables.stages.inputs import prepare_inputs  # noqa: E402
 
 
 def exported_start_model(size: str, folder: Path) -> Path:

@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warnings would bury the table
     warnings.simplefilter("ignore", category)
 
-from trainables import data as D  # noqa: E402
-from trainables.config import FinetuneConfig  # noqa: E402
-from trainables.finetune import FinetuneResult, run_finetune  # noqa: E402
-from trainables.inputs import PreparedInputs, prepare_inputs  # noqa: E402
-from trainables.replay import TASK_HEAD, export_task_head, replay_indices  # noqa: E402
-from trainables.training import evaluate  # noqa: E402
+from trainables.core import data as D  # noqa: E402
+from trainables.core.config import FinetuneConfig  # noqa: E402
+from trainables.core.replay import TASK_HEAD, export_task_head, replay_indices  # noqa: E402
+from trainables.core.training import evaluate  # noqa: E402
+from trainables.stages.finetune import FinetuneResult, run_finetune  # noqa: E402
+from trainables.stages.inputs import PreparedInputs, prepare_inputs  # noqa: E402
 
 MODES = ("naive", "replay")
 

@@ -52,14 +52,14 @@ for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warning
 from mace.tools.scripts_utils import extract_config_mace_model  # noqa: E402
 
 from benchmarks._common import single_thread_env  # noqa: E402
-from trainables import data as D  # noqa: E402
-from trainables.compiled import compiled_view, eager_copy  # noqa: E402
-from trainables.config import FinetuneConfig  # noqa: E402
-from trainables.finetune import loss_weights  # noqa: E402
-from trainables.foundation import build_model, config_to_plain, load_foundation, save_model  # noqa: E402
-from trainables.inputs import prepare_inputs, resolve_sources  # noqa: E402
-from trainables.optimizers import get_optimizer_spec  # noqa: E402
-from trainables.training import seed_everything, set_modes, set_threads, train_epoch  # noqa: E402
+from trainables.core import data as D  # noqa: E402
+from trainables.core.config import FinetuneConfig  # noqa: E402
+from trainables.core.foundation import build_model, config_to_plain, load_foundation, save_model  # noqa: E402
+from trainables.core.optimizers import get_optimizer_spec  # noqa: E402
+from trainables.core.training import seed_everything, set_modes, set_threads, train_epoch  # noqa: E402
+from trainables.speed.compiled import compiled_view, eager_copy  # noqa: E402
+from trainables.stages.finetune import loss_weights  # noqa: E402
+from trainables.stages.inputs import prepare_inputs, resolve_sources  # noqa: E402
 
 LR, SEED, CLIP = 1e-3, 0, 10.0
 # MACE-MP-0's published hyper-parameters (mace's foundation model cards), beside the embedded model's

@@ -48,7 +48,7 @@ def timed_phases(module, names: dict[str, str], seconds: dict[str, float]) -> No
 
 def trial_phases(config, inputs) -> tuple[float, float, dict[str, float]]:
     """(first run's wall, second run's wall, the second run's seconds by phase)."""
-    from trainables import finetune
+    from trainables.stages import finetune
 
     seconds: dict[str, float] = defaultdict(float)
     timed_phases(finetune, {"training_modules": "compiled step: build or reuse", "train_epoch": "training steps",
@@ -69,12 +69,12 @@ def step_parts(config, inputs, steps_for_profile: int = 30) -> tuple[int, dict[s
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from trainables.compiled import training_modules
-    from trainables.data import training_loader
-    from trainables.finetune import loss_weights
-    from trainables.loss import eq1_loss
-    from trainables.optimizers import get_optimizer_spec
-    from trainables.training import forward
+    from trainables.core.data import training_loader
+    from trainables.core.loss import eq1_loss
+    from trainables.core.optimizers import get_optimizer_spec
+    from trainables.core.training import forward
+    from trainables.speed.compiled import training_modules
+    from trainables.stages.finetune import loss_weights
 
     model, step_model = training_modules(inputs.initial_model())
     optimizer = get_optimizer_spec(config.optimizer).build(model.parameters(), lr=config.lr,
@@ -138,8 +138,8 @@ def main() -> int:
     parser.add_argument("--data-size", default="full")
     args = parser.parse_args()
 
-    from trainables.config import FinetuneConfig
-    from trainables.inputs import prepare_inputs
+    from trainables.core.config import FinetuneConfig
+    from trainables.stages.inputs import prepare_inputs
 
     config = FinetuneConfig.from_dict({**study_fixed(args.epochs, args.data_size), "optimizer": args.optimizer,
                                        "lr": 1e-3, "threads": 1})

@@ -25,16 +25,16 @@ format, passed by path):
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import yaml
 
-from trainables.config import FinetuneConfig, split_options
+from trainables.core.config import FinetuneConfig, split_options
+from trainables.core.optimizers import get_optimizer_spec
 from trainables.errors import ConfigError
-from trainables.optimizers import get_optimizer_spec
 
 HERE = Path(__file__).parent
 STAGES = ("first_order", "lbfgs", "evaluate")  # in this order; first_order always, the others opt-in

@@ -29,8 +29,8 @@ from ray import tune
 from search_spaces import PROPERTY_FILES, SearchSpace
 from study.progress import ProgressCallback
 from study.results import ResultsStore, curve_row, property_rows, score_rows, write_text_atomically
-from trainables.config import FinetuneConfig
-from trainables.optimizers import OPTIMIZERS
+from trainables.core.config import FinetuneConfig
+from trainables.core.optimizers import OPTIMIZERS
 from trainables.ray_trainables import evaluate_trainable, first_order_trainable, lbfgs_trainable, trial_values
 
 METRIC = "val_force_rmse_mev_a"
@@ -175,7 +175,7 @@ def optuna_search(space: SearchSpace):
 
 
 # A reused actor skips a worker's start and imports and keeps its compiled training step
-# (trainables.compiled): the next trial of the same architecture starts training at once.
+# (trainables.speed.compiled): the next trial of the same architecture starts training at once.
 REUSE_ACTORS = True
 
 

@@ -11,7 +11,6 @@ the README). Precedence of run settings: defaults < the space's `[fixed]` < `--c
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import gc
 import getpass
@@ -22,25 +21,23 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search_spaces import SearchSpace, get_space, known_spaces
 from study.cluster import init_ray, shutdown_ray
+from study.handoff import InputsHandoff, timed
 from study.lock import study_lock
-from study.results import ResultsStore, StorageError
+from study.results import ResultsStore, StorageError, write_text_atomically
 from trainables.cli import OneLineParser, add_config_arguments, config_values_from_args, run_cli
-from trainables.config import FinetuneConfig
+from trainables.core.config import FinetuneConfig
 from trainables.errors import ConfigError, OptistudyError
 
 if TYPE_CHECKING:
     from study.engine import StudyContext
-    from trainables.inputs import Sources
-    from trainables.ray_trainables import SharedInputs
+    from trainables.stages.inputs import Sources
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,15 +98,6 @@ def check_study_folder(folder: Path, resume: bool) -> None:
         raise ConfigError(f"nothing to resume in {folder}")
 
 
-def import_training_stack() -> None:
-    """torch, mace and this project's modules built on them (seconds, no Ray), imported once the
-    command line is known to be valid (an unknown space or optimizer fails without waiting for
-    them), by the inputs thread while the main thread starts Ray."""
-    import trainables.finetune  # noqa: F401
-    import trainables.inputs  # noqa: F401
-    import trainables.refine  # noqa: F401
-
-
 def _git_revision() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -132,128 +120,18 @@ def write_manifest(folder: Path, **fields: Any) -> None:
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text()) if path.is_file() else {}
     manifest.update(fields)
-    tmp = path.with_name(".manifest.json.tmp")
-    try:
-        tmp.write_text(json.dumps(manifest, indent=2, default=str))
-        os.replace(tmp, path)
-    except OSError as err:
-        raise StorageError(f"cannot write {path}: {err.strerror or err}") from None
+    write_text_atomically(json.dumps(manifest, indent=2, default=str), path)
 
 
 def context(name: str, folder: Path, config: FinetuneConfig, sources: Sources) -> StudyContext:
     """The study's context, from where its data comes (no file read: the trials start while the
     data is checked)."""
     from study.engine import StudyContext
-    from trainables.inputs import planned_score_names
+    from trainables.stages.inputs import planned_score_names
 
     system = config.system or (sources.train.parent.name if config.train_file is None else "user")
     return StudyContext(name=name, folder=folder, system=system, mode=config.mode,
                         test_sets=planned_score_names(sources), store=ResultsStore.open(folder / "results"))
-
-
-def _timed(seconds: dict[str, float], key: str, fn, *args):
-    """fn(*args), its wall seconds stored under `key`."""
-    start = time.perf_counter()
-    try:
-        return fn(*args)
-    finally:
-        seconds[key] = round(time.perf_counter() - start, 2)
-
-
-class InputsHandoff:
-    """The study's inputs, imported, checked and built in a thread while the main thread starts Ray
-    and then the trials, whose workers start their own processes and imports (seconds) meanwhile;
-    the thread puts the inputs into the trials' `SharedInputs` once both exist.
-
-    The thread imports the training stack at once (`wait_imported`: the main thread imports
-    nothing heavy before, as two threads importing one package at once can deadlock), then waits
-    for `start_checking` (the embedded default's first build runs in the main thread, so that
-    Ctrl-C stops it at once), checks the data and builds the inputs.
-
-    An error of the thread (an input error, or a failed build or hand-over: a bug, no memory) is
-    raised by `hand_over_to` if it came before it. After it, the error interrupts the main thread:
-    Tune stops its waiting trials as after Ctrl-C (they have no inputs, so nothing is recorded),
-    and `raise_if_failed` raises the thread's error. A new study whose data fails its check is
-    then removed (`discard_unstarted_study`)."""
-
-    def __init__(self, config: FinetuneConfig, seconds: dict[str, float]):
-        self._shared: SharedInputs | None = None
-        self._imported, self._checked = Future(), Future()
-        self._go, self._receiver_known, self._closed = threading.Event(), threading.Event(), False
-        self._lock, self._failed = threading.Lock(), False  # the thread's error goes to hand_over_to or interrupts
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-inputs")
-        self._building = self._pool.submit(self._import_check_build_and_hand_over, config, seconds)
-        self._building.add_done_callback(self._interrupt_main_on_error)
-
-    def _import_check_build_and_hand_over(self, config: FinetuneConfig, seconds: dict[str, float]) -> None:
-        try:
-            _timed(seconds, "imports", import_training_stack)
-        except BaseException as error:
-            self._imported.set_exception(error)
-            raise
-        self._imported.set_result(None)
-        from trainables.inputs import build_inputs, check_data
-
-        self._go.wait()
-        if self._closed:
-            return
-        try:
-            checked = _timed(seconds, "check_data", check_data, config)
-        except BaseException as error:
-            self._checked.set_exception(error)
-            raise
-        self._checked.set_result(checked)
-        inputs = _timed(seconds, "build_inputs", build_inputs, checked)
-        self._receiver_known.wait()
-        if self._shared is not None:
-            self._shared.put(inputs)
-
-    def _interrupt_main_on_error(self, building: Future) -> None:
-        if building.exception() is None:
-            return
-        with self._lock:
-            self._failed = True
-            if self._shared is not None and not self._closed:
-                _thread.interrupt_main()
-
-    def wait_imported(self) -> None:
-        """Until the thread has imported the training stack; raises its import error."""
-        self._imported.result()
-
-    def start_checking(self) -> None:
-        """Let the thread check the data (the embedded default, if used, is built by now)."""
-        self._go.set()
-
-    def check_failed(self) -> bool:
-        """Whether the data check ended with an error."""
-        return self._checked.done() and self._checked.exception() is not None
-
-    def hand_over_to(self, shared: SharedInputs) -> None:
-        """Put the inputs into `shared` as soon as they are built; from now on an error of the thread
-        interrupts the main thread. An input error found before is raised here."""
-        with self._lock:
-            self._shared = shared
-            failed = self._failed
-        self._receiver_known.set()
-        if failed:
-            self.raise_if_failed()
-
-    def failed(self) -> bool:
-        """Whether the thread has ended with an error (without waiting for it)."""
-        return self._building.done() and self._building.exception() is not None
-
-    def raise_if_failed(self) -> None:
-        """Wait for the build and the hand-over; raise the error if either failed."""
-        self._building.result()
-
-    def close(self) -> None:
-        """No check or hand-over any more (the study ended or failed first); the thread finishes on
-        its own."""
-        with self._lock:
-            self._closed = True
-        self._go.set()
-        self._receiver_known.set()
-        self._pool.shutdown(wait=False)
 
 
 class StudyInterrupted(KeyboardInterrupt):
@@ -305,14 +183,14 @@ def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folde
     """Start Ray while the inputs thread imports the training stack, build the embedded default if
     the study uses it and it is not built yet, let the thread check the data, run the study, and
     stop a Ray started here as soon as the study ends or fails (an input error stops it at once)."""
-    started_ray = _timed(setup_s, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
+    started_ray = timed(setup_s, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
     try:
         handoff.wait_imported()
-        from trainables.inputs import build_embedded_default, resolve_sources
+        from trainables.stages.inputs import build_embedded_default, resolve_sources
 
         # The embedded default's first build (data, then pretraining: minutes) in this thread, so
         # that Ctrl-C stops it at once; a cached build is checked in milliseconds.
-        _timed(setup_s, "embedded_default", build_embedded_default, config)
+        timed(setup_s, "embedded_default", build_embedded_default, config)
         sources = resolve_sources(config)
         handoff.start_checking()
         return run_stages(args, space, config, name, folder, sources, handoff, setup_s)
@@ -347,7 +225,9 @@ def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, fold
         run_evaluate(ctx, space, config, {"first_order": grid, "lbfgs": refined}, resources, args.resume, verbose)
     wall = time.perf_counter() - start
     write_manifest(folder, finished=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1))
-    print(summary(folder, wall))
+    from analysis.study_summary import study_summary
+
+    print(study_summary(folder, wall))
     print(f"report: {write_report(folder)}")
     return 0
 
@@ -374,39 +254,6 @@ def discard_unstarted_study(folder: Path) -> None:
     for written in (folder / "ray", folder / "results"):
         shutil.rmtree(written, ignore_errors=True)
     (folder / "manifest.json").unlink(missing_ok=True)
-
-
-def summary(folder: Path, wall_time_s: float) -> str:
-    """Force RMSE per optimizer and test set, mean (std) over seeds, for the printed closing table."""
-    from analysis import format_summary, load, render, summary_table
-
-    scores = load(folder, table="scores")
-    scores = scores[scores["test_set"] != "replay_before"]  # the same foundation for every trial
-    by = ("optimizer", "lr") if scores["lr"].nunique() > 1 else ("optimizer",)
-    lines = [f"study {folder.name}: {scores['trial_id'].nunique()} trials, wall time {wall_time_s:.0f} s",
-             f"results: {folder / 'results'}"]
-    for stage, part in scores.groupby("stage", sort=False):
-        ok = part[part["status"] == "ok"]
-        if ok.empty:
-            continue
-        ok = ok.sort_values(["optimizer", "lr"], key=_registry_then_descending, kind="stable")
-        table = summary_table(ok, metric_cols=("force_rmse_mev_a",), by=by)
-        wide = format_summary(table, "force_rmse_mev_a", by=by)
-        lines += ["", f"force RMSE (meV/A), stage {stage}, mean (std) over seeds, best two marked:", render(wide)]
-    failed = scores[scores["status"] != "ok"].drop_duplicates("trial_id")
-    if not failed.empty:
-        lines += ["", "not ok: " + ", ".join(f"{r.optimizer} lr={r.lr:g} seed={r.seed}: {r.status}"
-                                              for r in failed.itertuples())]
-    return "\n".join(lines)
-
-
-def _registry_then_descending(column):
-    """Sort key: optimizers in registry order, learning rates from large to small."""
-    from trainables.optimizers import OPTIMIZERS
-
-    if column.name == "optimizer":
-        return column.map({name: i for i, name in enumerate(OPTIMIZERS)})
-    return -column
 
 
 def main(argv: list[str] | None = None) -> int:

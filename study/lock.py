@@ -9,14 +9,13 @@ again instead of holding a lock nobody else sees. Ray's processes do not inherit
 opens files close-on-exec). `flock` on a network file system locks across machines only where that
 file system supports it (NFSv4, Lustre and BeeGFS do; see their mount options).
 
-`trainables.compile_lock` waits for its lock and goes on without it after a while; this one never
+`trainables.speed.compile_lock` waits for its lock and goes on without it after a while; this one never
 waits: a second launch of a running study is a mistake to report, not a turn to wait for.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -27,6 +26,7 @@ from typing import IO, Iterator
 
 from study.results import StorageError
 from trainables.errors import OptistudyError
+from trainables.files import try_lock
 
 LOCK_NAME = ".launch.lock"
 
@@ -58,15 +58,13 @@ def _acquire(folder: Path) -> IO[str]:
         except FileNotFoundError:  # the folder was removed by a holder that released it: again
             continue
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not try_lock(handle):
+                raise StudyInUse(f"study folder {folder} is in use by another launch ({holder(path)}); "
+                                 "wait for it to end, or pass --name to start another study")
             if _is_current(handle, path):
                 _write_holder(handle)
                 return handle
-        except BlockingIOError:
-            handle.close()
-            raise StudyInUse(f"study folder {folder} is in use by another launch ({holder(path)}); "
-                             "wait for it to end, or pass --name to start another study") from None
-        except OSError:
+        except BaseException:
             handle.close()
             raise
         handle.close()  # removed by its last holder after this process opened it: lock the new one

@@ -11,7 +11,6 @@ epoch of every trial would cost the driver time quadratic in the study's size.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainables.errors import OptistudyError
+from trainables.files import write_atomically
 
 SCORE_KEY = ("trial_id", "stage", "test_set")
 CURVE_KEY = ("trial_id", "stage", "step")
@@ -50,14 +50,10 @@ def write_text_atomically(text: str, path: Path) -> None:
 
 
 def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
+        write_atomically(path, write)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write {path}: {err.strerror or err}") from None
 
 

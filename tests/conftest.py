@@ -19,14 +19,14 @@ def cache_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_config(cache_root):
-    from trainables.config import FinetuneConfig
+    from trainables.core.config import FinetuneConfig
 
     return FinetuneConfig(data_size="smoke", epochs=2, batch_size=4, threads=1, compile=False)
 
 
 @pytest.fixture(scope="session")
 def smoke_inputs(smoke_config):
-    from trainables.inputs import prepare_inputs
+    from trainables.stages.inputs import prepare_inputs
 
     return prepare_inputs(smoke_config)
 

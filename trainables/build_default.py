@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from trainables.cli import OneLineParser, run_cli
 from trainables.embedded import SYSTEMS, build_system, default_system_name
-from trainables.pretrain import embedded_foundation
+from trainables.embedded.pretrain import embedded_foundation
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,15 +12,15 @@ import argparse
 import ast
 import dataclasses
 import sys
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, Callable
 
+import tomllib
 import yaml
 
-from trainables.config import FinetuneConfig
+from trainables.core.config import FinetuneConfig
 from trainables.errors import ConfigError, OptistudyError
 
 _SPECIAL = {"test_files", "optimizer_kwargs", "profile_tests", "optimizer_hyper"}  # optimizer_hyper: --config only
@@ -123,3 +123,9 @@ def run_cli(main: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def format_scores(scores: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'test set':<12} {'E RMSE (meV/atom)':>18} {'F RMSE (meV/A)':>15}"]
+    lines += [f"{name:<12} {s['energy_rmse_mev_atom']:>18.2f} {s['force_rmse_mev_a']:>15.1f}" for name, s in scores.items()]
+    return "\n".join(lines)

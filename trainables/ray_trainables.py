@@ -29,11 +29,11 @@ import ray
 from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from trainables.config import FinetuneConfig
-from trainables.finetune import MODEL_FILE, run_finetune
-from trainables.foundation import save_model
-from trainables.inputs import PreparedInputs
-from trainables.refine import refine_checkpoint
+from trainables.core.config import FinetuneConfig
+from trainables.core.foundation import save_model
+from trainables.stages.finetune import MODEL_FILE, run_finetune
+from trainables.stages.inputs import PreparedInputs
+from trainables.stages.refine import refine_checkpoint
 
 
 @ray.remote(num_cpus=0)
@@ -185,8 +185,8 @@ def evaluate_trainable(config: dict[str, Any], structures, references: dict[str,
     """The physical properties of one finished model (`trainables.properties`): one report of its
     rows. `structures` (PropertyStructures) and `references` are the study's, computed once by the
     driver. A model that breaks an evaluation gives rows with a status, not an error."""
+    from trainables.core.training import set_threads
     from trainables.properties import PropertySettings, evaluate_properties, mace_calculator
-    from trainables.training import set_threads
 
     config = config.get("point", config)
     values = trial_values(config)

@@ -162,14 +162,14 @@ def test_a_failed_graph_build_stops_the_study_with_its_error_and_resume_runs_it(
 
     import ray
 
-    import trainables.inputs
+    import trainables.stages.inputs
     from study import launch as launcher
 
     def failing_build(checked):
         time.sleep(8)  # fail once the trials wait for their inputs (a sooner failure takes the same path out)
         raise RuntimeError("graph build failed")
 
-    monkeypatch.setattr(trainables.inputs, "build_inputs", failing_build)
+    monkeypatch.setattr(trainables.stages.inputs, "build_inputs", failing_build)
     args = launcher.build_parser().parse_args(["--space", "smoke", "--storage", str(tmp_path), "--quiet",
                                                "--num-cpus", "2"])
     try:

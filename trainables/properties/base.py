@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from trainables.config import reject_unknown_keys
+from trainables.core.config import reject_unknown_keys
 from trainables.errors import ConfigError
 
 OK, SKIPPED, FAILED, UNSTABLE = "ok", "skipped", "failed", "unstable"

@@ -8,12 +8,12 @@ from ase.calculators.calculator import Calculator
 
 
 def mace_calculator(model_file: str | Path, device: str = "cpu", dtype: str = "float64") -> Calculator:
-    """`mace.calculators.MACECalculator` on a model file this project wrote (`trainables.finetune.MODEL_FILE`,
-    a state_dict, read by `trainables.foundation.load_foundation`) or a pickled mace model, converted
+    """`mace.calculators.MACECalculator` on a model file this project wrote (`trainables.stages.finetune.MODEL_FILE`,
+    a state_dict, read by `trainables.core.foundation.load_foundation`) or a pickled mace model, converted
     to `dtype`: float64, because Vibrations, Phonons and the elastic constants take finite
     differences of forces and stresses."""
     from mace.calculators import MACECalculator
 
-    from trainables.foundation import load_foundation
+    from trainables.core.foundation import load_foundation
 
     return MACECalculator(models=load_foundation(model_file), device=device, default_dtype=dtype)

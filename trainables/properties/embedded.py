@@ -19,8 +19,9 @@ from typing import Callable
 import ase.io
 from ase.calculators.calculator import Calculator
 
-from trainables import embedded_emt, embedded_xtb
 from trainables.embedded import SystemFiles
+from trainables.embedded import emt as embedded_emt
+from trainables.embedded import xtb as embedded_xtb
 from trainables.errors import ConfigError
 from trainables.properties.base import Measurement, PropertySettings, PropertyStructures
 from trainables.properties.md import reference_from_trajectory
@@ -52,7 +53,7 @@ def _cu3au_structures(files: SystemFiles) -> PropertyStructures:
 
 
 EMBEDDED_PROPERTIES: dict[str, EmbeddedProperties] = {
-    "biphenyl-xtb": EmbeddedProperties(_biphenyl_structures, "trainables.embedded_xtb:xtb_calculator"),
+    "biphenyl-xtb": EmbeddedProperties(_biphenyl_structures, "trainables.embedded.xtb:xtb_calculator"),
     "cu3au-emt": EmbeddedProperties(_cu3au_structures, "ase.calculators.emt:EMT"),
 }
 

@@ -1,5 +1,5 @@
 """Energy profiles (a torsion scan, a reaction path): single points of the model on the reference
-geometries, compared as the scores do (`trainables.loss`): energies relative to the structure with
+geometries, compared as the scores do (`trainables.core.loss`): energies relative to the structure with
 the lowest reference energy, in meV; the barrier is the highest relative energy."""
 
 from __future__ import annotations

@@ -1,0 +1,300 @@
+"""One configuration object for a fine-tuning run, validated once, flowing from the CLI to the trainable.
+
+`FinetuneConfig.from_dict` is the single entry point: it rejects unknown keys, checks ranges and
+returns a frozen dataclass. `to_dict` gives the plain dict that Ray passes around as `config`.
+`LBFGSConfig` holds the refinement stage's hyper-parameters (trainables.core.lbfgs) the same way.
+Neither imports torch, so a study's settings are checked before the training stack loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from trainables.errors import ConfigError
+
+DTYPES = ("float32", "float64")
+SCHEDULES = ("constant", "cosine")
+MODES = ("naive", "replay")
+REPLAY_SELECTIONS = ("fps", "random")
+DAMPING_RULES = ("powell", "paper")
+DEFAULT_CHUNK = 32  # configurations per chunk of the L-BFGS objective (trainables.stages.refine)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything one fine-tuning run needs.
+
+    Data: either `system` (an embedded default, see `trainables.embedded`) or `train_file` with
+    optional `valid_file` (else a seeded split of `valid_fraction`), named `test_files`
+    ({name: path}) and `e0s_file` (isolated-atom energies). Label keys default to auto-detection
+    (mace-style `REF_*` first, then labels stored by ASE's calculator). Training and validation
+    structures need energies and forces; a test set is scored on the labels it has (energies only:
+    a NaN force RMSE, and the reverse). `profile_tests` names test sets that are a path or a scan
+    (in order), also scored on relative energies; an embedded system names its own (the dihedral scan).
+    Foundation: a local model file, a mace_mp name, or `embedded:SYSTEM` (an embedded system's
+    foundation, whose pre-training corpus then is the default replay data for a `train_file`);
+    None means the embedded system's own.
+    Loss (Eq. 1): `energy_weight` w_E, `forces_weight` w_F, `stress_weight` w_S; energies per atom
+    when `per_atom_energy` (as mace trains).
+    Optimizer: `weight_decay` None keeps the optimizer's own default (see trainables.core.optimizers);
+    `optimizer_hyper` holds hyper-parameters per optimizer name ({"ranger": {"k": 5}}, a space's
+    `[hyper.NAME]` tables), of which the run's optimizer takes its own, and `optimizer_kwargs` go on
+    top for whichever optimizer runs (`hyper`). Names and values are checked against the optimizer.
+    Budget: `epochs` (or `max_steps` when set), `batch_size`, gradient clipping, `schedule`.
+    Curves: the validation set is scored at every epoch's end and, with `val_every_steps`, also
+    every that many optimizer steps within epochs (for time-to-target; training is unchanged).
+    Mode: `naive` fine-tunes the foundation's single head; `replay` trains a two-head model whose
+    replay head ("pt_head") is supervised on `replay_samples` configurations of pre-training data
+    (`replay_file`, else the embedded system's corpus) chosen by `replay_selection` (seeded by
+    `split_seed`), each weighted `replay_weight` (c_n in Eq. 1). With `replay_samples` set, naive
+    runs score the same replay set without training on it, so forgetting compares across modes.
+    Speed: `compile` runs the training step through `torch.compile` (trainables.speed.compiled; same
+    results to float rounding, ~1.8x faster steps on a CPU after a few seconds of compilation), and
+    scoring through it in batches of at most `batch_size` and `eval_batch_size` configurations;
+    without it, scoring runs eagerly in batches of `eval_batch_size`.
+    """
+
+    system: str | None = None
+    data_size: str = "full"
+    train_file: str | None = None
+    valid_file: str | None = None
+    test_files: dict[str, str] = field(default_factory=dict)
+    profile_tests: list[str] = field(default_factory=list)
+    e0s_file: str | None = None
+    energy_key: str | None = None
+    forces_key: str | None = None
+    stress_key: str | None = None
+    valid_fraction: float = 0.1
+    split_seed: int = 0
+    foundation: str | None = None
+
+    mode: str = "naive"
+    replay_file: str | None = None
+    replay_samples: int | None = None
+    replay_selection: str = "fps"
+    replay_weight: float = 1.0
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float | None = None
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimizer_hyper: dict[str, dict[str, Any]] = field(default_factory=dict)
+    schedule: str = "constant"
+
+    epochs: int = 10
+    max_steps: int | None = None
+    val_every_steps: int | None = None
+    batch_size: int = 5
+    clip_grad_norm: float | None = 10.0
+
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    stress_weight: float = 0.0
+    per_atom_energy: bool = True
+
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    threads: int = 1
+    eval_batch_size: int = 16
+    compile: bool = True
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "FinetuneConfig":
+        """Build and validate; unknown keys and out-of-range values raise `ConfigError`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+        config = cls(**dict(values))
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "FinetuneConfig":
+        return FinetuneConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def hyper(self) -> dict[str, Any]:
+        """The run's optimizer's hyper-parameters: its `optimizer_hyper` entry, then `optimizer_kwargs`."""
+        return {**self.optimizer_hyper.get(self.optimizer, {}), **self.optimizer_kwargs}
+
+    def validate(self) -> None:
+        _check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        self._validate_optimizer()
+        _check(self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        _check(self.val_every_steps is None or self.val_every_steps >= 1,
+               f"val_every_steps must be >= 1, got {self.val_every_steps}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(0 < self.valid_fraction < 1, f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        _check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        _check(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
+        _check(min(self.energy_weight, self.forces_weight, self.stress_weight) >= 0, "loss weights must be >= 0")
+        _check(
+            self.clip_grad_norm is None or self.clip_grad_norm > 0,
+            f"clip_grad_norm must be positive or None, got {self.clip_grad_norm}",
+        )
+        _check(
+            self.system is None or self.train_file is None,
+            "give either an embedded `system` or a `train_file`, not both",
+        )
+        unknown_profiles = sorted(set(self.profile_tests) - set(self.test_files)) if self.train_file else []
+        _check(not unknown_profiles, f"profile_tests names {unknown_profiles}, not among test_files {sorted(self.test_files)}")
+        self._validate_replay()
+
+    def _validate_optimizer(self) -> None:
+        """Names first (no torch); hyper-parameters, where any are set, against the optimizers themselves."""
+        from trainables.core.optimizers import get_optimizer_spec
+
+        spec = get_optimizer_spec(self.optimizer)
+        for name, hyper in self.optimizer_hyper.items():
+            _check(isinstance(hyper, Mapping), f"optimizer_hyper[{name!r}] must be a table of hyper-parameters")
+            if hyper:
+                get_optimizer_spec(name).check_hyper(hyper, self.lr)
+        if self.optimizer_kwargs:
+            spec.check_hyper(self.hyper, self.lr)
+
+    def _validate_replay(self) -> None:
+        _check(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
+        _check(self.mode != "replay" or self.replay_samples is not None,
+               "mode='replay' needs replay_samples (how many pre-training configurations to replay, e.g. 200)")
+        _check(self.replay_samples is None or self.replay_samples >= 1,
+               f"replay_samples must be >= 1, got {self.replay_samples}")
+        _check(self.replay_file is None or self.replay_samples is not None,
+               "replay_file is given but replay_samples is not set (how many of its configurations to use)")
+        _check(self.replay_samples is None or self.replay_file is not None or self.train_file is None
+               or self.foundation_is_embedded,
+               "a replay set with train_file needs replay_file (only an embedded:SYSTEM foundation brings a "
+               "pre-training corpus)")
+        _check(self.replay_selection in REPLAY_SELECTIONS,
+               f"replay_selection must be one of {REPLAY_SELECTIONS}, got {self.replay_selection!r}")
+        _check(self.replay_weight >= 0, f"replay_weight must be >= 0, got {self.replay_weight}")
+
+    @property
+    def foundation_is_embedded(self) -> bool:
+        """Whether `foundation` names an embedded system's (`embedded` or `embedded:SYSTEM`)."""
+        return self.foundation is not None and self.foundation.partition(":")[0] == "embedded"
+
+    @property
+    def has_replay_set(self) -> bool:
+        """Whether the run prepares a replay set (trained on in `replay` mode, only scored in `naive`)."""
+        return self.replay_samples is not None
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class LBFGSConfig:
+    """Hyper-parameters of the L-BFGS refinement stage (arXiv:2512.05489, Appendix B).
+
+    Attributes:
+        max_steps: K, the number of L-BFGS steps.
+        history: m, the number of curvature pairs (s, y) kept.
+        c1: Armijo constant, f(x + a p) <= f(x) + c1 a g'p.
+        c2: weak Wolfe curvature constant, g(x + a p)'p >= c2 g'p; 0 < c1 < c2 < 1.
+        backtrack: factor shrinking a trial step that fails Armijo (its inverse expands a step
+            that is too short).
+        max_line_search: most objective evaluations per step.
+        initial_step: length ||alpha p|| of the first trial step while no curvature pair is stored
+            (alpha = 1 on p = -(initial_step / ||g||) g), in units of the parameters.
+        powell_threshold: sigma of Powell's damping: a damped y_bar has s'y_bar = sigma s'Bs.
+        damping: when a pair is damped: "powell" when s'y < sigma s'Bs (Powell 1978; Nocedal &
+            Wright, Procedure 18.2), "paper" only when s'y <= 0 (the paper's Algorithm 1). Both
+            damp with Powell's formula; "powell" also damps pairs of weak positive curvature.
+        patience: stop after this many steps without a strictly better validation score.
+        step_tol: stop when ||x_{k+1} - x_k|| <= step_tol.
+        loss_tol: stop when f_k - f_{k+1} <= loss_tol |f_k|. The default 0 stops only when an
+            accepted step leaves f unchanged, the round-off floor of the loss.
+        grad_tol: stop when ||g_k|| <= grad_tol (absolute, Euclidean norm).
+    """
+
+    max_steps: int = 30
+    history: int = 20
+    c1: float = 1e-4
+    c2: float = 0.9
+    backtrack: float = 0.5
+    max_line_search: int = 20
+    initial_step: float = 1e-2
+    powell_threshold: float = 0.2
+    damping: str = "powell"
+    patience: int = 5
+    step_tol: float = 1e-10
+    loss_tol: float = 0.0
+    grad_tol: float = 1e-12
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        problems = _range_problems(self)
+        if problems:
+            raise ConfigError("invalid LBFGSConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> LBFGSConfig:
+        """Build and validate; unknown keys, wrong types and out-of-range values raise ConfigError."""
+        reject_unknown_keys(cls, values, "LBFGSConfig key(s)")
+        return cls(**values)
+
+
+def reject_unknown_keys(cls: type, values: Mapping[str, Any], what: str) -> None:
+    """ConfigError naming the keys of `values` that are not fields of the dataclass `cls`, and the known ones."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown}; known keys: {known}")
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[LBFGSConfig, int]:
+    """A study's `[lbfgs]` table: LBFGSConfig fields plus `chunk_size` (configurations per chunk of
+    the objective, an integer >= 1). The one schema of that table, for the space parser and the stage."""
+    options = dict(options)
+    chunk = options.pop("chunk_size", DEFAULT_CHUNK)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ConfigError(f"[lbfgs] chunk_size must be an integer >= 1, got {chunk!r}")
+    return LBFGSConfig.from_dict(options), chunk
+
+
+def _check_types(config: LBFGSConfig) -> None:
+    """Integer fields must be ints, string fields strings; the others real numbers (bools are none)."""
+    for attribute in dataclasses.fields(config):
+        value = getattr(config, attribute.name)
+        if isinstance(attribute.default, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"LBFGSConfig.{attribute.name} must be a string, got {value!r}")
+            continue
+        wants_int = isinstance(attribute.default, int)
+        allowed = (int,) if wants_int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            kind = "an integer" if wants_int else "a real number"
+            raise ConfigError(f"LBFGSConfig.{attribute.name} must be {kind}, got {value!r}")
+
+
+def _range_problems(c: LBFGSConfig) -> list[str]:
+    """Every violated range condition of `c`, as messages naming the field and the allowed range."""
+    checks = [
+        (c.max_steps >= 1, f"max_steps must be >= 1, got {c.max_steps}"),
+        (c.history >= 1, f"history must be >= 1, got {c.history}"),
+        (0 < c.c1 < c.c2 < 1,
+         f"need 0 < c1 < c2 < 1 (Armijo constant below the Wolfe curvature constant), "
+         f"got c1={c.c1}, c2={c.c2}"),
+        (0 < c.backtrack < 1, f"backtrack must lie in (0, 1), got {c.backtrack}"),
+        (c.max_line_search >= 1, f"max_line_search must be >= 1, got {c.max_line_search}"),
+        (0 < c.initial_step < math.inf, f"initial_step must be positive and finite, got {c.initial_step}"),
+        (0 < c.powell_threshold < 1, f"powell_threshold must lie in (0, 1), got {c.powell_threshold}"),
+        (c.damping in DAMPING_RULES, f"damping must be one of {DAMPING_RULES}, got {c.damping!r}"),
+        (c.patience >= 1, f"patience must be >= 1, got {c.patience}"),
+        (0 <= c.step_tol < math.inf, f"step_tol must be >= 0 and finite, got {c.step_tol}"),
+        (0 <= c.loss_tol < 1, f"loss_tol must lie in [0, 1), got {c.loss_tol}"),
+        (0 <= c.grad_tol < math.inf, f"grad_tol must be >= 0 and finite, got {c.grad_tol}"),
+    ]
+    return [message for ok, message in checks if not ok]

@@ -1,0 +1,130 @@
+"""Compile a fine-tuning run's training step beside the embedded foundation's pretraining.
+
+The compiled step (trainables.speed.compiled) depends on the foundation's architecture, not on its
+weights: Dynamo passes the weights, buffers and float constants (such as the average number of
+neighbours) into the graph as inputs. Inductor keeps what it compiles in an on-disk cache keyed
+by the graph. Pretraining starts from a model of the final architecture and then trains on one
+core for minutes, so a second process runs two steps of the run's own configuration on that
+untrained model meanwhile; the study's first trials then load the compiled step from the cache
+instead of each building it. On the embedded default (2 cores), a study of two trials from a
+foundation-less cache took 409 s instead of 468 s: pretraining took 49 s longer beside the second
+process, and the trials 111 s less.
+
+A study's L-BFGS stage needs nothing more: on a CPU its chunks are kept to the first-order batches'
+variant of the step (trainables.stages.refine.chunk_configurations), which the trials load from the cache.
+(Until 2026-12-02 its chunks were a variant of their own, which a third process built here.)
+
+Pretraining's end does not wait for the process: what it still compiles, a trial that needs it
+waits for on the node's compile lock (trainables.speed.compile_lock), and the first-order trials start at once.
+
+Best effort: should the second process fail, one line says so and the trials compile for
+themselves, as they would without it.
+
+    python -m trainables.warm_compile CONFIG.json     # what the second process runs (a command
+                                                      # module: this one imports no training stage)
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from trainables.core.config import FinetuneConfig
+from trainables.core.foundation import save_model
+
+WARM_STEPS = 2
+
+
+def worth_warming(config: FinetuneConfig | None) -> bool:
+    """A run that compiles its step, on a machine with a core beside the one pretraining uses."""
+    return config is not None and config.compile and len(os.sched_getaffinity(0)) >= 2
+
+
+class CompileWarmUp:
+    """The second process: `start(untrained)` launches it, `finish()` reports how it ended (from a
+    thread if it still runs; `wait()` for that); as a context manager, an error in the `with` block
+    stops it."""
+
+    def __init__(self, config: FinetuneConfig, progress: Callable[[str], None] = print):
+        self._config, self._progress = config, progress
+        self.folder = Path(tempfile.mkdtemp(prefix="optistudy-warm-compile-"))  # its files; removed at the end
+        self._process: subprocess.Popen | None = None
+        self._reporter: threading.Thread | None = None
+        self._started = 0.0
+
+    def start(self, untrained: torch.nn.Module) -> None:
+        foundation = save_model(untrained, self.folder / "untrained_foundation.pt")
+        config = self._config.replace(foundation=str(foundation), epochs=1, max_steps=WARM_STEPS, threads=1)
+        arguments = [self._write("config.json", config.to_dict())]
+        with open(self.folder / "log.txt", "wb") as log:
+            self._process = subprocess.Popen([sys.executable, "-m", "trainables.warm_compile", *arguments],
+                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             start_new_session=True)
+        self._started = time.perf_counter()
+        self._progress("compiling the fine-tuning step in a second process while the foundation pretrains")
+
+    def _write(self, name: str, values: Mapping[str, Any]) -> str:
+        (self.folder / name).write_text(json.dumps(values))
+        return str(self.folder / name)
+
+    def finish(self) -> None:
+        """Say how the second process ended; if it still runs, the caller goes on and a thread reports it when it ends. A trial that needs a step
+        the process is compiling waits for it on the node's compile lock (trainables.speed.compile_lock);
+        the process is ended at exit if the caller is done first."""
+        if self._process is None or self._process.poll() is not None:
+            self._report()
+            return
+        self._progress("pretraining done; going on while the second process compiles (a trial that needs "
+                       "its step waits for it)")
+        atexit.register(self.stop)
+        self._reporter = threading.Thread(target=self._report, name="compile-warm-up", daemon=True)
+        self._reporter.start()
+
+    def wait(self) -> None:
+        """Return once `finish` has reported (at once unless it left a thread to do it)."""
+        if self._reporter is not None:
+            self._reporter.join()
+
+    def _report(self) -> None:
+        if self._process is not None:
+            code = self._process.wait()
+            outcome = f"{time.perf_counter() - self._started:.0f} s; {self._last_log_line()}"
+            if code == 0:
+                self._progress(f"compiled the fine-tuning step beside pretraining ({outcome})")
+            else:
+                self._progress(f"compiling the fine-tuning step beside pretraining failed (exit {code}, {outcome}); "
+                               f"the first trials compile it themselves")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def stop(self) -> None:
+        """End the second process now (pretraining failed or was interrupted)."""
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _last_log_line(self) -> str:
+        log = self.folder / "log.txt"
+        lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+        return lines[-1] if lines else "no output"
+
+    def __enter__(self) -> "CompileWarmUp":
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if error_type is None:
+            self.finish()
+        else:
+            self.stop()

@@ -1,0 +1,225 @@
+"""The first-order fine-tuning stage: build, loop, score (`run_finetune`).
+
+Its single-run command is `python -m trainables.finetune` (trainables/finetune.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from trainables.core.config import FinetuneConfig
+from trainables.core.data import even_batch_size, make_loader, training_loader
+from trainables.core.environment import run_environment
+from trainables.core.foundation import save_model
+from trainables.core.loss import LossWeights
+from trainables.core.optimizers import get_optimizer_spec
+from trainables.core.replay import export_task_head
+from trainables.core.training import (
+    evaluate,
+    load_training_state,
+    make_scheduler,
+    resolve_device,
+    save_training_state,
+    seed_everything,
+    set_modes,
+    set_threads,
+    train_epoch,
+)
+from trainables.files import write_text_atomically
+from trainables.speed.compiled import ScoringThroughStep, compile_seconds, training_modules
+from trainables.stages.inputs import PreparedInputs, prepare_inputs
+
+MODEL_FILE = "model.pt"
+MULTIHEAD_MODEL_FILE = "model_multihead.pt"
+STATE_FILE = "training_state.pt"
+
+# on_epoch(record, write_checkpoint): write_checkpoint(folder) saves model + training state there
+# (None for a validation within an epoch, `val_every_steps`: there is no resumable state there)
+EpochCallback = Callable[[dict[str, Any], Callable[[Path], None] | None], None]
+
+
+@dataclass
+class FinetuneResult:
+    """The outcome of one run. `scores` maps a test set to its RMSEs: the validation set as "val",
+    every named test set, and with a replay set "replay" (after fine-tuning) and "replay_before"
+    (the initial model on the same set; in replay mode the replay head, which equals the
+    foundation). Forgetting is "replay" minus "replay_before"; both are ordinary test-set rows."""
+
+    status: str                     # "ok" or "diverged"
+    records: list[dict[str, Any]]   # one per epoch (and per `val_every_steps` within epochs)
+    scores: dict[str, dict[str, float]]  # test set -> RMSEs (the validation set as "val")
+    steps: int
+    wall_time_s: float
+    model: torch.nn.Module = field(repr=False)
+    resumed_from_step: int = 0      # the step of the checkpoint this run started from (0: from the start)
+    compile_time_s: float = 0.0     # of wall_time_s, compiling (or loading compiled graphs); the rest is training
+    environment: dict[str, Any] = field(default_factory=dict)  # trainables.core.environment.run_environment
+
+
+def loss_weights(config: FinetuneConfig) -> LossWeights:
+    return LossWeights(config.energy_weight, config.forces_weight, config.stress_weight, config.per_atom_energy)
+
+
+def scoring_modules(initial: torch.nn.Module, config: FinetuneConfig,
+                    compute_stress: bool) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """(model, step model, scoring model), all sharing `initial`'s weights: with `compile`, the eager
+    model the optimizer updates, its compiled training step and scoring through that step; else
+    `initial` three times."""
+    if not config.compile:
+        return initial, initial, initial
+    model, step_model = training_modules(initial)
+    return model, step_model, ScoringThroughStep(step_model, model, compute_stress)
+
+
+def scoring_loader(graphs, config: FinetuneConfig):
+    """Batches in order for scoring. With `compile` they go through the compiled step, so they are
+    batches of at most the training batch size (the shapes it was compiled for) split evenly: never
+    a lone graph unless the set has one. Eagerly, batches of `eval_batch_size`."""
+    if not config.compile:
+        return make_loader(graphs, config.eval_batch_size, shuffle=False)
+    return make_loader(graphs, even_batch_size(len(graphs), min(config.batch_size, config.eval_batch_size)),
+                       shuffle=False)
+
+
+def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, Any]]:
+    """Errors on the validation set and every named test set (paths and scans: relative energies too)."""
+    names = ["val", *inputs.test_names]
+    return {name: evaluate(model, scoring_loader(inputs.graphs[name], config), device,
+                           profile=name in inputs.sources.profile_tests) for name in names}
+
+
+def score_replay_before(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
+    """{"replay_before": RMSEs} of the not yet fine-tuned model on the replay set; {} without one.
+    Every run on `inputs` starts from the same model: a process (a reused Ray actor) scores it once."""
+    if "replay" not in inputs.graphs:
+        return {}
+    key = (str(device), config.compile, config.batch_size, config.eval_batch_size)
+    if key not in inputs.initial_scores:
+        loader = scoring_loader(inputs.graphs["replay"], config)
+        inputs.initial_scores[key] = {"replay_before": evaluate(model, loader, device)}
+    return {name: dict(rmses) for name, rmses in inputs.initial_scores[key].items()}
+
+
+def _finite(metrics: dict[str, float]) -> bool:
+    return all(math.isfinite(v) for v in metrics.values())
+
+
+class RunClock:
+    """A run's wall, compile and validation seconds, kept in `progress` (so a resumed run goes on
+    from its checkpoint's), and its curve points."""
+
+    def __init__(self, progress: dict[str, Any], start: float, compiled_before: float):
+        self.progress, self.start, self.elapsed_before = progress, start, progress["elapsed_s"]
+        self.compile_offset = progress["compile_s"] - compiled_before  # earlier attempts, less this process's count
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    def compile_time(self) -> float:
+        return self.compile_offset + compile_seconds()
+
+    def timed_validation(self, validate: Callable[[], dict[str, float]]) -> dict[str, float]:
+        began = time.perf_counter()
+        val = validate()
+        self.progress["validation_s"] += time.perf_counter() - began
+        return val
+
+    def record(self, val: dict[str, float], epoch: float, steps: int, loss: float) -> dict[str, Any]:
+        """A curve point, appended to `progress`; `train_time_s` is the wall time less compiling and validating."""
+        progress = self.progress
+        progress["elapsed_s"], progress["compile_s"] = self.elapsed(), self.compile_time()
+        record = {"epoch": epoch, "steps": steps, "loss": loss, **{f"val_{k}": v for k, v in val.items()},
+                  "wall_time_s": progress["elapsed_s"], "compile_time_s": progress["compile_s"],
+                  "train_time_s": progress["elapsed_s"] - progress["compile_s"] - progress["validation_s"]}
+        progress["records"].append(record)
+        return record
+
+
+def start_progress(resume_from: Path | None, model, optimizer, scheduler, generator) -> dict[str, Any]:
+    """A new run's progress, or a checkpoint's (its model, optimizer, schedule and shuffle restored)."""
+    progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0, "compile_s": 0.0, "validation_s": 0.0}
+    if resume_from is None:
+        return progress
+    return {**progress, **load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler, generator)}
+
+
+def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, resume_from: Path | None = None,
+                 on_epoch: EpochCallback | None = None) -> FinetuneResult:
+    """Fine-tune for the configured budget; a non-finite loss ends the run as `diverged`."""
+    start, compiled_before = time.perf_counter(), compile_seconds()
+    set_threads(config.threads)
+    seed_everything(config.seed)
+    inputs = inputs or prepare_inputs(config)
+    device, spec = resolve_device(config.device), get_optimizer_spec(config.optimizer)
+    initial = inputs.initial_model().to(device)
+    model, step_model, scoring_model = scoring_modules(initial, config, inputs.has_stress)  # shared parameters
+    replay_before = score_replay_before(scoring_model, inputs, config, device)
+    loader = training_loader(inputs.graphs["train"], config.batch_size, seed=config.seed)
+    val_loader = scoring_loader(inputs.graphs["val"], config)
+    optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.hyper)
+    total_steps = config.max_steps or config.epochs * len(loader)
+    scheduler = make_scheduler(optimizer, config.schedule, total_steps, spec)
+    progress = start_progress(resume_from, model, optimizer, scheduler, loader.generator)
+    steps_before, status, weights = progress["steps"], "ok", loss_weights(config)
+    clock = RunClock(progress, start, compiled_before)
+
+    def validate() -> dict[str, float]:
+        set_modes(model, optimizer, spec, train=False)
+        return clock.timed_validation(lambda: evaluate(scoring_model, val_loader, device))
+
+    def validate_within_epoch(steps_in_epoch: int) -> None:
+        steps, every = progress["steps"] + steps_in_epoch, config.val_every_steps
+        steps_this_epoch = min(len(loader), total_steps - progress["steps"])
+        if every is None or steps % every or steps_in_epoch >= steps_this_epoch:
+            return  # the epoch's end is validated anyway
+        val = validate()
+        set_modes(model, optimizer, spec, train=True)
+        if _finite(val):
+            record = clock.record(val, progress["epoch"] + steps_in_epoch / steps_this_epoch, steps, math.nan)
+            if on_epoch is not None:
+                on_epoch(record, None)  # no checkpoint within an epoch
+
+    def write_checkpoint(folder: Path) -> None:
+        set_modes(model, optimizer, spec, train=False)  # ScheduleFree: save the averaged weights
+        save_model(model, Path(folder) / MODEL_FILE)
+        save_training_state(Path(folder) / STATE_FILE, model, optimizer, scheduler, loader.generator, progress)
+
+    while progress["epoch"] < config.epochs and progress["steps"] < total_steps:
+        set_modes(model, optimizer, spec, train=True)
+        stats = train_epoch(step_model, loader, optimizer, weights, device, config.clip_grad_norm, scheduler,
+                            max_steps=total_steps - progress["steps"], compute_stress=inputs.has_stress,
+                            after_step=validate_within_epoch)
+        val = validate() if stats.finite else {}
+        progress["epoch"] += 1
+        progress["steps"] += stats.steps
+        if not stats.finite or not _finite(val):
+            progress["elapsed_s"] = clock.elapsed()
+            status = "diverged"
+            break
+        record = clock.record(val, progress["epoch"], progress["steps"], stats.loss)
+        if on_epoch is not None:
+            on_epoch(record, write_checkpoint)
+    set_modes(model, optimizer, spec, train=False)
+    scores = {**score_all(scoring_model, inputs, config, device), **replay_before} if status == "ok" else {}
+    initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
+    return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
+                          wall_time_s=clock.elapsed(), model=initial,
+                          resumed_from_step=steps_before, compile_time_s=clock.compile_time(),
+                          environment=run_environment(device))
+
+
+def write_run_folder(out: Path, model: torch.nn.Module, metrics: dict[str, Any]) -> None:
+    """A single run's `--out` folder (the finetune and refine commands): the task head as a
+    single-head model (MODEL_FILE), the whole multi-head model in replay mode, and metrics.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(export_task_head(model), out / MODEL_FILE)
+    if len(model.heads) > 1:
+        save_model(model, out / MULTIHEAD_MODEL_FILE)
+    write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, default=str))
