@@ -56,7 +56,7 @@ def test_fixed_values_are_checked_once_merged_not_alone(tmp_path):
 
 def test_per_optimizer_hyper_parameters_reach_each_trials_config(tmp_path):
     """[hyper.NAME] tables become the config's optimizer_hyper; each trial's optimizer takes its own."""
-    from trainables.config import FinetuneConfig
+    from trainables.core.config import FinetuneConfig
 
     path = tmp_path / "tuned.toml"
     path.write_text("optimizers = ['ranger', 'sgd_momentum']\nlrs = [1e-3]\n[hyper.ranger]\nk = 5\nalpha = 0.8\n"
@@ -68,7 +68,7 @@ def test_per_optimizer_hyper_parameters_reach_each_trials_config(tmp_path):
 
 
 def test_a_space_with_an_unknown_hyper_parameter_fails_once_merged(tmp_path):
-    from trainables.config import FinetuneConfig
+    from trainables.core.config import FinetuneConfig
 
     path = tmp_path / "typo.toml"
     path.write_text("optimizers = ['ranger']\nlrs = [1e-3]\n[hyper.ranger]\nlookahead_k = 5\n")
@@ -77,7 +77,7 @@ def test_a_space_with_an_unknown_hyper_parameter_fails_once_merged(tmp_path):
 
 
 def test_the_lbfgs_table_has_one_schema_for_space_and_stage():
-    from trainables.config import split_options
+    from trainables.core.config import split_options
 
     lbfgs, chunk = split_options({"max_steps": 3, "chunk_size": 8, "damping": "paper"})
     assert (lbfgs.max_steps, lbfgs.damping, chunk) == (3, "paper", 8)
