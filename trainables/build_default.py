@@ -1,16 +1,21 @@
 """Build (or rebuild) an embedded default: its labelled data and its pretrained foundation model.
 
-    python -m trainables.build_default [--system biphenyl-xtb|cu3au-emt] [--size full|smoke] [--rebuild]
+    python -m trainables.build_default [--system biphenyl-xtb|cu3au-emt] [--size full|smoke] [--rebuild] [--bundle]
 
-Runs happen on first use anyway; this command prebuilds the cache (e.g. on a cluster's shared
-storage, with OPTISTUDY_CACHE pointing there) or regenerates it with `--rebuild`.
+A first run does this anyway, from the package's bundle where one matches this machine
+(`trainables/embedded/bundled/`, seconds) or by generating and pretraining (minutes). This command
+prebuilds the cache (e.g. on a cluster's shared storage, with OPTISTUDY_CACHE pointing there),
+regenerates it with `--rebuild`, and with `--bundle` packs the built cache folder as the package's
+bundle (a maintainer's step after a change to the data or the pretraining recipe).
 """
 
 from __future__ import annotations
 
 from trainables.cli import OneLineParser, run_cli
 from trainables.embedded import SYSTEMS, build_system, default_system_name
+from trainables.embedded.bundle import bundle_path, pack
 from trainables.embedded.pretrain import embedded_foundation
+from trainables.embedded.registry import data_paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,12 +24,17 @@ def main(argv: list[str] | None = None) -> int:
                         f"{default_system_name()} here)")
     parser.add_argument("--size", default="full", help="full, or smoke (tiny, for tests)")
     parser.add_argument("--rebuild", action="store_true", help="regenerate the data and retrain the foundation")
+    parser.add_argument("--bundle", action="store_true", help="then pack the build as the package's bundle")
 
     def _main() -> int:
         args = parser.parse_args(argv)
-        files = build_system(args.system or default_system_name(), args.size, rebuild=args.rebuild)
+        name = args.system or default_system_name()
+        files = build_system(name, args.size, rebuild=args.rebuild)
         foundation = embedded_foundation(files, rebuild=args.rebuild)
         print(f"data: {files.root}\nfoundation: {foundation}")
+        if args.bundle:
+            names = [path.name for path in data_paths(files).values()]
+            print(f"bundle: {pack(files.root, names, bundle_path(name, args.size))}")
         return 0
 
     return run_cli(_main)

@@ -33,7 +33,7 @@ from typing import Any
 import ase.io
 from ase import Atoms
 
-from trainables.embedded import emt, xtb
+from trainables.embedded import bundle, emt, xtb
 from trainables.embedded.sampling import GeneratedSets
 from trainables.errors import ConfigError
 from trainables.files import cache_root, held_lock, write_text_atomically
@@ -144,12 +144,15 @@ def build_system(
     cache_root: Path | None = None,
     rebuild: bool = False,
     progress: Callable[[str], None] = print,
+    bundled: bool = True,
 ) -> SystemFiles:
     """Generate (or reuse from the cache) the labelled extxyz files of system ``name`` at ``size``.
 
     ``cache_root`` defaults to ``cache_root()``. A cached build is reused when its manifest matches
     the data version, system, size, seed and calculator version and all its files exist;
-    ``rebuild=True`` regenerates regardless. ``progress`` receives one-line status messages.
+    ``rebuild=True`` regenerates regardless. Otherwise a missing build is unpacked from the package's
+    bundle where that matches (``trainables.embedded.bundle``; with its pretrained foundation), and
+    generated where it does not or ``bundled=False``. ``progress`` receives one-line status messages.
     Raises ``UnknownSystemError``, ``UnknownSizeError`` or ``SystemUnavailableError``.
     """
     spec = get_system(name)
@@ -167,6 +170,11 @@ def build_system(
     with held_lock(files.root / ".lock"):  # concurrent processes build it once
         if not rebuild and _cached(files, expected):
             progress(f"{name} ({size}): using cached files in {files.root}")
+            return files
+        bundle_file = bundle.bundle_path(name, size)
+        if not rebuild and bundled and bundle.matches(bundle.bundled_manifest(bundle_file), expected):
+            (files.root / MANIFEST_NAME).unlink(missing_ok=True)
+            bundle.unpack(bundle_file, files.root, lambda message: progress(f"{name} ({size}): {message}"))
             return files
         _generate_and_write(spec, size, files, expected, progress)
     return files
@@ -208,7 +216,8 @@ def _by_role(pretrain: Any, train: Any, tests: dict[str, Any], e0s: Any) -> dict
     return {"pretrain": pretrain, "train": train, **{f"test_{name}": test for name, test in tests.items()}, "e0s": e0s}
 
 
-def _data_paths(files: SystemFiles) -> dict[str, Path]:
+def data_paths(files: SystemFiles) -> dict[str, Path]:
+    """The data files of a build, by role: pretrain, train, test_<name>..., e0s."""
     return _by_role(files.pretrain, files.train, files.tests, files.e0s)
 
 
@@ -218,7 +227,7 @@ def _cached(files: SystemFiles, expected: dict[str, Any]) -> bool:
         return False
     manifest = json.loads(manifest_path.read_text())
     matches = all(manifest.get(key) == value for key, value in expected.items())
-    return matches and all(path.is_file() for path in _data_paths(files).values())
+    return matches and all(path.is_file() for path in data_paths(files).values())
 
 
 def _generate_and_write(
@@ -230,13 +239,13 @@ def _generate_and_write(
     start = time.perf_counter()
     sets = spec.generate(spec.plans[size], spec.seed, lambda message: progress(f"{spec.name} ({size}): {message}"))
     configs = _by_role(sets.pretrain, sets.train, sets.tests, sets.e0s)
-    for key, path in _data_paths(files).items():
+    for key, path in data_paths(files).items():
         write_text_atomically(path, _extxyz_text(configs[key]))
     seconds = time.perf_counter() - start
     manifest = {
         **expected,
-        "counts": {key: len(configs[key]) for key in _data_paths(files)},
-        "files": {key: path.name for key, path in _data_paths(files).items()},
+        "counts": {key: len(configs[key]) for key in data_paths(files)},
+        "files": {key: path.name for key, path in data_paths(files).items()},
         "has_stress": spec.has_stress,
         "seconds": round(seconds, 2),
         "notes": sets.notes,

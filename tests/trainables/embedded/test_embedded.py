@@ -54,7 +54,8 @@ def emt_files(tmp_path_factory) -> SystemFiles:
 @pytest.fixture(scope="module")
 def xtb_files(tmp_path_factory) -> SystemFiles:
     pytest.importorskip("tblite")
-    return build_system("biphenyl-xtb", "smoke", cache_root=tmp_path_factory.mktemp("xtb"), progress=quiet)
+    return build_system("biphenyl-xtb", "smoke", cache_root=tmp_path_factory.mktemp("xtb"), progress=quiet,
+                        bundled=False)
 
 
 def test_emt_smoke_build_is_labelled_with_stress(emt_files):
@@ -112,8 +113,8 @@ def test_pretrain_molecules_are_closed_shell_chno():
 def test_builds_are_reproducible(name, tmp_path):
     if SYSTEMS[name].requires:
         pytest.importorskip(SYSTEMS[name].requires)
-    first = read_all(build_system(name, "smoke", cache_root=tmp_path / "a", progress=quiet))
-    second = read_all(build_system(name, "smoke", cache_root=tmp_path / "b", progress=quiet))
+    first = read_all(build_system(name, "smoke", cache_root=tmp_path / "a", progress=quiet, bundled=False))
+    second = read_all(build_system(name, "smoke", cache_root=tmp_path / "b", progress=quiet, bundled=False))
     for role in first:
         assert len(first[role]) == len(second[role])
         for one, other in zip(first[role], second[role]):
@@ -125,7 +126,7 @@ def test_xtb_build_is_the_same_in_one_process_as_in_parallel(xtb_files, tmp_path
     import trainables.embedded.xtb as embedded_xtb
 
     monkeypatch.setattr(embedded_xtb.os, "sched_getaffinity", lambda pid: {0})
-    serial = build_system("biphenyl-xtb", "smoke", cache_root=tmp_path, progress=quiet)
+    serial = build_system("biphenyl-xtb", "smoke", cache_root=tmp_path, progress=quiet, bundled=False)
     for name in ["pretrain.extxyz", "train.extxyz", "e0s.extxyz", *(path.name for path in xtb_files.tests.values())]:
         assert (serial.root / name).read_bytes() == (xtb_files.root / name).read_bytes(), name
 

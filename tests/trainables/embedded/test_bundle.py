@@ -1,0 +1,80 @@
+"""The bundled embedded default: a rebuild reproduces it, a fresh cache unpacks it (no pretraining),
+and a bundle that does not match this machine's generator is not used."""
+
+import dataclasses
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+import torch
+
+from trainables.embedded import build_system, get_system
+from trainables.embedded.bundle import bundle_path, bundled_manifest
+from trainables.embedded.pretrain import embedded_foundation
+from trainables.embedded.registry import data_paths
+
+pytest.importorskip("tblite")
+SYSTEM = "biphenyl-xtb"
+
+
+def bundled_bytes(name: str) -> dict[str, bytes]:
+    with tarfile.open(bundle_path(SYSTEM, name), "r:xz") as bundle:
+        return {member.name: bundle.extractfile(member).read() for member in bundle.getmembers()}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def state_dict(source) -> dict[str, torch.Tensor]:
+    """The weights of a model file, given as a path or as its bytes."""
+    source = io.BytesIO(source) if isinstance(source, bytes) else source
+    return torch.load(source, map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("size", ["full", "smoke"])
+def test_every_bundle_vouches_for_what_this_machine_generates(size):
+    spec = get_system(SYSTEM)
+    manifest = bundled_manifest(bundle_path(SYSTEM, size))
+    assert manifest is not None, f"no bundle for {SYSTEM} {size}"
+    assert (manifest["system"], manifest["size"], manifest["seed"]) == (SYSTEM, size, spec.seed)
+    assert manifest["generator"] == spec.calculator_version()
+
+
+def test_a_rebuild_of_the_smoke_size_matches_its_bundle(tmp_path):
+    """Data to the byte; the foundation's weights bit for bit (torch's archive bytes vary) and its
+    recipe digest. Fails when the generator or the pretraining recipe changed without a new bundle
+    (`python -m trainables.build_default --size smoke --rebuild --bundle`)."""
+    files = build_system(SYSTEM, "smoke", cache_root=tmp_path, rebuild=True, progress=lambda _: None)
+    foundation = embedded_foundation(files, rebuild=True, progress=lambda _: None)
+    shipped = bundled_bytes("smoke")
+    for path in data_paths(files).values():
+        assert sha256(path.read_bytes()) == sha256(shipped[path.name]), path.name
+    rebuilt, bundled = state_dict(foundation), state_dict(shipped["foundation.pt"])
+    assert rebuilt.keys() == bundled.keys()
+    assert all(torch.equal(rebuilt[key], bundled[key]) for key in rebuilt)
+    digest = json.loads((files.root / "foundation.json").read_text())["digest"]
+    assert digest == json.loads(shipped["foundation.json"])["digest"]
+
+
+def test_a_fresh_cache_unpacks_the_bundle_and_pretrains_nothing(tmp_path):
+    messages = []
+    files = build_system(SYSTEM, "smoke", cache_root=tmp_path, progress=messages.append)
+    assert any("unpacked the bundled build" in message for message in messages)
+    embedded_foundation(files, progress=messages.append)
+    assert not any("pretraining" in message for message in messages)
+    assert build_system(SYSTEM, "smoke", cache_root=tmp_path, progress=messages.append) == files
+    assert "using cached files" in messages[-1]
+
+
+def test_a_bundle_from_another_generator_version_is_not_used(tmp_path, monkeypatch):
+    import trainables.embedded.registry as registry
+
+    other = dataclasses.replace(registry.SYSTEMS[SYSTEM], calculator_version=lambda: "GFN2-xTB (tblite 0.0.1)")
+    monkeypatch.setitem(registry.SYSTEMS, SYSTEM, other)
+    messages = []
+    build_system(SYSTEM, "smoke", cache_root=tmp_path, progress=messages.append)
+    assert not any("unpacked" in message for message in messages)
+    assert any("generating" in message for message in messages)
