@@ -54,7 +54,10 @@ class FinetuneConfig:
     Speed: `compile` runs the training step through `torch.compile` (trainables.speed.compiled; same
     results to float rounding, ~1.8x faster steps on a CPU after a few seconds of compilation), and
     scoring through it in batches of at most `batch_size` and `eval_batch_size` configurations;
-    without it, scoring runs eagerly in batches of `eval_batch_size`.
+    without it, scoring runs eagerly in batches of `eval_batch_size`. `compile_aside` (with
+    `compile`) takes eager steps while a second process compiles the step on a cold compiler cache,
+    then the compiled step (trainables.speed.background_compile): for foundation-sized models, whose
+    first compile takes minutes.
     """
 
     system: str | None = None
@@ -101,6 +104,7 @@ class FinetuneConfig:
     threads: int = 1
     eval_batch_size: int = 16
     compile: bool = True
+    compile_aside: bool = False
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "FinetuneConfig":

@@ -13,6 +13,8 @@ evaluation and saving use it) and the compiled view used for the training step. 
 on the first step (a few seconds; inductor's on-disk cache makes later processes on a node faster).
 `training_modules` keeps the last pair of a process and loads the next run's weights into it, so
 runs one after another in a process (a reused Ray actor, a plain loop, tests) compile once.
+On a foundation-sized model the first compile takes minutes; `trainables.speed.background_compile`
+takes eager steps meanwhile and compiles the step in a second process.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from trainables.core.training import (
     train_epoch,
 )
 from trainables.files import write_text_atomically
+from trainables.speed.background_compile import EagerUntilCompiled
 from trainables.speed.compiled import ScoringThroughStep, compile_seconds, training_modules
 from trainables.stages.inputs import PreparedInputs, prepare_inputs
 
@@ -75,6 +76,8 @@ def scoring_modules(initial: torch.nn.Module, config: FinetuneConfig,
     if not config.compile:
         return initial, initial, initial
     model, step_model = training_modules(initial)
+    if config.compile_aside:
+        step_model = EagerUntilCompiled(model, step_model)
     return model, step_model, ScoringThroughStep(step_model, model, compute_stress)
 
 
@@ -208,6 +211,8 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
             on_epoch(record, write_checkpoint)
     set_modes(model, optimizer, spec, train=False)
     scores = {**score_all(scoring_model, inputs, config, device), **replay_before} if status == "ok" else {}
+    if isinstance(step_model, EagerUntilCompiled):
+        step_model.close()  # the second process, if the run ended before it finished
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
                           wall_time_s=clock.elapsed(), model=initial,

@@ -75,3 +75,34 @@ def test_validation_within_epochs_leaves_training_unchanged(smoke_config, smoke_
     assert [r["epoch"] for r in dense.records] == [steps / per_epoch for steps, _ in reported]
     for record in dense.records:
         assert 0 < record["train_time_s"] <= record["wall_time_s"] and record["compile_time_s"] == 0.0
+
+
+def test_compile_aside_takes_eager_steps_and_ends_its_second_process(smoke_config, smoke_inputs, tmp_path,
+                                                                     monkeypatch):
+    """On a cold compiler cache, `compile_aside` trains eagerly while a second process compiles: a
+    short run ends before it, with the eager run's weights (to float rounding), and stops it."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    config = smoke_config.replace(epochs=1, max_steps=3)
+    aside = run_finetune(config.replace(compile=True, compile_aside=True), smoke_inputs)
+    eager = run_finetune(config.replace(compile=False), smoke_inputs)
+    assert aside.status == eager.status == "ok" and aside.steps == eager.steps == 3
+    assert aside.compile_time_s < 1.0  # nothing compiled in this process: the steps and scores ran eagerly
+    torch.testing.assert_close(_weights(aside.model), _weights(eager.model), rtol=1e-4, atol=1e-6)
+    assert not _children_running("trainables.speed.background_compile")
+
+
+def _children_running(module: str) -> list[int]:
+    """This process's child processes whose command line names `module`."""
+    import os
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == os.getpid() and module in command:
+            found.append(int(proc.name))
+    return found

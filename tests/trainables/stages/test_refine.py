@@ -22,10 +22,10 @@ from trainables.core.foundation import load_foundation
 from trainables.core.lbfgs import LBFGSConfig
 from trainables.core.training import full_loss
 from trainables.errors import ConfigError
+from trainables.finetune import main as finetune_main
 from trainables.speed.compiled import _LAST as compiled_pairs
 from trainables.speed.compiled import LONG_REDUCTION_EDGES
 from trainables.stages.finetune import MODEL_FILE, loss_weights, run_finetune
-from trainables.finetune import main as finetune_main
 from trainables.stages.inputs import prepare_inputs
 from trainables.stages.refine import (
     Eq1Objective,
