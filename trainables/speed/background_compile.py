@@ -20,11 +20,7 @@ step. The numbers of eager and compiled steps agree to float rounding (tests/tra
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,6 +30,7 @@ import torch
 from trainables.core.foundation import load_foundation, save_model
 from trainables.speed.compile_lock import is_compiled_on_node, step_key
 from trainables.speed.compiled import call_signature, compiled_view, eager_copy
+from trainables.speed.side_process import SideProcess
 
 
 class EagerUntilCompiled(torch.nn.Module):
@@ -85,39 +82,26 @@ class BackgroundCompile:
     compiles the step itself, where a model that cannot be compiled stops with the remedy)."""
 
     def __init__(self, eager: torch.nn.Module, data: dict, options: dict, progress: Callable[[str], None]):
-        self._progress, self.started = progress, time.perf_counter()
-        self.folder = Path(tempfile.mkdtemp(prefix="optistudy-background-compile-"))
-        job = write_job(self.folder, eager, data, options)
-        with open(self.folder / "log.txt", "wb") as log:
-            self._process = subprocess.Popen([sys.executable, "-m", __name__, str(job)], stdout=log,
-                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             env=_single_thread_env(), start_new_session=True)
+        self._progress, self._side = progress, SideProcess("optistudy-background-compile-")
+        self._side.start(__name__, str(write_job(self._side.folder, eager, data, options)), env=_single_thread_env())
         progress("compiling the training step in a second process; taking eager steps meanwhile")
 
     def finished(self) -> bool:
-        code = self._process.poll()
+        code = self._side.poll()
         if code is None:
             return False
-        seconds = time.perf_counter() - self.started
+        seconds = self._side.seconds()
         if code == 0:
             self._progress(f"the second process compiled the training step in {seconds:.0f} s; "
                            f"going on with the compiled step")
         else:
             self._progress(f"compiling the training step in a second process failed (exit {code}: "
-                           f"{self._last_log_line()}); compiling it here")
-        shutil.rmtree(self.folder, ignore_errors=True)
+                           f"{self._side.last_log_line()}); compiling it here")
+        self._side.remove_folder()
         return True
 
     def stop(self) -> None:
-        if self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def _last_log_line(self) -> str:
-        log = self.folder / "log.txt"
-        lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
-        return lines[-1] if lines else "no output"
+        self._side.stop()
 
 
 def _single_thread_env() -> dict[str, str]:

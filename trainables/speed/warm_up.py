@@ -29,20 +29,14 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
 from trainables.core.config import FinetuneConfig
 from trainables.core.foundation import save_model
+from trainables.speed.side_process import SideProcess
 
 WARM_STEPS = 2
 
@@ -59,20 +53,14 @@ class CompileWarmUp:
 
     def __init__(self, config: FinetuneConfig, progress: Callable[[str], None] = print):
         self._config, self._progress = config, progress
-        self.folder = Path(tempfile.mkdtemp(prefix="optistudy-warm-compile-"))  # its files; removed at the end
-        self._process: subprocess.Popen | None = None
+        self._side = SideProcess("optistudy-warm-compile-")  # its files; removed at the end
+        self.folder = self._side.folder
         self._reporter: threading.Thread | None = None
-        self._started = 0.0
 
     def start(self, untrained: torch.nn.Module) -> None:
         foundation = save_model(untrained, self.folder / "untrained_foundation.pt")
         config = self._config.replace(foundation=str(foundation), epochs=1, max_steps=WARM_STEPS, threads=1)
-        arguments = [self._write("config.json", config.to_dict())]
-        with open(self.folder / "log.txt", "wb") as log:
-            self._process = subprocess.Popen([sys.executable, "-m", "trainables.warm_compile", *arguments],
-                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             start_new_session=True)
-        self._started = time.perf_counter()
+        self._side.start("trainables.warm_compile", self._write("config.json", config.to_dict()))
         self._progress("compiling the fine-tuning step in a second process while the foundation pretrains")
 
     def _write(self, name: str, values: Mapping[str, Any]) -> str:
@@ -83,7 +71,7 @@ class CompileWarmUp:
         """Say how the second process ended; if it still runs, the caller goes on and a thread reports it when it ends. A trial that needs a step
         the process is compiling waits for it on the node's compile lock (trainables.speed.compile_lock);
         the process is ended at exit if the caller is done first."""
-        if self._process is None or self._process.poll() is not None:
+        if not self._side.running():
             self._report()
             return
         self._progress("pretraining done; going on while the second process compiles (a trial that needs "
@@ -98,27 +86,19 @@ class CompileWarmUp:
             self._reporter.join()
 
     def _report(self) -> None:
-        if self._process is not None:
-            code = self._process.wait()
-            outcome = f"{time.perf_counter() - self._started:.0f} s; {self._last_log_line()}"
+        code = self._side.wait()
+        if code is not None:
+            outcome = f"{self._side.seconds():.0f} s; {self._side.last_log_line()}"
             if code == 0:
                 self._progress(f"compiled the fine-tuning step beside pretraining ({outcome})")
             else:
                 self._progress(f"compiling the fine-tuning step beside pretraining failed (exit {code}, {outcome}); "
                                f"the first trials compile it themselves")
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self._side.remove_folder()
 
     def stop(self) -> None:
         """End the second process now (pretraining failed or was interrupted)."""
-        if self._process is not None and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def _last_log_line(self) -> str:
-        log = self.folder / "log.txt"
-        lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
-        return lines[-1] if lines else "no output"
+        self._side.stop()
 
     def __enter__(self) -> "CompileWarmUp":
         return self

@@ -56,7 +56,7 @@ def test_the_second_process_runs_the_steps_and_cleans_up(smoke_config, untrained
     lines = []
     with CompileWarmUp(smoke_config, lines.append) as warm_up:
         warm_up.start(untrained)
-    assert warm_up._process.poll() is None  # the caller goes on while the process imports torch and runs
+    assert warm_up._side.running()  # the caller goes on while the process imports torch and runs
     assert lines[-1].startswith("pretraining done; going on while the second process compiles")
     warm_up.wait()
     assert lines[0].startswith("compiling the fine-tuning step in a second process")
@@ -76,7 +76,7 @@ def test_a_process_still_compiling_when_its_caller_exits_is_ended(smoke_config, 
               "warm_up = CompileWarmUp(config, lambda line: None)\n"
               f"warm_up.start(load_foundation({str(foundation)!r}))\n"
               "warm_up.finish()\n"
-              "print(warm_up._process.pid, warm_up._process.poll() is None, warm_up.folder)\n")
+              "print(warm_up._side.pid, warm_up._side.running(), warm_up.folder)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     pid, was_running, folder = done.stdout.strip().splitlines()[-1].split()
@@ -101,4 +101,4 @@ def test_an_error_during_pretraining_stops_the_second_process(smoke_config, untr
         with CompileWarmUp(smoke_config, lambda line: None) as warm_up:
             warm_up.start(untrained)
             raise KeyboardInterrupt
-    assert warm_up._process.returncode is not None and not warm_up.folder.exists()
+    assert warm_up._side.poll() is not None and not warm_up.folder.exists()
