@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.error import TuneError
 
 from search_spaces import PROPERTY_FILES, SearchSpace
 from study.progress import ProgressCallback
@@ -286,11 +287,18 @@ def _runs(frame, function: str) -> bool:
     return False
 
 
-def fit(tuner: tune.Tuner) -> tune.ResultGrid:
+def fit(tuner: tune.Tuner, store: ResultsStore) -> tune.ResultGrid:
     """`tuner.fit()`; KeyboardInterrupt once a Ctrl-C stopped it (`StopOnCtrlC`): the results of an
-    interrupted stage are not the stage's results, and the study goes no further."""
+    interrupted stage are not the stage's results, and the study goes no further. A results write
+    that failed in a callback (a full disk), which Tune reports as a `TuneError` holding only the
+    traceback's text, is raised as the `StorageError` it was."""
     with StopOnCtrlC() as ctrl_c:
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        except TuneError:
+            if store.failed_write is not None:
+                raise store.failed_write from None
+            raise
     if ctrl_c.interrupted:
         raise KeyboardInterrupt
     return grid
@@ -302,7 +310,7 @@ def run_first_order(ctx, space, base, shared, resources, resume, verbose=1) -> t
     tuner = _tuner(ctx, "first_order", trainable, first_order_param_space(space, base),
                    tune_config(space, resources, base.epochs), resources,
                    resume, verbose)
-    return fit(tuner)
+    return fit(tuner, ctx.store)
 
 
 def lbfgs_param_space(grid: tune.ResultGrid, space: SearchSpace) -> dict[str, Any] | None:
@@ -320,7 +328,7 @@ def run_lbfgs(ctx, space, grid, shared, resources, resume, verbose=1) -> tune.Re
         return None
     trainable = _with_resources(lbfgs_trainable, resources, shared=shared)
     tuner = _tuner(ctx, "lbfgs", trainable, param_space, tune.TuneConfig(reuse_actors=REUSE_ACTORS), resources, resume, verbose)
-    return fit(tuner)
+    return fit(tuner, ctx.store)
 
 
 # The evaluate stage ---------------------------------------------------------------------------------
@@ -430,4 +438,4 @@ def run_evaluate(ctx, space, config, grids, resources, resume, verbose=1) -> tun
     trainable = _with_resources(evaluate_trainable, resources, structures=structures, references=references)
     tuner = _tuner(ctx, "evaluate", trainable, param_space, tune.TuneConfig(reuse_actors=REUSE_ACTORS), resources,
                    resume, verbose, callback=PropertyRowsCallback(ctx))
-    return fit(tuner)
+    return fit(tuner, ctx.store)

@@ -96,6 +96,7 @@ class ResultsStore:
         self._rows = {name: {self._key(name, r): r for r in read_rows(self.path(name))} for name in TABLE_KEYS}
         self._unwritten: set[str] = set()
         self._finished = {(r["trial_id"], r["stage"]) for r in self._rows["scores"].values()}
+        self.failed_write: StorageError | None = None  # the write that stopped the study, if one did
 
     @classmethod
     def open(cls, folder: Path) -> "ResultsStore":
@@ -140,9 +141,14 @@ class ResultsStore:
 
     def _write(self, table: str) -> None:
         if _identity(self.folder.parent) != self._home:
-            raise StorageError(f"study folder {self.folder.parent} has vanished (removed, moved, or its disk "
-                               "unmounted) since this study started; its rows are where it went")
-        write_table_atomically(self._ordered(table), self.path(table))
+            self.failed_write = StorageError(f"study folder {self.folder.parent} has vanished (removed, moved, or "
+                                             "its disk unmounted) since this study started; its rows are where it went")
+            raise self.failed_write
+        try:
+            write_table_atomically(self._ordered(table), self.path(table))
+        except StorageError as error:
+            self.failed_write = error  # Tune reports a callback's error as its traceback's text only
+            raise
         self._unwritten.discard(table)
 
     def _ordered(self, table: str) -> list[dict[str, Any]]:

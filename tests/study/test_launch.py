@@ -111,15 +111,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 
 def test_ctrl_c_while_the_embedded_default_pretrains_stops_the_pretraining(launch_args, tmp_path):
-    """The first run builds the embedded default (minutes at full size). Ctrl-C during its
-    pretraining ends the command at once: nothing goes on to finish and cache the foundation."""
+    """A first run on a system the package has no bundle of (here the Cu3Au default) generates and
+    pretrains it (minutes at full size). Ctrl-C during its pretraining ends the command at once:
+    nothing goes on to finish and cache the foundation."""
     import os
     import signal
     import subprocess
 
     cache = tmp_path / "cache"
     env = {**os.environ, "OPTISTUDY_CACHE": str(cache), "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
-    command = launch_args(tmp_path / "studies")
+    command = [*launch_args(tmp_path / "studies"), "--system", "cu3au-emt"]
     driver = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
