@@ -81,6 +81,12 @@ def scoring_modules(initial: torch.nn.Module, config: FinetuneConfig,
     return model, step_model, ScoringThroughStep(step_model, model, compute_stress)
 
 
+def close_side_compile(step_model: torch.nn.Module) -> None:
+    """End a `compile_aside` run's second process if the run ended before it finished."""
+    if isinstance(step_model, EagerUntilCompiled):
+        step_model.close()
+
+
 def scoring_loader(graphs, config: FinetuneConfig):
     """Batches in order for scoring. With `compile` they go through the compiled step, so they are
     batches of at most the training batch size (the shapes it was compiled for) split evenly: never
@@ -211,8 +217,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
             on_epoch(record, write_checkpoint)
     set_modes(model, optimizer, spec, train=False)
     scores = {**score_all(scoring_model, inputs, config, device), **replay_before} if status == "ok" else {}
-    if isinstance(step_model, EagerUntilCompiled):
-        step_model.close()  # the second process, if the run ended before it finished
+    close_side_compile(step_model)
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
                           wall_time_s=clock.elapsed(), model=initial,
