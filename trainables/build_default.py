@@ -6,16 +6,41 @@ A first run does this anyway, from the package's bundle where one matches this m
 (`trainables/embedded/bundled/`, seconds) or by generating and pretraining (minutes). This command
 prebuilds the cache (e.g. on a cluster's shared storage, with OPTISTUDY_CACHE pointing there),
 regenerates it with `--rebuild`, and with `--bundle` packs the built cache folder as the package's
-bundle (a maintainer's step after a change to the data or the pretraining recipe).
+bundle (a maintainer's step after a change to the data or the pretraining recipe). At full size,
+`--bundle` also compiles the study step (the search spaces' replay mode, batch size 5) from an
+empty compiler cache and ships it (`trainables/speed/shipped/`; after a change to the step's graph).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 from trainables.cli import OneLineParser, run_cli
+from trainables.core.config import FinetuneConfig
 from trainables.embedded import SYSTEMS, build_system, default_system_name
 from trainables.embedded.bundle import bundle_path, pack
 from trainables.embedded.pretrain import embedded_foundation
 from trainables.embedded.registry import data_paths
+from trainables.speed.shipped_steps import shipped_path
+
+STUDY_STEP = {"mode": "replay", "replay_samples": 100, "batch_size": 5}  # as the search spaces fix it
+
+
+def ship_compiled_step(name: str, size: str) -> Path:
+    """Compile `name`'s study step in a process with an empty compiler cache; ship what it compiled."""
+    path = shipped_path(f"{name}-{STUDY_STEP['mode']}")
+    config = FinetuneConfig(system=name, data_size=size, epochs=1, max_steps=2, threads=1, **STUDY_STEP)
+    with tempfile.TemporaryDirectory(prefix="optistudy-ship-") as folder:
+        (Path(folder) / "config.json").write_text(json.dumps(config.to_dict()))
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(folder) / "inductor")}
+        subprocess.run([sys.executable, "-m", "trainables.warm_compile", str(Path(folder) / "config.json"),
+                        "--save-compiled", str(path)], env=env, check=True)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.bundle:
             names = [path.name for path in data_paths(files).values()]
             print(f"bundle: {pack(files.root, names, bundle_path(name, args.size))}")
+            if args.size == "full":
+                print(f"compiled step: {ship_compiled_step(name, args.size)}")
         return 0
 
     return run_cli(_main)

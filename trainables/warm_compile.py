@@ -2,7 +2,10 @@
 run on the untrained foundation, so that the step it compiles is in the compiler cache when the
 study's trials start.
 
-    python -m trainables.warm_compile CONFIG.json
+    python -m trainables.warm_compile CONFIG.json [--save-compiled PATH]
+
+With `--save-compiled`, what the process compiled is written as a shipped compiled step
+(`trainables.speed.shipped_steps`; run it with an empty TORCHINDUCTOR_CACHE_DIR).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from trainables.cli import OneLineParser, run_cli
 from trainables.core.config import FinetuneConfig
 from trainables.speed.compiled import compiled_variants
+from trainables.speed.shipped_steps import save_compiled
 from trainables.stages.finetune import run_finetune
 
 
@@ -26,11 +30,15 @@ def warm_steps(config: FinetuneConfig) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m trainables.warm_compile", description=__doc__)
     parser.add_argument("config", type=Path, help="a FinetuneConfig as JSON")
+    parser.add_argument("--save-compiled", type=Path, default=None, help="write what was compiled here")
 
     def _main() -> int:
         start = time.perf_counter()
-        config = FinetuneConfig.from_dict(json.loads(parser.parse_args(argv).config.read_text()))
+        args = parser.parse_args(argv)
+        config = FinetuneConfig.from_dict(json.loads(args.config.read_text()))
         print(f"{warm_steps(config)}; in {time.perf_counter() - start:.0f} s")
+        if args.save_compiled:
+            print(f"compiled step: {save_compiled(args.save_compiled)}")
         return 0
 
     return run_cli(_main)

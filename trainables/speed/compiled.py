@@ -28,8 +28,9 @@ from torch.fx.experimental import _config as fx_config
 from trainables.core.data import default_dtype
 from trainables.core.foundation import restore_trainable
 from trainables.errors import ConfigError
-from trainables.speed.compile_lock import first_compile_on_node, step_key
+from trainables.speed.compile_lock import first_compile_on_node, is_compiled_on_node, step_key
 from trainables.speed.fused_conv import fuse_convolutions
+from trainables.speed.shipped_steps import load_shipped_steps
 
 _LAST: dict[tuple, tuple[torch.nn.Module, torch.nn.Module]] = {}  # architecture -> (eager, compiled view)
 
@@ -117,7 +118,8 @@ LONG_REDUCTION_EDGES = 4096
 class _CompiledStep(torch.nn.Module):
     """The compiled module. The first call of each variant of the step (which compiles it) runs
     alone among this node's processes compiling the same variant after the same ones before it
-    (`trainables.speed.compile_lock`): the others load it from the cache after. Compilation failures (a model that Dynamo cannot trace, a
+    (`trainables.speed.compile_lock`): the others load it from the cache after. The process that
+    compiles first loads the package's compiled steps into the cache (`shipped_steps`). Compilation failures (a model that Dynamo cannot trace, a
     missing C++ compiler) become one actionable ConfigError: the run stops with the remedy named."""
 
     def __init__(self, compiled: torch.nn.Module, architecture: tuple):
@@ -133,6 +135,8 @@ class _CompiledStep(torch.nn.Module):
         # the same variant compiled first in a process: the key holds the variants before it.
         key = step_key(self._architecture, *self.compiled_keys, signature)
         with first_compile_on_node(key):
+            if not is_compiled_on_node(key):  # this process compiles it for the node
+                load_shipped_steps()
             output = self._explained(*args, **kwargs)
         self.compiled_keys[signature] = key
         return output
