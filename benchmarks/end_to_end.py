@@ -1,10 +1,11 @@
 """End to end: `python -m study.launch --space SPACE` on the embedded default, from a cold cache
-(data generation and foundation pretraining included) and then warm (cache reused).
+(the first run after set-up: the package's built default unpacked, or generated and pretrained
+where its bundle does not match this machine) and then warm (cache reused).
 
     python benchmarks/end_to_end.py [--space lr_ablation] [--runs cold,warm] [--workdir DIR]
 
 Prints a table of wall times and the cold/warm ratio; the goal for lr_ablation on 2 CPUs is at most
-15 minutes cold. Each run writes a fresh study under DIR/studies; the cold run uses an empty cache
+11 minutes cold. Each run writes a fresh study under DIR/studies; the cold run uses an empty cache
 DIR/cache and an empty compiler cache DIR/torchinductor (torch.compile's kernels), the warm run the
 caches the cold run left.
 """
