@@ -102,5 +102,6 @@ def load_shipped_steps(progress: Callable[[str], None] = print, folder: Path = S
         marker.touch()
         loaded.append(path.name)
     if loaded:
-        progress(f"loaded the package's compiled step ({', '.join(loaded)}) into this node's compiler cache")
+        progress(f"added the package's compiled steps of the embedded default ({', '.join(loaded)}) to this "
+                 f"node's compiler cache (used where a step is the same graph)")
     return loaded
