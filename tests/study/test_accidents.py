@@ -23,11 +23,18 @@ def _table(folder: Path, name: str):
     return pq.read_table(path).to_pandas() if path.is_file() else None
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """A driver's SIGINT as a terminal's shell leaves it (default). An ignored SIGINT is inherited
+    and Python keeps it ignored: the suite started as a background job of a script (`cmd &`, nohup)
+    passed that on to these drivers, which then ran a whole study through the Ctrl-C sent to them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(command: list[str], log: Path) -> subprocess.Popen:
     """A driver in its own process group (a terminal's Ctrl-C reaches the whole group), output to `log`."""
     with open(log, "wb") as out:
         return subprocess.Popen(command, cwd=ROOT, env=ENV, start_new_session=True, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, preexec_fn=ctrl_c_as_in_a_terminal)
 
 
 def _wait_for(path: Path, driver: subprocess.Popen, log: Path, timeout: float = 300) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from test_accidents import ctrl_c_as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,7 +123,7 @@ def test_ctrl_c_while_the_embedded_default_pretrains_stops_the_pretraining(launc
     env = {**os.environ, "OPTISTUDY_CACHE": str(cache), "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
     command = [*launch_args(tmp_path / "studies"), "--system", "cu3au-emt"]
     driver = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         for line in driver.stdout:
             if line.startswith("pretraining foundation: epoch 1/"):
