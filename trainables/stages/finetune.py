@@ -9,6 +9,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -159,6 +160,13 @@ def start_progress(resume_from: Path | None, model, optimizer, scheduler, genera
     return {**progress, **load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler, generator)}
 
 
+def write_checkpoint_to(folder: Path, model, optimizer, spec, scheduler, generator, progress: dict[str, Any]) -> None:
+    """A run's checkpoint (model and training state) into `folder`, as `on_epoch` callbacks write it."""
+    set_modes(model, optimizer, spec, train=False)  # ScheduleFree: save the averaged weights
+    save_model(model, Path(folder) / MODEL_FILE)
+    save_training_state(Path(folder) / STATE_FILE, model, optimizer, scheduler, generator, progress)
+
+
 def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, resume_from: Path | None = None,
                  on_epoch: EpochCallback | None = None) -> FinetuneResult:
     """Fine-tune for the configured budget; a non-finite loss ends the run as `diverged`."""
@@ -195,11 +203,8 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
             if on_epoch is not None:
                 on_epoch(record, None)  # no checkpoint within an epoch
 
-    def write_checkpoint(folder: Path) -> None:
-        set_modes(model, optimizer, spec, train=False)  # ScheduleFree: save the averaged weights
-        save_model(model, Path(folder) / MODEL_FILE)
-        save_training_state(Path(folder) / STATE_FILE, model, optimizer, scheduler, loader.generator, progress)
-
+    write_checkpoint = partial(write_checkpoint_to, model=model, optimizer=optimizer, spec=spec, scheduler=scheduler,
+                               generator=loader.generator, progress=progress)
     while progress["epoch"] < config.epochs and progress["steps"] < total_steps:
         set_modes(model, optimizer, spec, train=True)
         stats = train_epoch(step_model, loader, optimizer, weights, device, config.clip_grad_norm, scheduler,
@@ -220,9 +225,8 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     close_side_compile(step_model)
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
-                          wall_time_s=clock.elapsed(), model=initial,
-                          resumed_from_step=steps_before, compile_time_s=clock.compile_time(),
-                          environment=run_environment(device))
+                          wall_time_s=clock.elapsed(), model=initial, resumed_from_step=steps_before,
+                          compile_time_s=clock.compile_time(), environment=run_environment(device))
 
 
 def write_run_folder(out: Path, model: torch.nn.Module, metrics: dict[str, Any]) -> None:
