@@ -56,3 +56,14 @@ def require_single(df: pd.DataFrame, column: str, hint: str) -> None:
     """Raise when `column` holds more than one value; `hint` says how to choose one."""
     if column in df.columns and len(values := distinct(df[column])) > 1:
         raise AnalysisError(f"rows span several {column} values ({', '.join(map(str, values))}): {hint}")
+
+
+# Scores of the foundation before fine-tuning, the same for every trial of a study: shown in tables as
+# the reference a fine-tuned model is read against, left out of statistics, fronts and rankings.
+# `replay_before`: on the replay (pre-training) sample; `val_before`: on the validation set (zero-shot).
+REFERENCE_TEST_SETS = ("replay_before", "val_before")
+
+
+def without_reference_sets(scores: pd.DataFrame) -> pd.DataFrame:
+    """`scores` less the rows of the not yet fine-tuned foundation (`REFERENCE_TEST_SETS`)."""
+    return scores[~scores["test_set"].isin(REFERENCE_TEST_SETS)] if "test_set" in scores else scores
