@@ -1,5 +1,6 @@
 """Physical properties of a model through its ASE calculator: MD stability, vibrations, phonons at
-Gamma, equation of state and elastic constants, energy profiles (the paper's Figs. 3-5).
+Gamma and acoustic phonons near it, equation of state and elastic constants, energy profiles (the
+paper's Figs. 3-5).
 
     calculator = mace_calculator(run_folder / MODEL_FILE)
     structures = embedded_structures(files)             # files: trainables.embedded.build_system(...)

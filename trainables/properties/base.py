@@ -1,10 +1,12 @@
 """What every evaluator shares: the settings, the structures, the spec and the row it reports.
 
 A row is flat and long-format, one per (property) of one model:
-`{evaluator, property, value, reference, error, unit, status, note, wall_time_s}`, where
+`{evaluator, property, value, reference, error, unit, status, note, ranked, wall_time_s}`, where
 `error = value - reference` (a comparison metric such as a frequency MAE has reference 0: the
-reference compared with itself), `status` is one of STATUSES and `note` says why a row is not "ok".
-`value`, `reference` and `error` are floats or None.
+reference compared with itself), `status` is one of STATUSES, `note` says why a row is not "ok"
+(or what to mind in an "ok" one, such as clamped-ion elastic constants), and `ranked` is False for
+a sanity check that any sound model passes (shown, never ranked). `value`, `reference` and
+`error` are floats or None.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from trainables.errors import ConfigError
 
 OK, SKIPPED, FAILED, UNSTABLE = "ok", "skipped", "failed", "unstable"
 STATUSES = (OK, SKIPPED, FAILED, UNSTABLE)
-ROW_KEYS = ("evaluator", "property", "value", "reference", "error", "unit", "status", "note", "wall_time_s")
+ROW_KEYS = ("evaluator", "property", "value", "reference", "error", "unit", "status", "note", "ranked", "wall_time_s")
 
 # A measurement is what an evaluator computes with one calculator: plain JSON-able values (floats,
 # lists of floats, strings), so that a reference measurement can be computed once and cached.
@@ -38,7 +40,8 @@ class EvaluationFailed(Exception):
 class PropertySettings:
     """Settings of the property evaluators (units in the names). Validated once by `from_dict`."""
 
-    evaluators: tuple[str, ...] = ("md", "vibrations", "phonons_gamma", "elastic", "energy_profile")
+    evaluators: tuple[str, ...] = ("md", "vibrations", "phonons_gamma", "acoustic_phonons", "elastic",
+                                   "energy_profile")
     md_temperature_K: float = 300.0
     md_steps: int = 2000
     md_timestep_fs: float = 0.5
@@ -49,10 +52,13 @@ class PropertySettings:
     md_min_distance_A: float = 0.5        # failure: any two atoms closer than this
     relax_fmax_eV_A: float = 0.005
     relax_steps: int = 500
-    displacement_A: float = 0.01          # finite displacement of Vibrations and Phonons
+    displacement_A: float = 0.01          # finite displacement of Vibrations and Phonons (ASE's and phonopy's)
+    phonon_supercell: int = 3             # acoustic phonons: force constants of the cubic cell repeated n x n x n
+    phonon_q_fraction: float = 0.1        # acoustic phonons: |q| as a fraction of the cubic cell's reciprocal vector
     eos_max_strain: float = 0.02          # lattice scaled over [1 - s, 1 + s]
     eos_points: int = 7
     elastic_strain: float = 0.005
+    elastic_max_residual_force_eV_A: float = 0.001  # above it, clamped-ion constants get a note (see elastic.py)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PropertySettings:
@@ -124,7 +130,8 @@ class EvaluatorSpec:
     on all axes), `needs_molecule` (no periodic axis), `needs_cubic`, `needs_reference` (only
     comparisons: without a reference it is not run and every property is "skipped"),
     `reference_from_calculator` (False: the reference comes from data, a trajectory or stored
-    energies, and `compute_references` leaves it out)."""
+    energies, and `compute_references` leaves it out). `unranked` names the properties that are
+    sanity checks (rows with `ranked` False: analysis shows them and leaves them out of rankings)."""
 
     name: str
     description: str
@@ -137,6 +144,7 @@ class EvaluatorSpec:
     needs_cubic: bool = False
     needs_reference: bool = False
     reference_from_calculator: bool = True
+    unranked: tuple[str, ...] = ()
 
     def skip_reason(self, structures: PropertyStructures) -> str | None:
         """Why this evaluator cannot run on `structures` (a user's input, not the model), or None."""
@@ -153,18 +161,21 @@ class EvaluatorSpec:
 
     def rows(self, outcomes: Mapping[str, Outcome], wall_time_s: float) -> list[dict[str, Any]]:
         """One row per property in `units` order (a property missing from `outcomes` is a bug)."""
-        return [row(self.name, prop, unit, outcomes[prop], wall_time_s) for prop, unit in self.units.items()]
+        return [row(self.name, prop, unit, outcomes[prop], wall_time_s, ranked=prop not in self.unranked)
+                for prop, unit in self.units.items()]
 
     def all_rows(self, outcome: Outcome, wall_time_s: float = 0.0) -> list[dict[str, Any]]:
         """The same outcome on every property (skipped or failed as a whole)."""
         return self.rows({prop: outcome for prop in self.units}, wall_time_s)
 
 
-def row(evaluator: str, prop: str, unit: str, outcome: Outcome, wall_time_s: float) -> dict[str, Any]:
+def row(evaluator: str, prop: str, unit: str, outcome: Outcome, wall_time_s: float, *,
+        ranked: bool = True) -> dict[str, Any]:
     value, reference = _finite_or_none(outcome.value), _finite_or_none(outcome.reference)
     error = value - reference if value is not None and reference is not None else None
     return {"evaluator": evaluator, "property": prop, "value": value, "reference": reference, "error": error,
-            "unit": unit, "status": outcome.status, "note": outcome.note, "wall_time_s": wall_time_s}
+            "unit": unit, "status": outcome.status, "note": outcome.note, "ranked": ranked,
+            "wall_time_s": wall_time_s}
 
 
 def _finite_or_none(x: float | None) -> float | None:

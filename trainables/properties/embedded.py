@@ -4,10 +4,11 @@ per system in `EMBEDDED_PROPERTIES`:
 - "biphenyl-xtb": the minimum is biphenyl relaxed by GFN2-xTB (tblite), the profile the ring-ring
   dihedral scan (test set "dihedral", its stored xTB energies the reference); xTB's vibrations.
 - "cu3au-emt": the minimum is the 32-atom L1_2 Cu3Au supercell at EMT's zero pressure (phonons at
-  Gamma), the cubic cell its 4-atom conventional cell; EMT's phonons and elastic constants.
-For MD, the reference trajectory is the test set the labeller's MD sampled at the MD temperature
-("300K", "600K", "1200K"), when there is one. The labeller's references take seconds to minutes:
-compute them once and cache them (they are plain JSON-able values).
+  Gamma), the cubic cell its 4-atom conventional cell (acoustic phonons near Gamma from its
+  supercells, elastic constants); EMT's references.
+For MD, the reference is the labeller's own MD under the same protocol (start, thermostat, steps
+and seed). The labeller's references take seconds to minutes: compute them once and cache them
+(they are plain JSON-able values).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from trainables.embedded import emt as embedded_emt
 from trainables.embedded import xtb as embedded_xtb
 from trainables.errors import ConfigError
 from trainables.properties.base import Measurement, PropertySettings, PropertyStructures
-from trainables.properties.md import reference_from_trajectory
 from trainables.properties.profile import reference_from_labels
 from trainables.properties.registry import compute_references
 
@@ -72,12 +72,9 @@ def embedded_structures(files: SystemFiles) -> PropertyStructures:
 
 def embedded_references(files: SystemFiles, structures: PropertyStructures,
                         settings: PropertySettings) -> dict[str, Measurement]:
-    """Reference measurements: the labeller's (`compute_references`), the profile's stored energies,
-    and the labeller's MD trajectory at `settings.md_temperature_K` (none at another temperature)."""
+    """Reference measurements: the labeller's (`compute_references`, its MD included) and the
+    profile's stored energies."""
     references = compute_references(embedded_properties(files.name).reference_calculator(), structures, settings)
-    trajectory = files.tests.get(f"{settings.md_temperature_K:.0f}K")
-    if "md" in settings.evaluators and trajectory is not None and structures.minimum is not None:
-        references["md"] = reference_from_trajectory(ase.io.read(trajectory, ":"), structures.minimum)
     if "energy_profile" in settings.evaluators and len(structures.profile) >= 2:
         references["energy_profile"] = reference_from_labels(structures.profile)
     return references

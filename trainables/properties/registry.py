@@ -17,7 +17,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, CalculationFailed
 
 from trainables.errors import ConfigError
-from trainables.properties import elastic, md, profile, vibrations
+from trainables.properties import elastic, md, phonons, profile, vibrations
 from trainables.properties.base import (
     FAILED, EvaluationFailed, EvaluatorSpec, Measurement, Outcome, PropertySettings, PropertyStructures, skipped,
 )
@@ -44,7 +44,7 @@ def get_evaluator(name: str) -> EvaluatorSpec:
 
 register(EvaluatorSpec(
     name="md", description=md.__doc__, structure="minimum", units=md.UNITS,
-    measure=md.measure_md, compare=md.compare_md, reference_from_calculator=False,
+    measure=md.measure_md, compare=md.compare_md,
 ))
 register(EvaluatorSpec(
     name="vibrations", description=vibrations.__doc__, structure="minimum", units=vibrations.VIBRATION_UNITS,
@@ -54,6 +54,11 @@ register(EvaluatorSpec(
 register(EvaluatorSpec(
     name="phonons_gamma", description=vibrations.__doc__, structure="minimum", units=vibrations.PHONON_UNITS,
     measure=vibrations.measure_phonons_gamma, compare=vibrations.compare_phonons_gamma,
+    needs_periodic=True, unranked=("phonon_acoustic_sum_rule",),
+))
+register(EvaluatorSpec(
+    name="acoustic_phonons", description=phonons.__doc__, structure="cubic_cell", units=phonons.UNITS,
+    measure=phonons.measure_acoustic_phonons, compare=phonons.compare_acoustic_phonons,
     needs_periodic=True,
 ))
 register(EvaluatorSpec(
@@ -100,9 +105,10 @@ def compute_references(calculator: Calculator, structures: PropertyStructures,
                        settings: PropertySettings = PropertySettings()) -> dict[str, Measurement]:
     """Reference measurements by the reference calculator (e.g. the labeller) for the evaluators in
     `settings.evaluators` that take their reference from a calculator and that the structures allow:
-    plain JSON-able values, to compute once and cache. The others' references come from data
-    (`md_reference_from_trajectory`, `profile_reference_from_labels`). A reference the calculator
-    cannot produce raises: it is a setup error, not a result."""
+    plain JSON-able values, to compute once and cache; the MD's is the calculator's own run under the
+    same protocol. The others' references come from data (`profile_reference_from_labels`; without
+    a reference calculator, `md_reference_from_trajectory`). A reference the calculator cannot
+    produce raises: it is a setup error, not a result."""
     specs = [get_evaluator(name) for name in settings.evaluators]
     return {spec.name: spec.measure(calculator, getattr(structures, spec.structure), settings) for spec in specs
             if spec.reference_from_calculator and spec.skip_reason(structures) is None}

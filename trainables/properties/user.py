@@ -1,7 +1,8 @@
 """The structures and references of a user's own data: ASE-readable files named in a space's
 `[properties]` table (`search_spaces.PROPERTY_FILES`). There is no labeller to compute references
 with, so only the data's own references exist: the profile's stored energies and a reference MD
-trajectory; an evaluator without its structure or reference is skipped with a note."""
+trajectory (its bond lengths: the MD temperature has no reference without the labeller's own MD);
+an evaluator without its structure or reference is skipped with a note."""
 
 from __future__ import annotations
 

@@ -1,8 +1,11 @@
 """The property evaluators on known answers: a Morse diatomic's harmonic frequency, EMT copper's
-equation of state and elastic constants against direct scans, a broken calculator's MD, inputs an
-evaluator cannot take, and a real small MACE model through mace's ASE calculator."""
+equation of state and elastic constants against direct scans, clamped-ion constants of a cell whose
+strained atoms feel forces, MD against the labeller's own MD, a broken calculator's MD, inputs an
+evaluator cannot take, and a real small MACE model through mace's ASE calculator. Frequencies
+(the Eckart projection, acoustic phonons) are in test_frequencies.py."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -99,6 +102,23 @@ def test_emt_copper_elastic_matches_direct_scans():
     assert rows["c44"]["value"] == pytest.approx(energy_curvature_gpa(at_minimum, shear), rel=0.01)
     cubic_bulk_modulus = (rows["c11"]["value"] + 2 * rows["c12"]["value"]) / 3
     assert cubic_bulk_modulus == pytest.approx(bulk_modulus, rel=0.01)
+    # Poisson's ratio under uniaxial stress: the lateral strain that leaves sigma_yy = C12 e_xx + (C11 + C12) e_yy = 0
+    lateral = -rows["c12"]["value"] / (rows["c11"]["value"] + rows["c12"]["value"])
+    assert rows["poisson_ratio"]["value"] == pytest.approx(-lateral) and rows["poisson_ratio"]["unit"] == "1"
+    assert "clamped-ion" not in rows["c44"]["note"]  # fcc: every atom a centre of inversion
+
+
+def test_clamped_ion_constants_of_a_cell_whose_strained_atoms_feel_forces_say_so():
+    diamond = bulk("Cu", "diamond", a=5.53, cubic=True)  # EMT's diamond-lattice copper near its minimum
+    settings = PropertySettings(evaluators=("elastic",), elastic_max_residual_force_eV_A=1e-3)
+    rows = by_property(evaluate_properties(EMT(), PropertyStructures(cubic_cell=diamond), None, settings))
+    assert rows["c44"]["status"] == OK and rows["c44"]["value"] is not None
+    found = re.search(r"clamped-ion: atoms of the shear-strained cell feel up to (\S+) eV/A \(threshold 0.001\)",
+                      rows["c44"]["note"])
+    at_minimum = strained(diamond, (rows["lattice_constant"]["value"] / 5.53 - 1) * np.eye(3))
+    sheared = strained(with_emt(at_minimum), np.array([[0, 0, 0], [0, 0, 0.0025], [0, 0.0025, 0]]))
+    assert found and float(found[1]) == pytest.approx(np.linalg.norm(sheared.get_forces(), axis=1).max(), rel=0.01)
+    assert "clamped-ion" not in rows["c11"]["note"]  # an axial strain leaves diamond's atoms at rest
 
 
 def test_a_reference_gives_errors_and_emt_phonons_keep_the_sum_rule():
@@ -108,6 +128,7 @@ def test_a_reference_gives_errors_and_emt_phonons_keep_the_sum_rule():
     references = compute_references(EMT(), structures, settings)
     rows = by_property(evaluate_properties(EMT(), structures, references, settings))
     assert rows["phonon_acoustic_sum_rule"]["value"] < 0.1  # cm^-1: EMT's forces sum to zero
+    assert rows["phonon_acoustic_sum_rule"]["ranked"] is False and rows["phonon_gamma_mae"]["ranked"] is True
     for prop in ("phonon_gamma_mae", "lattice_constant", "bulk_modulus", "c11", "c12", "c44"):
         assert rows[prop]["status"] == OK and abs(rows[prop]["error"]) < 1e-6, prop
 
@@ -116,10 +137,12 @@ def test_embedded_cu3au_against_its_labeller(tmp_path):
     from trainables.embedded import get_system, system_files
 
     files = system_files(get_system("cu3au-emt"), "smoke", tmp_path)  # the layout; no file is read here
-    settings = PropertySettings(evaluators=("elastic",))
+    settings = PropertySettings(evaluators=("md", "acoustic_phonons", "elastic"), md_steps=20, md_sample_every=5,
+                                phonon_supercell=2)
     structures = embedded_structures(files)
     assert len(structures.minimum) == 32 and len(structures.cubic_cell) == 4
     references = embedded_references(files, structures, settings)
+    assert set(references) == {"md", "acoustic_phonons", "elastic"}  # every one the labeller's
     rows = by_property(evaluate_properties(EMT(), structures, references, settings))
     assert rows["lattice_constant"]["value"] == pytest.approx(structures.cubic_cell.cell.lengths()[0], rel=1e-4)
     assert all(row["status"] == OK and abs(row["error"]) < 1e-6 for row in rows.values())
@@ -144,7 +167,23 @@ def test_a_broken_model_fails_the_md_check_as_unstable():
     survival = rows["md_survival_time"]
     assert survival["status"] == UNSTABLE and "stretched" in survival["note"]
     assert survival["value"] < survival["reference"] == pytest.approx(0.1)
-    assert rows["md_temperature"]["status"] == UNSTABLE
+    for prop in ("md_temperature", "md_bond_length_w1"):  # nothing from the frames before the failure
+        assert rows[prop]["status"] == UNSTABLE and rows[prop]["value"] is None and rows[prop]["error"] is None
+
+
+def test_md_is_compared_with_the_labellers_own_md_under_the_same_protocol():
+    cell = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+    settings = PropertySettings(evaluators=("md",), md_steps=100, md_timestep_fs=1.0, md_sample_every=5)
+    references = compute_references(EMT(), PropertyStructures(minimum=cell), settings)
+    rows = by_property(evaluate_properties(EMT(), PropertyStructures(minimum=cell), references, settings))
+    temperature = rows["md_temperature"]
+    # 0.1 ps at 0.01/fs: the thermostat has not reached 300 K, on either side; the model is not to blame
+    assert temperature["value"] < 250.0 and temperature["error"] == pytest.approx(0.0, abs=1e-9)
+    assert rows["md_bond_length_w1"]["value"] == pytest.approx(0.0, abs=1e-12)
+    rattled = cell.copy()
+    rattled.rattle(0.05, seed=1)  # another start: another run, another temperature
+    other = by_property(evaluate_properties(EMT(), PropertyStructures(minimum=rattled), references, settings))
+    assert other["md_temperature"]["reference"] == temperature["reference"] != other["md_temperature"]["value"]
 
 
 def test_emt_md_survives_and_compares_bond_lengths_with_a_reference_trajectory():
@@ -155,6 +194,8 @@ def test_emt_md_survives_and_compares_bond_lengths_with_a_reference_trajectory()
     rows = by_property(evaluate_properties(EMT(), PropertyStructures(minimum=cell), references, settings))
     assert rows["md_survival_time"]["status"] == OK and rows["md_survival_time"]["error"] == 0.0
     assert 0.0 < rows["md_bond_length_w1"]["value"] < 0.1  # A
+    temperature = rows["md_temperature"]  # a trajectory has no temperature under this protocol
+    assert temperature["value"] > 0 and temperature["reference"] is None and "target is not a reference" in temperature["note"]
 
 
 def test_energy_profile_errors_by_hand():
@@ -232,3 +273,4 @@ def test_a_small_mace_model_runs_md_and_scaled_up_it_is_unstable(smoke_model_fil
     calculator.models[0].scale_shift.scale.mul_(1e4)  # the same model with forces 10^4 times too large
     rows = by_property(evaluate_properties(calculator, structures, references, settings))
     assert rows["md_survival_time"]["status"] == UNSTABLE
+    assert rows["md_bond_length_w1"]["value"] is None
