@@ -53,7 +53,7 @@ def trial_phases(config, inputs) -> tuple[float, float, dict[str, float]]:
     seconds: dict[str, float] = defaultdict(float)
     timed_phases(finetune, {"training_modules": "compiled step: build or reuse", "train_epoch": "training steps",
                             "evaluate": "evaluation", "score_all": "final scoring",
-                            "score_replay_before": "final scoring"}, seconds)
+                            "score_before_finetuning": "final scoring"}, seconds)
     first = finetune.run_finetune(config, inputs).wall_time_s
     seconds.clear()
     second = finetune.run_finetune(config.replace(seed=config.seed + 1), inputs).wall_time_s

@@ -26,7 +26,7 @@ def test_user_space_file(tmp_path):
     ("optimizers = ['adamax']\nlrs = [1e-3]\n", "unknown optimizer 'adamax'"),
     ("optimizers = ['adam']\nlrs = [1e-3]\nbudget = 3\n", "unknown key\\(s\\) \\['budget'\\]"),
     ("optimizers = ['adam'\n", "malformed space file"),
-    ("optimizers = ['adam']\nlrs = [1e-3]\n[fixed]\nepochz = 3\n", "unknown config key\\(s\\) \\['epochz'\\]"),
+    ("optimizers = ['adam']\nlrs = [1e-3]\n[fixed]\nepochz = 3\n", "unknown config key 'epochz' \\(did you mean 'epochs'\\?\\)"),
     ("optimizers = ['adam']\nlrs = [1e-3]\nstages = ['first_order', 'lbfgs']\n[lbfgs]\nc1 = 0.95\n", "c1"),
     ("optimizers = ['adam']\nlrs = [1e-3]\nstages = ['first_order', 'lbfgs']\n[lbfgs]\nchunk_size = 0\n",
      "chunk_size must be an integer >= 1"),

@@ -20,9 +20,10 @@ from typing import Any, Callable
 import tomllib
 import yaml
 
-from trainables.core.config import FinetuneConfig
+from trainables.core.config import FinetuneConfig, unknown_key_hint, unknown_keys
 from trainables.errors import ConfigError, OptistudyError
 
+PATH_KEYS = ("train_file", "valid_file", "e0s_file", "replay_file")  # data files, besides test_files
 _SPECIAL = {"test_files", "optimizer_kwargs", "profile_tests", "optimizer_hyper"}  # optimizer_hyper: --config only
 
 
@@ -85,15 +86,34 @@ def _pairs(items: list[str], what: str) -> dict[str, Any]:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Config fields from a TOML (.toml) or YAML (.yaml/.yml) file."""
+    """Config fields from a TOML (.toml) or YAML (.yaml/.yml) file; its relative data paths are
+    relative to the file, and an unknown key names the file and the closest known key."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        if path.suffix == ".toml":
-            return tomllib.loads(path.read_text())
-        return yaml.safe_load(path.read_text()) or {}
+        values = tomllib.loads(path.read_text()) if path.suffix == ".toml" else yaml.safe_load(path.read_text()) or {}
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"cannot parse {path}: {err}".splitlines()[0]) from None
+    unknown = unknown_keys(FinetuneConfig, values)
+    if unknown:
+        raise ConfigError(f"{path}: unknown config key {unknown_key_hint(FinetuneConfig, unknown)}")
+    return paths_relative_to(values, path.parent)
+
+
+def paths_relative_to(values: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """`values` with each relative data path (PATH_KEYS, every test file, and a foundation given as a
+    path rather than a mace_mp name or embedded system) taken relative to `folder`."""
+    def resolved(path: str) -> str:
+        return str(folder / path) if not Path(path).is_absolute() else path
+
+    out = {key: resolved(value) if key in PATH_KEYS and isinstance(value, str) else value for key, value in values.items()}
+    if isinstance(out.get("test_files"), dict):
+        out["test_files"] = {name: resolved(str(p)) for name, p in out["test_files"].items()}
+    foundation = out.get("foundation")
+    if isinstance(foundation, str) and not foundation.startswith("embedded") and ("/" in foundation
+                                                                                 or Path(foundation).suffix):
+        out["foundation"] = resolved(foundation)
+    return out
 
 
 def config_values_from_args(args: argparse.Namespace) -> dict[str, Any]:

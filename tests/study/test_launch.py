@@ -29,7 +29,7 @@ def test_smoke_study_writes_the_schema(smoke_study):
     assert SCORE_COLUMNS <= set(scores.columns)
     first = scores[scores.stage == "first_order"]
     assert set(first.optimizer) == {"adam", "schedulefree"}
-    assert set(first.test_set) == {"val", "300K", "600K", "1200K", "dihedral", "replay", "replay_before"}
+    assert set(first.test_set) == {"val", "300K", "600K", "1200K", "dihedral", "val_before", "replay", "replay_before"}
     assert set(first["mode"]) == {"replay"}
     assert (first.status == "ok").all() and first.force_rmse_mev_a.notna().all()
     assert not scores.duplicated(["trial_id", "stage", "test_set"]).any()
@@ -39,6 +39,7 @@ def test_smoke_study_writes_the_schema(smoke_study):
     assert set(first.optimizer_order) == {2, 7}  # the registry's positions of adam and schedulefree
     scan = first[first.test_set == "dihedral"]
     assert scan.rel_energy_rmse_mev.notna().all() and scan.profile_reference_mev.notna().all()
+    assert scan.profile_curve.map(lambda text: set(json.loads(text))).tolist() == [{"dihedral"}] * len(scan)
     assert first[first.test_set == "300K"].rel_energy_rmse_mev.isna().all()
     assert "force RMSE (meV/A), stage first_order" in stdout and "schedulefree" in stdout
     assert "Trial status" not in stdout and "[first_order]" not in stdout  # --quiet: nothing until the end

@@ -9,6 +9,7 @@ Neither imports torch, so a study's settings are checked before the training sta
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -19,6 +20,7 @@ DTYPES = ("float32", "float64")
 SCHEDULES = ("constant", "cosine")
 MODES = ("naive", "replay")
 REPLAY_SELECTIONS = ("fps", "random")
+E0S_SOURCES = ("auto", "average", "foundation")
 DAMPING_RULES = ("powell", "paper")
 DEFAULT_CHUNK = 32  # configurations per chunk of the L-BFGS objective (trainables.stages.refine)
 
@@ -34,6 +36,11 @@ class FinetuneConfig:
     structures need energies and forces; a test set is scored on the labels it has (energies only:
     a NaN force RMSE, and the reverse). `profile_tests` names test sets that are a path or a scan
     (in order), also scored on relative energies; an embedded system names its own (the dihedral scan).
+    Relative energies are taken within curves: structures of one composition and one value of
+    `profile_group_key` in the file (`config_type` by default; see `trainables.core.data.profile_curves`).
+    `e0s` says where the task head's isolated-atom energies come from: "auto" (`e0s_file`, else the
+    training file's IsolatedAtom entries, else the foundation's), "average" (fitted to the training
+    set's energies by least squares, mace's `E0s="average"`), or "foundation".
     Foundation: a local model file, a mace_mp name, or `embedded:SYSTEM` (an embedded system's
     foundation, whose pre-training corpus then is the default replay data for a `train_file`);
     None means the embedded system's own.
@@ -66,7 +73,9 @@ class FinetuneConfig:
     valid_file: str | None = None
     test_files: dict[str, str] = field(default_factory=dict)
     profile_tests: list[str] = field(default_factory=list)
+    profile_group_key: str | None = "config_type"
     e0s_file: str | None = None
+    e0s: str = "auto"
     energy_key: str | None = None
     forces_key: str | None = None
     stress_key: str | None = None
@@ -109,10 +118,9 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "FinetuneConfig":
         """Build and validate; unknown keys and out-of-range values raise `ConfigError`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = unknown_keys(cls, values)
         if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+            raise ConfigError(f"unknown config key {unknown_key_hint(cls, unknown)}")
         config = cls(**dict(values))
         config.validate()
         return config
@@ -150,6 +158,9 @@ class FinetuneConfig:
             self.system is None or self.train_file is None,
             "give either an embedded `system` or a `train_file`, not both",
         )
+        _check(self.e0s in E0S_SOURCES, f"e0s must be one of {E0S_SOURCES}, got {self.e0s!r}")
+        _check(self.e0s == "auto" or self.e0s_file is None,
+               f"e0s = {self.e0s!r} and an e0s_file exclude each other: drop one")
         unknown_profiles = sorted(set(self.profile_tests) - set(self.test_files)) if self.train_file else []
         _check(not unknown_profiles, f"profile_tests names {unknown_profiles}, not among test_files {sorted(self.test_files)}")
         self._validate_replay()
@@ -248,6 +259,22 @@ class LBFGSConfig:
         """Build and validate; unknown keys, wrong types and out-of-range values raise ConfigError."""
         reject_unknown_keys(cls, values, "LBFGSConfig key(s)")
         return cls(**values)
+
+
+def unknown_keys(cls: type, values: Mapping[str, Any]) -> list[str]:
+    """The keys of `values` that are not fields of the dataclass `cls`, sorted."""
+    return sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+
+
+def unknown_key_hint(cls: type, unknown: list[str]) -> str:
+    """`'e0_file' (did you mean 'e0s_file'?)` for each unknown key: the closest field of `cls`, or
+    the list of fields where none is close."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else f"{key!r} (known keys: {', '.join(known)})")
+    return "; ".join(hints)
 
 
 def reject_unknown_keys(cls: type, values: Mapping[str, Any], what: str) -> None:

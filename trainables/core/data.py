@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from mace.data import AtomicData
-from mace.data.utils import Configuration
+from mace.data.utils import Configuration, compute_average_E0s
 from mace.tools.torch_geometric import Batch
 from mace.tools.utils import AtomicNumberTable
 from torch.utils.data import DataLoader
@@ -128,6 +128,31 @@ def label_structure(atoms: Atoms, keys: LabelKeys, where: str, with_stress: bool
                     has_forces=has_forces)
 
 
+def reference_energies(items: Sequence[Labelled]) -> tuple[float, ...]:
+    """Each structure's energy label (eV) as read, in float64; NaN where it has none."""
+    return tuple(item.energy if item.has_energy else float("nan") for item in items)
+
+
+def profile_curves(items: Sequence[Labelled], key: str | None, name: str, path: str | Path) -> tuple[str, ...]:
+    """Each structure's curve in a path or scan test set: structures of one composition and one value
+    of `key` in `atoms.info` (`config_type` by default: files of dimer curves name the pair there).
+    A curve is named by its key value, and also by its formula where one value spans compositions;
+    a file without the key is one curve named `name`. Relative energies are only taken within a
+    curve: a file whose structures differ in composition and carry no key raises `DataError`."""
+    formulas = [item.atoms.get_chemical_formula() for item in items]
+    labels = [item.atoms.info.get(key) if key else None for item in items]
+    if all(label is None for label in labels):
+        if len(set(formulas)) > 1:
+            shown = ", ".join(sorted(set(formulas))[:4]) + (", ..." if len(set(formulas)) > 4 else "")
+            raise DataError(f"{path}: profile test set {name!r} mixes {len(set(formulas))} compositions ({shown}) and "
+                            f"its structures carry no {key or 'profile_group_key'!r} to split them into curves: "
+                            f"mark each curve in the file (e.g. config_type=H-H) or set profile_group_key")
+        return (name,) * len(items)
+    labels = [name if label is None else str(label) for label in labels]
+    spans = {label: {f for f, other in zip(formulas, labels) if other == label} for label in set(labels)}
+    return tuple(label if len(spans[label]) == 1 else f"{label} {formula}" for label, formula in zip(labels, formulas))
+
+
 def is_isolated_atom(atoms: Atoms) -> bool:
     return atoms.info.get("config_type") in ISOLATED_ATOM_TYPES
 
@@ -157,6 +182,19 @@ def isolated_atom_energies(path: str | Path, keys: LabelKeys = LabelKeys()) -> d
     """E0s from the structures of a data file tagged `config_type=IsolatedAtom`; {} if there are none."""
     singles = [a for a in read_structures(path) if is_isolated_atom(a)]
     return {int(a.numbers[0]): float(_required_label(a, keys, "energy", f"{path} (isolated atom)")) for a in singles}
+
+
+def fitted_e0s(items: Sequence[Labelled]) -> dict[int, float]:
+    """Isolated-atom energies {Z: eV} fitted to the structures' energies by least squares, each
+    energy the sum of its atoms' E0s (mace's `E0s="average"`, `compute_average_E0s`). Where the set's
+    compositions do not tell the elements apart (one molecule throughout), the fit is the
+    minimum-norm one: it sets the mean interaction energy to zero rather than estimating atoms."""
+    labelled = [item for item in items if item.has_energy]
+    if not labelled:
+        raise DataError("e0s = 'average' needs training structures with energies")
+    table = AtomicNumberTable(elements_of([labelled]))
+    fitted = compute_average_E0s([to_configuration(item) for item in labelled], table)
+    return {int(z): float(e) for z, e in fitted.items()}
 
 
 def elements_of(sets: Sequence[Sequence[Labelled]]) -> list[int]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from trainables.core.loss import ErrorAccumulator, LossWeights, eq1_loss, loss_sum
+from trainables.core.loss import ErrorAccumulator, LossWeights, SetReference, eq1_loss, loss_sum
 from trainables.core.optimizers import OptimizerSpec
 from trainables.files import write_atomically
 
@@ -113,10 +113,13 @@ def train_epoch(model, loader: Iterable, optimizer, weights: LossWeights, device
     return EpochStats(loss=mean, steps=steps, finite=math.isfinite(mean))
 
 
-def evaluate(model, loader: Iterable, device: torch.device, profile: bool = False) -> dict[str, Any]:
+def evaluate(model, loader: Iterable, device: torch.device, profile: bool = False,
+             reference: SetReference | None = None) -> dict[str, Any]:
     """Energy RMSE (meV/atom) and force RMSE (meV/A) of `model` over `loader` (NaN where the set has
-    no such labels); with `profile` (a path or scan, in order) also its relative-energy errors."""
-    errors = ErrorAccumulator()
+    no such labels), energies in float64 against `reference` (the set's energies as read, in the
+    loader's order) where given; with `profile` (paths or scans, in order) also the relative-energy
+    errors, curve by curve."""
+    errors = ErrorAccumulator(reference)
     for batch in loader:
         batch = on_device(batch, device)
         errors.add(batch, forward(model, batch, training=False))

@@ -50,7 +50,8 @@ EpochCallback = Callable[[dict[str, Any], Callable[[Path], None] | None], None]
 @dataclass
 class FinetuneResult:
     """The outcome of one run. `scores` maps a test set to its RMSEs: the validation set as "val",
-    every named test set, and with a replay set "replay" (after fine-tuning) and "replay_before"
+    every named test set, "val_before" (the initial model on the validation set: the foundation's
+    zero-shot score), and with a replay set "replay" (after fine-tuning) and "replay_before"
     (the initial model on the same set; in replay mode the replay head, which equals the
     foundation). Forgetting is "replay" minus "replay_before"; both are ordinary test-set rows."""
 
@@ -98,22 +99,26 @@ def scoring_loader(graphs, config: FinetuneConfig):
                        shuffle=False)
 
 
+def score_set(model, inputs: PreparedInputs, name: str, config: FinetuneConfig, device) -> dict[str, Any]:
+    """Errors on one set, energies against its float64 reference (paths and scans: relative energies too)."""
+    return evaluate(model, scoring_loader(inputs.graphs[name], config), device,
+                    profile=name in inputs.sources.profile_tests, reference=inputs.references.get(name))
+
+
 def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, Any]]:
-    """Errors on the validation set and every named test set (paths and scans: relative energies too)."""
-    names = ["val", *inputs.test_names]
-    return {name: evaluate(model, scoring_loader(inputs.graphs[name], config), device,
-                           profile=name in inputs.sources.profile_tests) for name in names}
+    """Errors on the validation set and every named test set."""
+    return {name: score_set(model, inputs, name, config, device) for name in ["val", *inputs.test_names]}
 
 
-def score_replay_before(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
-    """{"replay_before": RMSEs} of the not yet fine-tuned model on the replay set; {} without one.
-    Every run on `inputs` starts from the same model: a process (a reused Ray actor) scores it once."""
-    if "replay" not in inputs.graphs:
-        return {}
+def score_before_finetuning(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
+    """The not yet fine-tuned model's errors: "val_before" on the validation set (the foundation's
+    zero-shot score, with the run's E0s) and, with a replay set, "replay_before" on it. Every run on
+    `inputs` starts from the same model: a process (a reused Ray actor) scores it once."""
     key = (str(device), config.compile, config.batch_size, config.eval_batch_size)
     if key not in inputs.initial_scores:
-        loader = scoring_loader(inputs.graphs["replay"], config)
-        inputs.initial_scores[key] = {"replay_before": evaluate(model, loader, device)}
+        sets = {"val_before": "val", **({"replay_before": "replay"} if "replay" in inputs.graphs else {})}
+        inputs.initial_scores[key] = {before: score_set(model, inputs, name, config, device)
+                                      for before, name in sets.items()}
     return {name: dict(rmses) for name, rmses in inputs.initial_scores[key].items()}
 
 
@@ -177,7 +182,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     device, spec = resolve_device(config.device), get_optimizer_spec(config.optimizer)
     initial = inputs.initial_model().to(device)
     model, step_model, scoring_model = scoring_modules(initial, config, inputs.has_stress)  # shared parameters
-    replay_before = score_replay_before(scoring_model, inputs, config, device)
+    before = score_before_finetuning(scoring_model, inputs, config, device)
     loader = training_loader(inputs.graphs["train"], config.batch_size, seed=config.seed)
     val_loader = scoring_loader(inputs.graphs["val"], config)
     optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.hyper)
@@ -221,7 +226,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
         if on_epoch is not None:
             on_epoch(record, write_checkpoint)
     set_modes(model, optimizer, spec, train=False)
-    scores = {**score_all(scoring_model, inputs, config, device), **replay_before} if status == "ok" else {}
+    scores = {**score_all(scoring_model, inputs, config, device), **before} if status == "ok" else {}
     close_side_compile(step_model)
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],

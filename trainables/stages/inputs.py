@@ -18,6 +18,7 @@ from mace.tools.scripts_utils import extract_config_mace_model
 
 from trainables.core import data as D
 from trainables.core.config import FinetuneConfig
+from trainables.core.loss import SetReference
 from trainables.core.foundation import (
     build_model,
     check_elements,
@@ -54,9 +55,10 @@ class Sources:
 
 
 def score_names(test_names: list[str], has_replay: bool) -> list[str]:
-    """The keys of a finished run's scores: "val", the named test sets and, with a replay set, the
-    replay set after ("replay") and before ("replay_before") fine-tuning."""
-    return ["val", *test_names, *(["replay", "replay_before"] if has_replay else [])]
+    """The keys of a finished run's scores: "val", the named test sets, the validation set before
+    fine-tuning ("val_before", the foundation's zero-shot score) and, with a replay set, the replay
+    set after ("replay") and before ("replay_before") fine-tuning."""
+    return ["val", *test_names, "val_before", *(["replay", "replay_before"] if has_replay else [])]
 
 
 @dataclass
@@ -79,6 +81,8 @@ class PreparedInputs:
     foundation_state: dict[str, torch.Tensor] = field(repr=False)
     sources: Sources | None = None
     heads: tuple[str, ...] = ("Default",)
+    # every scored set's energies as read (float64) and a path's curves, in graph order
+    references: dict[str, SetReference] = field(default_factory=dict)
     _template: torch.nn.Module | None = field(default=None, repr=False, compare=False)
     # scores of `initial_model()` by (device, eval batch size): the same for every run on these inputs
     initial_scores: dict[tuple[str, int], dict[str, dict[str, float]]] = field(
@@ -123,10 +127,27 @@ class PreparedInputs:
 
 
 
+def data_files(config: FinetuneConfig) -> list[tuple[str, str]]:
+    """(config key, path) of each data file a run on the user's data reads."""
+    named = [("train_file", config.train_file), ("valid_file", config.valid_file), ("e0s_file", config.e0s_file),
+             ("replay_file", config.replay_file)]
+    named += [(f"test_files.{name}", path) for name, path in config.test_files.items()]
+    return [(key, str(path)) for key, path in named if path is not None]
+
+
+def check_data_files_exist(config: FinetuneConfig) -> None:
+    """A missing data file is named with the config key that points at it."""
+    for key, path in data_files(config):
+        if not Path(path).is_file():
+            where = "" if Path(path).is_absolute() else f" (relative to {Path.cwd()})"
+            raise DataError(f"{key} = {path}: file not found{where}")
+
+
 def resolve_sources(config: FinetuneConfig) -> Sources:
+    if config.train_file is not None and config.foundation is None:
+        raise ConfigError("a foundation model (file, mace_mp name or embedded:SYSTEM) is required with train_file")
+    check_data_files_exist(config)
     if config.train_file is not None:
-        if config.foundation is None:
-            raise ConfigError("a foundation model (file, mace_mp name or embedded:SYSTEM) is required with train_file")
         foundation, corpus = resolve_foundation(config)
         return Sources(
             train=Path(config.train_file),
@@ -168,8 +189,15 @@ def embedded_sources(config: FinetuneConfig) -> Sources:
                    profile_tests=tuple(dict.fromkeys([*files.profile_tests, *config.profile_tests])))
 
 
-def resolve_e0s(sources: Sources, keys: D.LabelKeys, foundation: torch.nn.Module) -> dict[int, float]:
-    """E0s from the E0 file, else IsolatedAtom entries of the training file, else the foundation's."""
+def resolve_e0s(sources: Sources, keys: D.LabelKeys, foundation: torch.nn.Module, method: str = "auto",
+                train: list[D.Labelled] | None = None) -> dict[int, float]:
+    """The run's isolated-atom energies by `method` (FinetuneConfig.e0s): "auto" takes the E0 file,
+    else IsolatedAtom entries of the training file, else the foundation's; "average" fits them to
+    the `train` structures' energies; "foundation" takes the foundation's."""
+    if method == "average":
+        return D.fitted_e0s(train or [])
+    if method == "foundation":
+        return foundation_e0s(foundation)
     if sources.e0s is not None:
         return D.read_e0s(sources.e0s, keys)
     return D.isolated_atom_energies(sources.train, keys) or foundation_e0s(foundation)
@@ -237,6 +265,7 @@ class CheckedData:
     sets: dict[str, list[D.Labelled]]
     replay_items: list[D.Labelled]
     e0s: dict[int, float]
+    curves: dict[str, tuple[str, ...]] = field(default_factory=dict)  # each profile test set's curves
 
     @property
     def score_names(self) -> list[str]:
@@ -263,9 +292,17 @@ def check_data(config: FinetuneConfig) -> CheckedData:
     check_elements(foundation, D.elements_of([*sets.values(), replay_items]))  # any replay item may be selected
     if replay_items:
         check_replay_samples(config.replay_samples, len(replay_items))
-    e0s = resolve_e0s(sources, keys, foundation)
+    e0s = resolve_e0s(sources, keys, foundation, config.e0s, sets["train"])
     check_target_e0s(sources, e0s, target_elements)
-    return CheckedData(config, sources, foundation, sets, replay_items, e0s)
+    curves = {name: D.profile_curves(sets[name], config.profile_group_key, name, sources.tests.get(name, name))
+              for name in sources.profile_tests}
+    return CheckedData(config, sources, foundation, sets, replay_items, e0s, curves)
+
+
+def set_references(sets: dict[str, list[D.Labelled]], curves: dict[str, tuple[str, ...]]) -> dict[str, SetReference]:
+    """Every scored set's energies as read (float64) and, for paths and scans, its curves."""
+    return {name: SetReference(D.reference_energies(items), curves.get(name))
+            for name, items in sets.items() if name != "train"}
 
 
 def build_inputs(checked: CheckedData) -> PreparedInputs:
@@ -280,6 +317,7 @@ def build_inputs(checked: CheckedData) -> PreparedInputs:
         elements=elements, e0s=task_e0s(checked.e0s, foundation, elements), dtype=config.dtype,
         has_stress=checked.sources.has_stress,
         graphs=build_all_graphs(config, checked.sets, replay, elements, float(foundation.r_max)),
+        references=set_references({**checked.sets, "replay": replay}, checked.curves),
         foundation_config=config_to_plain(extract_config_mace_model(foundation)),
         foundation_state={k: v.detach().to(dtype) if v.is_floating_point() else v
                           for k, v in foundation.state_dict().items()},

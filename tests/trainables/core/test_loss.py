@@ -54,7 +54,7 @@ def test_relative_energy_errors_of_a_profile_by_hand():
     """Energies relative to the structure with the lowest reference energy, in meV."""
     from trainables.core.loss import ErrorAccumulator
 
-    errors = ErrorAccumulator(energies=[(1.010, 1.000), (1.000, 0.990), (1.100, 1.050)])  # (predicted, reference) eV
+    errors = ErrorAccumulator(energies=[(1.010, 1.000, "scan"), (1.000, 0.990, "scan"), (1.100, 1.050, "scan")])  # (predicted, reference) eV, curve
     profile = errors.profile_errors()
     assert profile["profile_reference_mev"] == pytest.approx([10.0, 0.0, 60.0])
     assert profile["profile_predicted_mev"] == pytest.approx([10.0, 0.0, 100.0])

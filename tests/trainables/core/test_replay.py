@@ -125,7 +125,7 @@ def test_replay_before_is_scored_once_per_inputs_for_every_run(replay_config, re
     first, second = (run_finetune(replay_config.replace(max_steps=1, seed=seed), replay_inputs) for seed in (0, 1))
     assert len(replay_passes) == 3  # before the first run, and after each run
     loader = make_loader(replay_inputs.graphs["replay"], replay_config.eval_batch_size, shuffle=False)
-    expected = evaluate(replay_inputs.initial_model(), loader, torch.device("cpu"))
+    expected = evaluate(replay_inputs.initial_model(), loader, torch.device("cpu"), reference=replay_inputs.references["replay"])
     assert first.scores["replay_before"] == second.scores["replay_before"]
     assert first.scores["replay_before"] == pytest.approx(expected, rel=1e-6)
     assert first.scores["replay"] != second.scores["replay"]
@@ -187,7 +187,7 @@ def test_replay_with_train_file_needs_replay_file(smoke_files):
 
 def test_missing_replay_file_and_too_many_samples_are_data_errors(replay_config, tmp_path):
     """Both are found by check_data, the step study.launch runs before it starts Ray."""
-    with pytest.raises(DataError, match=r"replay_file not found: .*missing.xyz"):
+    with pytest.raises(DataError, match=r"replay_file = .*missing.xyz: file not found"):
         check_data(replay_config.replace(replay_file=str(tmp_path / "missing.xyz")))
     with pytest.raises(DataError, match=r"replay_samples=100000 but the replay data hold only \d+ configurations"):
         check_data(replay_config.replace(replay_samples=100000))

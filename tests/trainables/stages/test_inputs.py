@@ -95,7 +95,7 @@ def test_train_file_needs_a_foundation(tmp_path):
 
 @pytest.mark.parametrize("values, message", [
     ({"lr": -1e-3}, "lr must be positive"),
-    ({"optimzer": "adam"}, "unknown config key\\(s\\) \\['optimzer'\\]"),
+    ({"optimzer": "adam"}, "unknown config key 'optimzer' \\(did you mean 'optimizer'\\?\\)"),
     ({"dtype": "float16"}, "dtype must be one of"),
 ])
 def test_config_validation(values, message):
@@ -107,7 +107,7 @@ def test_cli_reports_one_line_and_exit_code_2(smoke_files, tmp_path):
     run = subprocess.run([sys.executable, "-m", "trainables.finetune", "--train-file", str(tmp_path / "none.xyz"),
                           "--foundation", smoke_files.foundation], capture_output=True, text=True)
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines()[-1] == f"error: data file not found: {tmp_path / 'none.xyz'}"
+    assert run.stderr.strip().splitlines()[-1] == f"error: train_file = {tmp_path / 'none.xyz'}: file not found"
 
 
 def test_inputs_pickle_with_packed_graphs_and_come_back_equal(smoke_inputs):
