@@ -3,11 +3,15 @@ optimizer x property tables, MD survival and frequency-error charts, and whether
 buys a better property (a Pareto front of the two).
 
 The rows are `load(study, table="properties")`: one per (trial, stage of the model evaluated,
-evaluator, property) with `value`, `reference`, `error = value - reference`, `unit` and `status`
-(ok, skipped, failed, unstable). A property is *measured* where its value exists: "ok" rows and an
-MD run that became "unstable" (its survival time is the point). Closeness to the reference,
-`|error|`, ranks optimizers on every property (lower is better: for the MD survival time it is the
-time short of the full run). Pure functions: `DataFrame -> DataFrame` and `DataFrame -> alt.Chart`.
+evaluator, property) with `value`, `reference`, `error = value - reference`, `unit`, `status`
+(ok, skipped, failed, unstable) and `ranked` (False for a sanity check; tables of older studies
+without the column count every property as ranked). A property is *measured* where its value
+exists: "ok" rows and an MD run that became "unstable" (its survival time, shown in the survival
+chart and the RMSE fronts). Means and ranks take "ok" rows only: a model whose MD went unstable is
+out of the rankings and counted in its table cell ("[1 unstable]"), and a sanity check is shown,
+labelled "not ranked", never ranked. Closeness to the reference, `|error|`, ranks optimizers on
+every ranked property (lower is better: for the MD survival time it is the time short of the full
+run). Pure functions: `DataFrame -> DataFrame` and `DataFrame -> alt.Chart`.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from analysis.render import check_format, mark, widen
 from analysis.tables import rank_within
 
 MEASURED = ("ok", "unstable")
+UNSTABLE = "unstable"
 QUANTITIES = ("value", "abs_error", "error")
-FREQUENCY_PROPERTIES = ("vib_frequency_mae", "vib_frequency_max_error", "phonon_gamma_mae",
-                        "phonon_acoustic_sum_rule")
+FREQUENCY_PROPERTIES = ("vib_frequency_mae", "vib_frequency_max_error", "phonon_gamma_mae", "acoustic_frequency_mae")
+NOT_RANKED = "; not ranked"
 PROPERTY_COLUMNS = ("trial_id", "stage", "optimizer", "lr", "seed", "evaluator", "property", "value", "error",
                     "unit", "status")
 
@@ -44,9 +49,17 @@ def measured(df: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(abs_error=rows["error"].abs())
 
 
+def ranked_row(rows: pd.DataFrame) -> pd.Series:
+    """Whether each row's property is ranked (False for a sanity check; True where the table predates
+    the `ranked` column)."""
+    if "ranked" not in rows:
+        return pd.Series(True, index=rows.index)
+    return rows["ranked"].astype("boolean").fillna(True).astype(bool)
+
+
 def property_label(rows: pd.DataFrame) -> pd.Series:
-    """'property (unit)' per row."""
-    return rows["property"] + " (" + rows["unit"].fillna("") + ")"
+    """'property (unit)' per row; 'property (unit; not ranked)' for a sanity check."""
+    return rows["property"] + " (" + rows["unit"].fillna("") + ranked_row(rows).map({True: "", False: NOT_RANKED}) + ")"
 
 
 def default_by(rows: pd.DataFrame) -> list[str]:
@@ -55,26 +68,32 @@ def default_by(rows: pd.DataFrame) -> list[str]:
 
 
 def property_summary(df: pd.DataFrame, *, quantity: str = "value", by: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per (`by`, property): mean, std (ddof=1) and count over seeds of `quantity` ('value',
-    'abs_error' or 'error'), `n_of` (the seeds evaluated, measured or not) and `rank`: the rank of
-    the mean |error| within the property and the other `by` columns (1 = closest to the reference)."""
+    """Per (`by`, property): mean, std (ddof=1) and count over the seeds whose row is "ok" of
+    `quantity` ('value', 'abs_error' or 'error'), `n_unstable` (seeds whose MD went unstable: out of
+    the mean), `n_of` (the seeds evaluated, measured or not) and `rank`: the rank of the mean
+    |error| within the property and the other `by` columns (1 = closest to the reference; none for a
+    property that is not ranked or a group without an "ok" row)."""
     if quantity not in QUANTITIES:
         raise AnalysisError(f"unknown quantity {quantity!r}; choose one of {', '.join(QUANTITIES)}")
     rows = measured(df)
     by = list(by) if by is not None else default_by(rows)
-    rows = rows.assign(label=property_label(rows))
     keys = [*by, "label"]
-    if rows.duplicated([*keys, "seed"]).any():
+    considered = df[df["status"].isin(MEASURED)].assign(label=property_label(df), ranked=ranked_row(df))
+    if considered.duplicated([*keys, "seed"]).any():
         raise AnalysisError(f"several rows per seed for some ({', '.join(keys)}): filter the rows (a study loaded "
                             "twice, or several lrs or stages: group by them)")
-    grouped = rows.groupby(keys, sort=False)
-    stats = grouped[quantity].agg(["mean", "std", "count"]).reset_index()
-    stats["abs_error_mean"] = grouped["abs_error"].mean().to_numpy()
+    groups = considered.assign(unstable=considered["status"] == UNSTABLE).groupby(keys, sort=False)
+    stats = groups.agg(n_unstable=("unstable", "sum"), ranked=("ranked", "all"))
+    ok = rows[rows["status"] == "ok"].assign(label=property_label(rows)).groupby(keys, sort=False)
+    stats = stats.join(ok[quantity].agg(["mean", "std", "count"])).join(ok["abs_error"].mean().rename("abs_error_mean"))
+    stats = stats.reset_index().assign(count=lambda t: t["count"].fillna(0).astype(int))
     evaluated = df.assign(label=property_label(df)).groupby(keys, sort=False)["seed"].nunique()
     stats["n_of"] = evaluated.reindex(pd.MultiIndex.from_frame(stats[keys])).to_numpy()
-    stats["rank"] = rank_within(stats, "abs_error_mean", ["label", *by[1:]])
+    stats["rank"] = rank_within(stats.assign(ranked_error=stats["abs_error_mean"].where(stats["ranked"])),
+                                "ranked_error", ["label", *by[1:]])
     order = ordered_optimizers(rows)
-    return stats.sort_values(by[:1], key=lambda c: c.map(order.index), kind="stable").reset_index(drop=True)
+    columns = [*keys, "mean", "std", "count", "abs_error_mean", "n_unstable", "n_of", "rank"]
+    return stats[columns].sort_values(by[:1], key=lambda c: c.map(order.index), kind="stable").reset_index(drop=True)
 
 
 def property_table(df: pd.DataFrame, *, quantity: str = "value", by: Sequence[str] | None = None,
@@ -83,13 +102,24 @@ def property_table(df: pd.DataFrame, *, quantity: str = "value", by: Sequence[st
     'property (unit)', cells "mean (std)" over seeds of `quantity` (3 and 2 significant digits); the two
     closest to the reference (lowest mean |error|) marked as `fmt` marks them (`analysis.render.MARKS`).
     A cell measured on fewer seeds than were evaluated says so, e.g. "[1/2]" (a failed relaxation;
-    "-": none). Render it with `analysis.render(table, fmt)`."""
+    "-": none), and counts the seeds whose MD went unstable, out of the mean: "[1/2; 1 unstable]".
+    A sanity check's column says "not ranked" and is never marked. Render it with
+    `analysis.render(table, fmt)`."""
     check_format(fmt)
     stats = property_summary(df, quantity=quantity, by=by)
-    by = [c for c in stats.columns if c not in ("label", "mean", "std", "count", "abs_error_mean", "n_of", "rank")]
-    cells = [mark(_mean_std(m, s) + ("" if n == total else f" [{n}/{total}]"), r, fmt)
-             for m, s, n, total, r in zip(stats["mean"], stats["std"], stats["count"], stats["n_of"], stats["rank"])]
+    by = [c for c in stats.columns
+          if c not in ("label", "mean", "std", "count", "abs_error_mean", "n_unstable", "n_of", "rank")]
+    cells = [mark(_cell(*values), rank, fmt) for *values, rank in
+             zip(stats["mean"], stats["std"], stats["count"], stats["n_of"], stats["n_unstable"], stats["rank"])]
     return widen(stats[[*by, "label"]].assign(cell=cells), by, ["label"])
+
+
+def _cell(mean: float, std: float, count: int, total: int, unstable: int) -> str:
+    """"mean (std)" ("-" without an "ok" seed) and, in brackets, the seeds it covers where fewer than
+    were evaluated and how many went unstable."""
+    counts = [f"{count}/{total}"] if count < total else []
+    counts += [f"{unstable} unstable"] if unstable else []
+    return ("-" if count == 0 else _mean_std(mean, std)) + (f" [{'; '.join(counts)}]" if counts else "")
 
 
 def _mean_std(mean: float, std: float) -> str:
@@ -156,7 +186,8 @@ def rmse_vs_property(properties: pd.DataFrame, scores: pd.DataFrame, prop: str, 
                      metric: str = "force_rmse_mev_a") -> pd.DataFrame:
     """One row per evaluated model: its `metric` on `test_set` (from the scores table) beside
     `property_abs_error`, the |error| of `prop` (from the properties table), joined on (study,
-    trial, stage); a model whose property was not measured is left out."""
+    trial, stage); a model whose property was not measured is left out (an unstable MD run's
+    survival time is measured: it is in)."""
     rows = measured(properties)
     if prop not in set(rows["property"]):
         raise AnalysisError(f"no measured property {prop!r}; measured: {', '.join(distinct(rows['property']))}")
@@ -193,9 +224,13 @@ def rmse_property_chart(properties: pd.DataFrame, scores: pd.DataFrame, prop: st
 def ranking_agreement(properties: pd.DataFrame, scores: pd.DataFrame, prop: str, *, test_set: str = "val",
                       metric: str = "force_rmse_mev_a") -> float:
     """Spearman's rank correlation, over optimizers, of the seed-mean `metric` and the seed-mean
-    |error| of `prop`: 1 when the RMSE ranking and the property ranking agree, -1 when reversed,
-    NaN with fewer than three optimizers."""
-    merged = rmse_vs_property(properties, scores, prop, test_set=test_set, metric=metric)
+    |error| of `prop` over the models whose row is "ok" (as the table's ranks): 1 when the RMSE
+    ranking and the property ranking agree, -1 when reversed, NaN with fewer than three optimizers.
+    A property that is not ranked (a sanity check) raises."""
+    chosen = properties[properties["property"] == prop]
+    if not ranked_row(chosen).all():
+        raise AnalysisError(f"{prop!r} is a sanity check, not ranked: choose a ranked property")
+    merged = rmse_vs_property(properties[properties["status"] == "ok"], scores, prop, test_set=test_set, metric=metric)
     means = merged.groupby("optimizer")[[metric, "property_abs_error"]].mean()
     if len(means) < 3:
         return float("nan")

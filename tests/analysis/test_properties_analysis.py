@@ -12,27 +12,33 @@ from analysis.properties import (
 )
 
 OPTIMIZERS = {"sgd": 0, "adam": 2, "schedulefree": 7}
-# (optimizer, seed) -> (survival ps, MD status, frequency MAE cm^-1, force RMSE meV/A)
+# (optimizer, seed) -> (survival ps, MD status, MD temperature K, frequency MAE cm^-1, force RMSE meV/A)
 MODELS = {
-    ("sgd", 0): (0.1, "unstable", 60.0, 90.0), ("sgd", 1): (0.3, "unstable", 70.0, 110.0),
-    ("adam", 0): (0.5, "ok", 20.0, 40.0), ("adam", 1): (0.5, "ok", 30.0, 44.0),
-    ("schedulefree", 0): (0.5, "ok", 40.0, 50.0), ("schedulefree", 1): (0.4, "unstable", None, 52.0),
+    ("sgd", 0): (0.1, "unstable", None, 60.0, 90.0), ("sgd", 1): (0.3, "unstable", None, 70.0, 110.0),
+    ("adam", 0): (0.5, "ok", 290.0, 20.0, 40.0), ("adam", 1): (0.5, "ok", 280.0, 30.0, 44.0),
+    ("schedulefree", 0): (0.5, "ok", 305.0, 40.0, 50.0), ("schedulefree", 1): (0.4, "unstable", None, None, 52.0),
 }
+LABELLER_MD_TEMPERATURE_K = 300.0
+SUM_RULE = {"sgd": 3e-5, "adam": 1e-5, "schedulefree": 2e-5}  # cm^-1: finite-difference rounding, not ranked
 
 
-def _row(optimizer, seed, prop, value, reference, unit, status, evaluator, note=""):
+def _row(optimizer, seed, prop, value, reference, unit, status, evaluator, note="", ranked=True):
     error = None if value is None or reference is None else value - reference
     return {"study": "s", "trial_id": f"{optimizer}-{seed}", "stage": "first_order", "optimizer": optimizer,
             "optimizer_order": OPTIMIZERS[optimizer], "lr": 1e-3, "seed": seed, "evaluator": evaluator,
             "property": prop, "value": value, "reference": reference, "error": error, "unit": unit,
-            "status": status, "note": note, "wall_time_s": 1.0}
+            "status": status, "note": note, "ranked": ranked, "wall_time_s": 1.0}
 
 
 @pytest.fixture
 def properties():
     rows = []
-    for (optimizer, seed), (survival, md_status, mae, _) in MODELS.items():
+    for (optimizer, seed), (survival, md_status, temperature, mae, _) in MODELS.items():
         rows.append(_row(optimizer, seed, "md_survival_time", survival, 0.5, "ps", md_status, "md"))
+        rows.append(_row(optimizer, seed, "md_temperature", temperature, LABELLER_MD_TEMPERATURE_K, "K", md_status,
+                         "md"))
+        rows.append(_row(optimizer, seed, "phonon_acoustic_sum_rule", SUM_RULE[optimizer], 0.0, "cm^-1", "ok",
+                         "phonons_gamma", ranked=False))
         vib_status, note = ("ok", "") if mae is not None else ("failed", "EvaluationFailed: relaxation")
         rows.append(_row(optimizer, seed, "vib_frequency_mae", mae, 0.0 if mae is not None else None, "cm^-1",
                          vib_status, "vibrations", note))
@@ -51,20 +57,41 @@ def scores():
 def test_the_table_is_optimizer_by_property_with_the_best_two_marked(properties):
     table = property_table(properties)
     assert list(table.index) == ["sgd", "adam", "schedulefree"]  # registry order
-    assert list(table.columns) == ["md_survival_time (ps)", "vib_frequency_mae (cm^-1)"]  # skipped: no column
-    survival = table["md_survival_time (ps)"]
-    assert survival["adam"] == "0.5 (0) **" and survival["schedulefree"] == "0.45 (0.071) *"
-    assert survival["sgd"] == "0.2 (0.14)"  # unstable runs are measured: their survival time is the point
+    assert list(table.columns) == ["md_survival_time (ps)", "md_temperature (K)",
+                                   "phonon_acoustic_sum_rule (cm^-1; not ranked)", "vib_frequency_mae (cm^-1)"]
     mae = table["vib_frequency_mae (cm^-1)"]
     assert mae["adam"] == "25 (7.1) **" and mae["schedulefree"] == "40 [1/2] *"  # one relaxation failed
-    assert "** best" not in render(table) and "0.5 (0) **" in render(table)
+    assert "** best" not in render(table) and "25 (7.1) **" in render(table)
+
+
+def test_unstable_md_runs_are_out_of_the_means_and_ranks_and_counted_in_the_cells(properties):
+    table = property_table(properties)
+    temperature = table["md_temperature (K)"]
+    assert temperature["sgd"] == "- [0/2; 2 unstable]"  # no rank for frames before a failure
+    assert temperature["schedulefree"] == "305 [1/2; 1 unstable] **"  # 5 K from the labeller's MD, seed 0 only
+    assert temperature["adam"] == "285 (7.1) *"
+    survival = table["md_survival_time (ps)"]
+    assert survival["sgd"] == "- [0/2; 2 unstable]" and survival["schedulefree"] == "0.5 [1/2; 1 unstable]"
+    summary = property_summary(properties, quantity="abs_error").set_index(["label", "optimizer"])
+    assert summary.loc[("md_temperature (K)", "schedulefree"), ["count", "n_unstable", "rank"]].tolist() == [1, 1, 1]
+    assert pd.isna(summary.loc[("md_temperature (K)", "sgd"), "rank"])
+    assert pd.isna(summary.loc[("md_survival_time (ps)", "adam"), "rank"])  # every stable run survives: a tie
+
+
+def test_a_sanity_check_is_shown_and_never_ranked(properties):
+    table = property_table(properties)
+    assert table["phonon_acoustic_sum_rule (cm^-1; not ranked)"].tolist() == ["3e-05 (0)", "1e-05 (0)", "2e-05 (0)"]
+    summary = property_summary(properties)
+    assert summary[summary["label"].str.startswith("phonon_acoustic_sum_rule")]["rank"].isna().all()
+    legacy = properties[properties["property"] != "phonon_acoustic_sum_rule"].drop(columns="ranked")
+    assert property_table(legacy)["vib_frequency_mae (cm^-1)"]["adam"] == "25 (7.1) **"  # older tables: all ranked
 
 
 def test_the_summary_ranks_by_closeness_to_the_reference(properties):
     summary = property_summary(properties, quantity="abs_error")
-    survival = summary[summary["label"] == "md_survival_time (ps)"].set_index("optimizer")
-    assert survival.loc["sgd", "mean"] == pytest.approx(0.3)
-    assert survival["rank"].tolist() == [3, 1, 2]
+    mae = summary[summary["label"] == "vib_frequency_mae (cm^-1)"].set_index("optimizer")
+    assert mae.loc["sgd", "mean"] == pytest.approx(65.0)
+    assert mae["rank"].tolist() == [3, 1, 2]
     with pytest.raises(AnalysisError, match="unknown quantity 'median'"):
         property_summary(properties, quantity="median")
 
@@ -83,6 +110,8 @@ def test_rmse_against_a_property_and_its_front(properties, scores):
     front = rmse_property_front(properties, scores, "md_survival_time", test_set="1200K")
     assert set(front["trial_id"]) == {"adam-0"}
     assert ranking_agreement(properties, scores, "vib_frequency_mae") == pytest.approx(1.0)
+    with pytest.raises(AnalysisError, match="'phonon_acoustic_sum_rule' is a sanity check, not ranked"):
+        ranking_agreement(properties, scores, "phonon_acoustic_sum_rule")
     with pytest.raises(AnalysisError, match="no measured property 'c11'; measured: md_survival_time"):
         rmse_vs_property(properties, scores, "c11")
     with pytest.raises(AnalysisError, match="no 'ok' scores on test set 'train'"):
@@ -102,7 +131,8 @@ def test_load_reads_the_properties_table(properties, tmp_path):
     (tmp_path / "results").mkdir()
     properties.to_parquet(tmp_path / "results" / "properties.parquet")
     loaded = load(tmp_path, table="properties", optimizer="adam")
-    assert set(loaded["property"]) == {"md_survival_time", "vib_frequency_mae", "phonon_gamma_mae"}
+    assert set(loaded["property"]) == {"md_survival_time", "md_temperature", "phonon_acoustic_sum_rule",
+                                       "vib_frequency_mae", "phonon_gamma_mae"}
     with pytest.raises(AnalysisError, match="has no column 'evaluator'"):
         properties.drop(columns="evaluator").to_parquet(tmp_path / "results" / "properties.parquet")
         load(tmp_path, table="properties")

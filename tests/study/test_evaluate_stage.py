@@ -67,7 +67,9 @@ def test_every_model_of_both_stages_gets_its_property_rows(evaluated_study):
     assert set(rows[rows.stage == "lbfgs"]["parent_trial_id"]) == {first}
     assert set(rows["evaluator"]) == {"md", "vibrations", "phonons_gamma", "energy_profile"}
     assert rows.evaluation_trial_id.nunique() == 2 and (rows.optimizer == "adam").all()
-    assert json.loads((folder / "property_references.json").read_text())["references"].keys() >= {"vibrations"}
+    references = json.loads((folder / "property_references.json").read_text())["references"]
+    assert references.keys() >= {"vibrations", "md"}  # the labeller's MD under the study's protocol
+    assert len(references["md"]["temperatures_K"]) == 20 // 5
 
 
 def test_statuses_are_recorded_and_a_periodic_evaluator_on_a_molecule_is_skipped(evaluated_study):
@@ -77,11 +79,22 @@ def test_statuses_are_recorded_and_a_periodic_evaluator_on_a_molecule_is_skipped
     assert phonons.note.str.contains("periodic").all()
     md = rows[rows.evaluator == "md"]
     assert set(md.status) <= {"ok", "unstable"} and md[md.property == "md_survival_time"].value.notna().all()
+    temperature = md[(md.property == "md_temperature") & (md.status == "ok")]
+    assert (temperature.reference != 300.0).all()  # the labeller's MD, not the thermostat's target
+    assert rows[rows.property == "phonon_acoustic_sum_rule"].ranked.eq(False).all() and rows.ranked.sum() > 0
     profile = rows[rows.evaluator == "energy_profile"]
     assert (profile.status == "ok").all() and profile.error.notna().all()
     assert set(rows.status) <= {"ok", "skipped", "failed", "unstable"}
     measured = rows[rows.status != "skipped"]
     assert (measured.wall_time_s > 0).all()
+
+
+def test_the_analysis_tables_read_the_studys_properties(evaluated_study):
+    from analysis.load import load
+    from analysis.properties import property_table
+
+    table = property_table(load(evaluated_study[2], table="properties"))
+    assert "md_temperature (K)" in table.columns and set(table.index.get_level_values(0)) == {"adam"}
 
 
 def test_resuming_the_finished_study_reruns_nothing(evaluated_study, launch):
