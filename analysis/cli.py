@@ -44,12 +44,9 @@ from analysis.render import FORMATS, MARK_LEGEND, format_summary, render
 from analysis.report import report_html
 from analysis.sql import sql
 from analysis.stats import (
-    CONFIDENCE,
-    N_RESAMPLES,
-    SEED,
+    LR_CHOICES,
     STABLE_TAU,
     TARGET_FACTOR,
-    interval_is_range,
     paired_comparison,
     performance_profiles,
     performance_ratios,
@@ -59,7 +56,6 @@ from analysis.stats import (
     ranking_is_stable,
     seed_ranks,
     seeds_needed,
-    smallest_p,
     target_summary,
     time_to_target,
 )
@@ -72,6 +68,7 @@ from analysis.tables import (
     summary_table,
     with_total_wall_time,
 )
+from analysis.verdicts import verdict_note
 
 FILE_FORMATS = {"csv": "csv", "markdown": "md", "latex": "tex"}
 FILTERS = ("stage", "optimizer", "lr", "test_set")
@@ -409,41 +406,40 @@ CURVE_X = {"step": "step", "wall": "wall_time_s"}
 
 def compare(args: argparse.Namespace) -> Output:
     scores = _load(args, "scores")
-    table = paired_comparison(scores, baseline=args.baseline, metric=args.metric)
-    rows = table.drop(columns=["metric", "baseline"])
-    unseparated = seeds_needed(scores, args.metric).query("not separated").drop(columns="separated")
-    heading = (f"{title(args.metric)}: optimizer - {args.baseline} over paired seeds (negative: lower error), "
-               f"{CONFIDENCE:.0%} bootstrap interval; verdict from the interval")
-    sections = [(heading, rows), ("Best two not separated (paired interval of second - best holds 0), and the "
-                                  "seeds a normal-approximation test at 80% power needs", unseparated)]
-    return Output(_sections(args.format, sections, compare_note(sorted(rows["n"].unique()))),
-                  {**_table_files("compare", rows), **_table_files("seeds_needed", unseparated)})
+    choice = _lr_choice(args)
+    rows = paired_comparison(scores, baseline=args.baseline, metric=args.metric, lr_choice=choice).drop(
+        columns="metric")
+    best = seeds_needed(scores, args.metric, lr_choice=choice)
+    heading = (f"{title(args.metric)}: optimizer - baseline over paired seeds (negative: lower error), "
+               f"{LR_CHOICES[choice]}")
+    sections = [(heading, rows), ("The best two per test set: best - runner-up, and the seeds that would settle "
+                                  "the unsettled", best)]
+    return Output(_sections(args.format, sections, compare_note(rows, best)),
+                  {**_table_files("compare", rows), **_table_files("seeds_needed", best)})
 
 
-def compare_note(seed_counts: list[int]) -> str:
-    """How to read `compare`'s p value and verdict with these numbers of paired seeds."""
-    floors = ", ".join(f"{smallest_p(n):.3g} with {n} seeds" for n in seed_counts)
-    never = ", so it cannot reach 0.05" if smallest_p(max(seed_counts)) > 0.05 else ""
-    note = (f"p: exact two-sided sign-flip test; its smallest possible value is {floors}{never}. "
-            f"Interval: {N_RESAMPLES} percentile bootstrap resamples, seed {SEED}.")
-    if ranged := [n for n in seed_counts if interval_is_range(n)]:
-        note += (f" With {max(ranged)} seeds or fewer the interval spans the smallest to the largest paired "
-                 "difference: 'better' means every seed had the lower error, a consistent direction rather than "
-                 "significance.")
-    return note
+def compare_note(rows: pd.DataFrame, best: pd.DataFrame) -> str:
+    """How to read `compare`'s two tables (each its own family of comparisons for Holm's correction)."""
+    return f"{verdict_note(rows)} The best-two table is a family of its own ({len(best)} of them)."
+
+
+def _lr_choice(args: argparse.Namespace) -> str:
+    """The `LR_CHOICES` key the --by-lr / --each-lr flags select; 'validation' without either."""
+    return "same" if getattr(args, "by_lr", False) else "each" if getattr(args, "each_lr", False) else "validation"
 
 
 def ranks(args: argparse.Namespace) -> Output:
     scores = _load(args, "scores")
-    seed_rank = seed_ranks(scores, args.metric)
-    taus = rank_stability(scores, args.metric, threshold=args.threshold)
+    choice = _lr_choice(args)
+    seed_rank = seed_ranks(scores, args.metric, lr_choice=choice)
+    taus = rank_stability(scores, args.metric, threshold=args.threshold, lr_choice=choice)
     summary = rank_summary(seed_rank)
     stable = ranking_is_stable(taus, args.threshold)
     verdict = (f"ranking {'stable' if stable else 'NOT stable'}: mean Kendall tau {taus['tau'].mean():.2f} over "
-               f"{len(taus)} seed pairs ({'>=' if stable else '<'} {args.threshold:g}); "
+               f"{taus['tau'].notna().sum()} seed pairs ({'>=' if stable else '<'} {args.threshold:g}); "
                f"{int((~taus['stable']).sum())} pairs below")
     sections = [(f"{title(args.metric)}: each optimizer's rank over seeds and test sets (1 = lowest error; holds: "
-                 "share at its most frequent rank)", summary),
+                 f"share at its most frequent rank), {LR_CHOICES[choice]}", summary),
                 ("Kendall's tau between two seeds' orderings", taus)]
     return Output(_sections(args.format, sections, verdict),
                   {"ranks.csv": render(seed_rank, "csv"), **_table_files("rank_summary", summary),
@@ -465,12 +461,13 @@ def target_time(args: argparse.Namespace) -> Output:
 
 def profiles(args: argparse.Namespace) -> Output:
     scores = _load(args, "scores")
-    profile = performance_profiles(scores, args.metric, taus=np.geomspace(1.0, args.max_tau, 101))
+    choice = _lr_choice(args)
+    profile = performance_profiles(scores, args.metric, taus=np.geomspace(1.0, args.max_tau, 101), lr_choice=choice)
     area = profile_scores(profile)
-    ratios = performance_ratios(scores, args.metric)
+    ratios = performance_ratios(scores, args.metric, lr_choice=choice)
     heading = (f"{title(args.metric)}: performance profile area over {len(ratios)} problems (test set x study), "
-               f"tau 1 to {args.max_tau:g} on a log scale; 1 = best on every problem")
-    sections = [(heading, area), ("Ratio to the best seed mean per problem (each optimizer at its best lr)", ratios)]
+               f"tau 1 to {args.max_tau:g} on a log scale; 1 = best on every problem; {LR_CHOICES[choice]}")
+    sections = [(heading, area), (f"Ratio to the best seed mean per problem ({LR_CHOICES[choice]})", ratios)]
     return Output(_sections(args.format, sections),
                   {"profiles.csv": render(profile, "csv"), **_table_files("profile_scores", area),
                    **_table_files("ratios", ratios), **_chart_files("profiles", performance_profile_chart(profile))})
@@ -493,19 +490,33 @@ def _verdict_parsers(commands) -> None:
 
 
 def _compare_parser(commands) -> None:
-    p = _command(commands, "compare", "paired comparison with a baseline over seeds: difference, bootstrap "
-                 "interval, exact sign-flip p and a verdict (better / worse / no clear difference)")
+    p = _command(commands, "compare", "paired comparison with a baseline over seeds, each optimizer at its lr chosen "
+                 "on validation: difference, range or bootstrap interval, exact sign-flip p with Holm's correction "
+                 "and a verdict")
     _add_filters(p, stage="first_order")
-    p.add_argument("--baseline", default="adam", help="baseline optimizer (default: %(default)s)")
+    p.add_argument("--baseline", default="adam", help="baseline optimizer (default: %(default)s); with --each-lr an "
+                   "optimizer@lr such as adam@0.001")
     p.add_argument("--metric", default="force_rmse_mev_a", help="metric column, lower is better (default: %(default)s)")
+    _add_lr_choice(p, "by_lr", "each_lr")
+
+
+def _add_lr_choice(p: argparse.ArgumentParser, *flags: str) -> None:
+    """Mutually exclusive alternatives to choosing each optimizer's lr on validation (`LR_CHOICES`)."""
+    group = p.add_mutually_exclusive_group()
+    helps = {"by_lr": f"{LR_CHOICES['same']} instead of {LR_CHOICES['validation']}",
+             "each_lr": f"{LR_CHOICES['each']} (named optimizer@lr) instead of {LR_CHOICES['validation']}"}
+    for flag in flags:
+        group.add_argument(f"--{flag.replace('_', '-')}", dest=flag, action="store_true", help=helps[flag])
 
 
 def _ranks_parser(commands) -> None:
-    p = _command(commands, "ranks", "rank stability: ranks per seed and test set, Kendall's tau between seeds")
+    p = _command(commands, "ranks", "rank stability: ranks per seed and test set, Kendall's tau between seeds, "
+                 "each optimizer at its lr chosen on validation")
     _add_filters(p, stage="first_order")
     p.add_argument("--metric", default="force_rmse_mev_a", help="metric column (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=STABLE_TAU,
                    help="mean Kendall tau below which the ranking is flagged unstable (default: %(default)s)")
+    _add_lr_choice(p, "by_lr", "each_lr")
 
 
 def _time_to_target_parser(commands) -> None:
@@ -518,10 +529,11 @@ def _time_to_target_parser(commands) -> None:
 
 def _profiles_parser(commands) -> None:
     p = _command(commands, "profiles", "performance profiles rho(tau) across test sets and studies, with their "
-                 "area score (AlgoPerf)")
+                 "area score (AlgoPerf), each optimizer at its lr chosen on validation")
     _add_filters(p, stage="first_order")
     p.add_argument("--metric", default="force_rmse_mev_a", help="metric column (default: %(default)s)")
     p.add_argument("--max-tau", type=_above_one, default=2.0, help="largest ratio to the best (default: %(default)s)")
+    _add_lr_choice(p, "each_lr")
 
 
 def _above_one(text: str) -> float:
