@@ -9,6 +9,7 @@ import pandas as pd
 
 from analysis.charts import ordered_optimizers
 from analysis.load import load
+from analysis.recommend import recommendation_lines
 from analysis.render import format_summary, render
 from analysis.tables import summary_table
 
@@ -19,7 +20,7 @@ def study_summary(folder: Path, wall_time_s: float) -> str:
     scores = scores[scores["test_set"] != "replay_before"]  # the same foundation for every trial
     by = ("optimizer", "lr") if scores["lr"].nunique() > 1 else ("optimizer",)
     lines = [f"study {folder.name}: {scores['trial_id'].nunique()} trials, wall time {wall_time_s:.0f} s",
-             f"results: {folder / 'results'}"]
+             f"results: {folder / 'results'}", *recommendation_lines(scores)]  # the answer first
     for stage, part in scores.groupby("stage", sort=False):
         ok = part[part["status"] == "ok"]
         if ok.empty:
