@@ -19,9 +19,9 @@ import pandas as pd
 FAR_ENERGY_RMSE_MEV_ATOM = 50.0
 
 ADVICE = ("the foundation's energies are far from the data's: its energy reference differs (another "
-          "level of theory, or E0s that are not the data's). Try e0s = \"average\" (E0s fitted to the "
-          "training set), the data's own isolated-atom energies (e0s_file), or a foundation trained on the "
-          "same level of theory")
+          "level of theory, or E0s that are not the data's). Try e0s = \"estimated\" (the foundation's E0s "
+          "shifted per element to fit the training energies), the data's own isolated-atom energies "
+          "(e0s_file), or a foundation trained on the same level of theory")
 
 
 def zero_shot_scores(scores: pd.DataFrame) -> dict[str, float] | None:

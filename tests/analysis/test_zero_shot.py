@@ -17,7 +17,7 @@ def test_a_foundation_on_another_reference_is_flagged_with_what_to_try():
     lines = zero_shot_lines(_rows(1458.0))
     assert lines[0] == ("zero-shot (the foundation before fine-tuning, on val): energy RMSE 1458.0 meV/atom, "
                         "force RMSE 300.0 meV/A; best fine-tuned: 20.0 meV/atom, 88.0 meV/A")
-    assert lines[1].startswith("warning: the foundation's energies are far from the data's") and 'e0s = "average"' in lines[1]
+    assert lines[1].startswith("warning: the foundation's energies are far from the data's") and 'e0s = "estimated"' in lines[1]
 
 
 def test_a_matching_foundation_gets_one_line_and_old_studies_none():

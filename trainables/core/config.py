@@ -20,7 +20,7 @@ DTYPES = ("float32", "float64")
 SCHEDULES = ("constant", "cosine")
 MODES = ("naive", "replay")
 REPLAY_SELECTIONS = ("fps", "random")
-E0S_SOURCES = ("auto", "average", "foundation")
+E0S_SOURCES = ("auto", "average", "estimated", "foundation")
 DAMPING_RULES = ("powell", "paper")
 DEFAULT_CHUNK = 32  # configurations per chunk of the L-BFGS objective (trainables.stages.refine)
 
@@ -40,7 +40,9 @@ class FinetuneConfig:
     `profile_group_key` in the file (`config_type` by default; see `trainables.core.data.profile_curves`).
     `e0s` says where the task head's isolated-atom energies come from: "auto" (`e0s_file`, else the
     training file's IsolatedAtom entries, else the foundation's), "average" (fitted to the training
-    set's energies by least squares, mace's `E0s="average"`), or "foundation".
+    set's energies by least squares, mace's `E0s="average"`), "estimated" (the foundation's, shifted
+    per element to fit its predictions to the training energies, mace's `E0s="estimated"`: for a
+    foundation of another level of theory), or "foundation".
     Foundation: a local model file, a mace_mp name, or `embedded:SYSTEM` (an embedded system's
     foundation, whose pre-training corpus then is the default replay data for a `train_file`);
     None means the embedded system's own.

@@ -7,14 +7,18 @@ object (picklable) to every trial instead of re-parsing per trial.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from mace.data import AtomicData
+from mace.data.utils import estimate_e0s_from_foundation
 from mace.tools.scripts_utils import extract_config_mace_model
+from mace.tools.utils import AtomicNumberTable
 
 from trainables.core import data as D
 from trainables.core.config import FinetuneConfig
@@ -193,14 +197,44 @@ def resolve_e0s(sources: Sources, keys: D.LabelKeys, foundation: torch.nn.Module
                 train: list[D.Labelled] | None = None) -> dict[int, float]:
     """The run's isolated-atom energies by `method` (FinetuneConfig.e0s): "auto" takes the E0 file,
     else IsolatedAtom entries of the training file, else the foundation's; "average" fits them to
-    the `train` structures' energies; "foundation" takes the foundation's."""
+    the `train` structures' energies; "estimated" corrects the foundation's so that its predictions
+    fit them; "foundation" takes the foundation's."""
     if method == "average":
         return D.fitted_e0s(train or [])
+    if method == "estimated":
+        return estimated_e0s(foundation, train or [])
     if method == "foundation":
         return foundation_e0s(foundation)
     if sources.e0s is not None:
         return D.read_e0s(sources.e0s, keys)
     return D.isolated_atom_energies(sources.train, keys) or foundation_e0s(foundation)
+
+
+def estimated_e0s(foundation: torch.nn.Module, train: list[D.Labelled]) -> dict[int, float]:
+    """The foundation's E0s shifted by the per-element constants that best fit its predictions to
+    the training energies (least squares; mace's `E0s="estimated"`, `estimate_e0s_from_foundation`):
+    for a foundation trained on another level of theory, whose energies are off by an amount per
+    element. Where the compositions do not tell the elements apart, the minimum-norm correction."""
+    labelled = [item for item in train if item.has_energy]
+    if not labelled:
+        raise DataError("e0s = 'estimated' needs training structures with energies")
+    dtype = next(foundation.parameters()).dtype
+    with D.default_dtype(dtype), _quiet_logging():
+        estimated = estimate_e0s_from_foundation(foundation, foundation_e0s(foundation),
+                                                 [D.to_configuration(item) for item in labelled],
+                                                 AtomicNumberTable(D.elements_of([labelled])))
+    return {int(z): float(e) for z, e in estimated.items()}
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+    """mace logs every E0 at INFO; the run prints its own summary."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def read_sets(sources: Sources, config: FinetuneConfig, keys: D.LabelKeys) -> dict[str, list[D.Labelled]]:

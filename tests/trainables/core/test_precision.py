@@ -97,3 +97,22 @@ def test_fitted_e0s_recover_planted_atom_energies():
     items = [D.Labelled(atoms=m, energy=sum(planted[z] for z in m.numbers), forces=np.zeros((len(m), 3)))
              for m in molecules]
     assert D.fitted_e0s(items) == pytest.approx(planted, abs=1e-9)
+
+
+def test_estimated_e0s_absorb_a_foundation_offset_per_element(smoke_inputs, smoke_files):
+    """Data on another energy reference (each element's energy moved by a constant, as between
+    xTB and DFT): the estimated E0s move the foundation's by what the data's compositions tell,
+    here one molecule's total shift."""
+    from trainables.core.foundation import foundation_e0s
+    from trainables.stages.inputs import estimated_e0s
+
+    foundation = smoke_inputs.foundation()
+    items = D.read_labelled(smoke_files.train)[:6]
+    shift = {1: -3.0, 6: -1000.0}
+    moved = [D.Labelled(atoms=i.atoms, energy=i.energy + sum(shift[z] for z in i.atoms.numbers), forces=i.forces)
+             for i in items]
+    before, after = foundation_e0s(foundation), estimated_e0s(foundation, moved)
+    counts = {z: int((items[0].atoms.numbers == z).sum()) for z in shift}
+    moved_by = sum(counts[z] * (after[z] - estimated_e0s(foundation, items)[z]) for z in shift)
+    assert moved_by == pytest.approx(sum(counts[z] * shift[z] for z in shift), abs=1e-3)
+    assert set(after) == set(shift) and all(after[z] != before[z] for z in shift)
