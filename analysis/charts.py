@@ -9,7 +9,18 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from analysis.columns import distinct, present, require_columns, require_numeric, require_single
+from analysis.columns import (
+    distinct,
+    metrics_with_values,
+    present,
+    require_columns,
+    require_numeric,
+    require_single,
+    REFERENCE_TEST_SETS,
+    rows_with,
+    test_sets_with,
+    without_reference_sets,
+)
 from analysis.errors import AnalysisError
 from analysis.frontier import pareto_front
 from analysis.tables import ok_rows, summary_table
@@ -17,6 +28,9 @@ from analysis.tables import ok_rows, summary_table
 TITLES = {
     "force_rmse_mev_a": "Force RMSE (meV/Å)",
     "energy_rmse_mev_atom": "Energy RMSE (meV/atom)",
+    "rel_energy_rmse_mev": "Relative-energy RMSE (meV)",
+    "rel_energy_max_error_mev": "Largest relative-energy error (meV)",
+    "barrier_error_mev": "Barrier error, predicted - reference (meV)",
     "val_force_rmse_mev_a": "Validation force RMSE (meV/Å)",
     "val_energy_rmse_mev_atom": "Validation energy RMSE (meV/atom)",
     "wall_time_s": "Wall time (s)",
@@ -27,6 +41,8 @@ TITLES = {
     "grad_norm": "Gradient norm",
 }
 IDENTITY = ("trial_id", "optimizer", "lr", "seed", "stage", "test_set")
+# A test set's front is drawn on the first of these it holds: forces where it has them, else energies.
+FRONT_METRICS = ("force_rmse_mev_a", "energy_rmse_mev_atom")
 WITH_ORDER = (*IDENTITY, "optimizer_order")  # what a chart keeps of the rows: colours follow the registry
 WIDTH, HEIGHT, FACET_WIDTH = 420, 280, 280
 # One colour per optimizer in every chart, however the data were filtered (Tableau 10).
@@ -60,11 +76,41 @@ def frontier_chart(df: pd.DataFrame, x: str = "wall_time_s", y: str = "force_rms
 
 def frontier_panels(df: pd.DataFrame, x: str = "wall_time_s", y: str = "force_rmse_mev_a", *,
                     log_x: bool = False, log_y: bool = False) -> alt.TopLevelMixin:
-    """`frontier_chart` for each test set of `df`, side by side (two per row); one chart for one."""
-    charts = [frontier_chart(rows, x, y, log_x=log_x, log_y=log_y) for _, rows in df.groupby("test_set", sort=False)]
-    if not charts:
-        raise AnalysisError("no rows to draw a Pareto front from")
+    """`frontier_chart` for each test set of `df` that holds `y`, side by side (two per row); one
+    chart for one. The foundation's scores before fine-tuning (`REFERENCE_TEST_SETS`) are not drawn."""
+    charts = [frontier_chart(rows, x, y, log_x=log_x, log_y=log_y)
+              for _, rows in compared_rows(df, y).groupby("test_set", sort=False)]
     return charts[0] if len(charts) == 1 else alt.concat(*charts, columns=2)
+
+
+def compared_rows(df: pd.DataFrame, y: str) -> pd.DataFrame:
+    """The rows fronts and charts compare optimizers on by `y`: those of the test sets that hold `y`,
+    less the foundation's scores before fine-tuning (the same for every trial); raises where none are left."""
+    candidates = without_reference_sets(df)
+    if candidates.empty:
+        raise AnalysisError("no rows to compare: only the foundation's scores before fine-tuning, the same for "
+                            "every trial")
+    return rows_with(candidates, y)
+
+
+def fronts_left_out(df: pd.DataFrame, y: str) -> str:
+    """A line naming the test sets of `df` that get no front of `y`, and why; '' where every one does."""
+    held = set(test_sets_with(df, y))
+    missing = [name for name in distinct(without_reference_sets(df)["test_set"]) if name not in held]
+    references = [name for name in distinct(df["test_set"]) if name in REFERENCE_TEST_SETS]
+    reasons = [*([f"{', '.join(missing)}: no {y} (--y chooses another column)"] if missing else []),
+               *([f"{', '.join(references)}: the foundation before fine-tuning"] if references else [])]
+    return f"no front for {'; '.join(reasons)}" if reasons else ""
+
+
+def front_metrics(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Metric -> the test sets whose front is drawn on it: each test set of `df` (reference sets
+    aside) on the first of `FRONT_METRICS` it holds, so an energy-only set gets an energy front."""
+    fronts: dict[str, list[str]] = {}
+    for test_set in distinct(without_reference_sets(df)["test_set"]):
+        if held := metrics_with_values(df[df["test_set"] == test_set], FRONT_METRICS):
+            fronts.setdefault(held[0], []).append(test_set)
+    return fronts
 
 
 def improvement_chart(improvement: pd.DataFrame) -> alt.LayerChart:
@@ -105,7 +151,9 @@ def curves_chart(curves: pd.DataFrame, y: str = "val_force_rmse_mev_a", x: str =
 
 def lr_sensitivity_chart(df: pd.DataFrame, metric: str = "force_rmse_mev_a") -> alt.LayerChart | alt.FacetChart:
     """Seed-mean `metric` against learning rate (log x) per optimizer, with mean ± std error bars;
-    one panel per test set. Uses rows with status 'ok'."""
+    one panel per test set that holds `metric` (the foundation's scores before fine-tuning aside).
+    Uses rows with status 'ok'."""
+    df = compared_rows(df, metric)
     summary = summary_table(df, [metric], by=("optimizer", "lr"), conditions=present(df, ["test_set"]))
     mean, std = summary[f"{metric}_mean"], summary[f"{metric}_std"]
     data = summary.assign(mean=mean, low=mean - std, high=mean + std)

@@ -21,14 +21,23 @@ import pandas as pd
 
 from analysis.charts import (
     curves_chart,
+    compared_rows,
     frontier_panels,
+    fronts_left_out,
     improvement_chart,
     lr_sensitivity_chart,
     performance_profile_chart,
     title,
 )
 from analysis.columns import present
-from analysis.energy_profile import energy_profile_chart, energy_profiles, profile_summary
+from analysis.energy_profile import (
+    at_chosen_lrs,
+    curve_lengths,
+    energy_profile_chart,
+    energy_profiles,
+    profile_summary,
+    profile_test_set,
+)
 from analysis.errors import AnalysisError
 from analysis.frontier import pareto_front
 from analysis.load import load, select
@@ -60,12 +69,15 @@ from analysis.stats import (
     time_to_target,
 )
 from analysis.tables import (
-    METRICS,
+    TABLE_METRICS,
+    VALIDATION_CURVES,
     curve_summary,
     improvement_vs,
     lbfgs_gain,
     ok_rows,
     summary_table,
+    table_metrics,
+    validation_curve,
     with_total_wall_time,
 )
 from analysis.verdicts import verdict_note
@@ -144,20 +156,22 @@ def frontier(args: argparse.Namespace) -> Output:
     if "total_wall_time_s" in (args.x, args.y):
         scores = with_total_wall_time(scores)
     scores = ok_rows(select(scores, stage=args.stage))
+    measured = compared_rows(scores, args.y)
     front = pd.concat([pareto_front(rows, [args.x, args.y]).sort_values([args.x, args.y])
-                       for _, rows in scores.groupby("test_set", sort=False)])
+                       for _, rows in measured.groupby("test_set", sort=False)])
     rows = front[[*present(front, IDENTITY), args.x, args.y]]
     panels = front["test_set"].nunique()
-    heading = (f"Pareto front{'s, one per test set' if panels > 1 else ''}: {len(front)} of {len(scores)} rows, "
+    heading = (f"Pareto front{'s, one per test set' if panels > 1 else ''}: {len(front)} of {len(measured)} rows, "
                f"minimising {args.x} and {args.y}")
     chart = frontier_panels(scores, args.x, args.y, log_x=args.log_x, log_y=args.log_y)
-    return Output(_titled(heading, render(rows, args.format), args.format),
+    return Output(_sections(args.format, [(heading, rows)], fronts_left_out(scores, args.y)),
                   {**_table_files("frontier", rows), **_chart_files("frontier", chart)})
 
 
 def table(args: argparse.Namespace) -> Output:
-    summary = summary_table(_load(args, "scores"), args.metric, by=args.by)
-    return _summary_output(summary, args.metric, args.by, args, "table")
+    scores = _load(args, "scores")
+    metrics = args.metric or table_metrics(scores)
+    return _summary_output(summary_table(scores, metrics, by=args.by), metrics, args.by, args, "table")
 
 
 def _summary_output(summary: pd.DataFrame, metrics: list[str], by: list[str], args: argparse.Namespace,
@@ -190,11 +204,12 @@ def lbfgs(args: argparse.Namespace) -> Output:
 
 def curves(args: argparse.Namespace) -> Output:
     data = _load(args, "curves")
-    rows = curve_summary(data, args.y)
-    heading = f"{title(args.y)} at the last step and at best, per trial"
+    y = args.y or validation_curve(data)
+    rows = curve_summary(data, y)
+    heading = f"{title(y)} at the last step and at best, per trial"
     return Output(_titled(heading, render(rows, args.format), args.format),
                   {**_table_files("curves", rows),
-                   **_chart_files("curves", curves_chart(data, args.y, x=CURVE_X[args.x], log_y=not args.linear_y))})
+                   **_chart_files("curves", curves_chart(data, y, x=CURVE_X[args.x], log_y=not args.linear_y))})
 
 
 def lr_sensitivity(args: argparse.Namespace) -> Output:
@@ -229,12 +244,16 @@ def _chart_files(name: str, chart: alt.TopLevelMixin) -> dict[str, alt.TopLevelM
 
 
 def energy_profile(args: argparse.Namespace) -> Output:
-    scores = _load(args, "scores")
-    summary = profile_summary(scores)
-    heading = f"Energy profile of {scores['test_set'].iloc[0]}: relative-energy errors (meV), mean over seeds"
-    chart = energy_profile_chart(energy_profiles(scores))
-    return Output(_titled(heading, render(summary, args.format), args.format),
-                  {**_table_files("energy_profile", summary), **_chart_files("energy_profile", chart)})
+    scores = _load(args, "scores", skip=("test_set",))  # the validation rows choose each optimizer's lr
+    test_set = profile_test_set(scores, args.test_set)
+    rows = select(scores, test_set=test_set)
+    summary, profiles = profile_summary(rows), energy_profiles(rows)
+    shown, choice = (profiles, "") if args.all_lrs or args.lr else at_chosen_lrs(profiles, scores)
+    heading = f"Energy profile of {test_set}: relative-energy errors (meV), mean over seeds"
+    note = f"curves: {curve_lengths(profiles)}" + (f"; chart: {choice}" if choice else "")
+    return Output(_sections(args.format, [(heading, summary)], note),
+                  {**_table_files("energy_profile", summary),
+                   **_chart_files("energy_profile", energy_profile_chart(shown, subtitle=choice))})
 
 
 def properties(args: argparse.Namespace) -> Output:
@@ -304,9 +323,11 @@ def _properties_parser(commands) -> None:
 
 
 def _energy_profile_parser(commands) -> None:
-    p = _command(commands, "energy-profile", "a path or scan: predicted vs reference relative energies, and "
-                 "their errors per optimizer")
+    p = _command(commands, "energy-profile", "a path or scan: predicted vs reference relative energies per curve, "
+                 "and their errors per optimizer")
     _add_filters(p, stage="first_order")
+    p.add_argument("--all-lrs", action="store_true", help="chart every learning rate, one panel each (default: "
+                   "each optimizer at its lr with the lowest validation error; --lr picks lrs)")
 
 
 def _frontier_parser(commands) -> None:
@@ -322,7 +343,8 @@ def _frontier_parser(commands) -> None:
 def _table_parser(commands) -> None:
     p = _command(commands, "table", "optimizer x test set, mean (std) over seeds, best two marked (Tables 1, 2, C1)")
     _add_filters(p, stage="first_order")
-    p.add_argument("--metric", type=_names, default=list(METRICS), help="comma-separated metric columns")
+    p.add_argument("--metric", type=_names, help="comma-separated metric columns (default: those of "
+                   f"{', '.join(TABLE_METRICS)} the study holds)")
     p.add_argument("--by", type=_names, default=["optimizer"],
                    help="comma-separated row keys, e.g. optimizer,lr for the learning-rate ablation")
     p.add_argument("--digits", type=_digits, default=2, help="decimals shown (default: %(default)s)")
@@ -344,7 +366,8 @@ def _lbfgs_parser(commands) -> None:
 def _curves_parser(commands) -> None:
     p = _command(commands, "curves", "learning curves per trial, coloured by optimizer")
     _add_filters(p, stage=None, with_test_set=False)
-    p.add_argument("--y", default="val_force_rmse_mev_a", help="curve column (default: %(default)s)")
+    p.add_argument("--y", help="curve column (default: val_force_rmse_mev_a, or val_energy_rmse_mev_atom where "
+                   "the validation set has no forces)")
     p.add_argument("--linear-y", action="store_true", help="linear instead of log y axis in the chart")
     p.add_argument("--x", choices=CURVE_X, default="step",
                    help="chart x axis: step (epoch or L-BFGS iteration) or wall (seconds since the trial started)")
@@ -447,12 +470,15 @@ def ranks(args: argparse.Namespace) -> Output:
 
 
 def target_time(args: argparse.Namespace) -> Output:
-    times = time_to_target(_load(args, "curves"), target=args.target)
+    data = _load(args, "curves")
+    y = args.y or validation_curve(data)
+    times = time_to_target(data, target=args.target, y=y)
     summary = target_summary(times)
     targets = ", ".join(f"{value:.2f}" for value in times["target"].unique())
-    target = (f"{args.target:g} meV/Å" if args.target is not None
-              else f"{TARGET_FACTOR:g} x the best final value ({targets} meV/Å)")
-    heading = (f"Validation force RMSE <= {target}: trials reaching it, median epoch, wall seconds since the "
+    name, unit = VALIDATION_CURVES[y]
+    target = (f"{args.target:g} {unit}" if args.target is not None
+              else f"{TARGET_FACTOR:g} x the best final value ({targets} {unit})")
+    heading = (f"{name} <= {target}: trials reaching it, median epoch, wall seconds since the "
                "trial started (setup and compile included) and training seconds (neither; NaN for studies that "
                "predate them) (inf: most never did)")
     return Output(_sections(args.format, [(heading, summary)]),
@@ -521,10 +547,12 @@ def _ranks_parser(commands) -> None:
 
 def _time_to_target_parser(commands) -> None:
     p = _command(commands, "time-to-target", "first epoch and wall seconds at which validation force RMSE "
-                 "reaches a target, per optimizer and lr")
+                 "(or energy RMSE) reaches a target, per optimizer and lr")
     _add_filters(p, stage="first_order", with_test_set=False)
-    p.add_argument("--target", type=float, help=f"meV/Å (default: {TARGET_FACTOR:g} x the best final value of the "
-                   "study)")
+    p.add_argument("--target", type=float, help=f"in the curve's unit (default: {TARGET_FACTOR:g} x the best final "
+                   "value of the study)")
+    p.add_argument("--y", choices=VALIDATION_CURVES, help="the validation curve (default: force RMSE, or energy RMSE "
+                   "where the validation set has no forces)")
 
 
 def _profiles_parser(commands) -> None:

@@ -67,3 +67,26 @@ REFERENCE_TEST_SETS = ("replay_before", "val_before")
 def without_reference_sets(scores: pd.DataFrame) -> pd.DataFrame:
     """`scores` less the rows of the not yet fine-tuned foundation (`REFERENCE_TEST_SETS`)."""
     return scores[~scores["test_set"].isin(REFERENCE_TEST_SETS)] if "test_set" in scores else scores
+
+
+def test_sets_with(scores: pd.DataFrame, metric: str) -> list[str]:
+    """The test sets of `scores` with a value of `metric` in some row, in order of appearance: an
+    energy-only set (a path, a scan, dimer curves) has no force RMSE, a forces-only set no energy RMSE."""
+    return distinct(scores.loc[scores[metric].notna(), "test_set"]) if metric in scores else []
+
+
+def rows_with(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """All rows of the test sets that hold `metric` (`test_sets_with`), diverged ones included; raises
+    when no row holds it, naming what the rows do hold."""
+    require_columns(scores, ["test_set"], "the scores")
+    if metric in scores and len(scores) and scores[metric].isna().all():
+        held = ", ".join(c for c in numeric_columns(scores) if scores[c].notna().any())
+        raise AnalysisError(f"{metric!r} holds no values on test set {', '.join(map(str, distinct(scores['test_set'])))}"
+                            f"; columns with values there: {held}")
+    require_numeric(scores, [metric])
+    return scores[scores["test_set"].isin(test_sets_with(scores, metric))]
+
+
+def metrics_with_values(scores: pd.DataFrame, metrics: Iterable[str]) -> list[str]:
+    """Those of `metrics` that some row of `scores` holds a value of, in the order given."""
+    return [m for m in metrics if m in scores and scores[m].notna().any()]

@@ -29,12 +29,17 @@ MARK_LEGEND = {"text": "** best, * second best", "markdown": "**bold** best, *it
 def format_summary(summary: pd.DataFrame, metric: str, *, by: Sequence[str] = ("optimizer",),
                    conditions: Sequence[str] = ("test_set",), fmt: str = "text", digits: int = 2) -> pd.DataFrame:
     """Wide table of `summary_table` output: one row per `by`, one column per condition, cells
-    "mean (std)" of `metric`, the best two per condition marked as `fmt` does it (see MARKS)."""
+    "mean (std)" of `metric`, the best two per condition marked as `fmt` does it (see MARKS).
+    Groups without a value of `metric` (an energy-only test set in a force table) are left out,
+    so a condition no row measured has no column."""
     check_format(fmt)
     require_columns(summary, [*by, *conditions, *(f"{metric}_{s}" for s in ("mean", "std", "rank"))], "the summary")
+    measured = summary[summary[f"{metric}_mean"].notna()]
+    if measured.empty:
+        raise AnalysisError(f"the summary holds no value of {metric}")
     cells = [mark(mean_std(m, s, digits), r, fmt) for m, s, r in
-             zip(summary[f"{metric}_mean"], summary[f"{metric}_std"], summary[f"{metric}_rank"])]
-    return widen(summary[[*by, *conditions]].assign(cell=cells), list(by), list(conditions))
+             zip(measured[f"{metric}_mean"], measured[f"{metric}_std"], measured[f"{metric}_rank"])]
+    return widen(measured[[*by, *conditions]].assign(cell=cells), list(by), list(conditions))
 
 
 def mean_std(mean: float, std: float, digits: int = 2) -> str:

@@ -1,5 +1,8 @@
-"""The closing table a study prints: force RMSE per optimizer (and learning rate) and test set,
-mean (std) over seeds, one table per stage, and the trials that did not end ok."""
+"""The closing tables a study prints: per stage, optimizer (and learning rate) x test set, mean (std)
+over seeds, one table per metric a test set holds (force RMSE on the sets with forces, energy RMSE
+on those with energies, relative-energy RMSE and barrier error on paths and scans), and the trials
+that did not end ok. The foundation's scores before fine-tuning (`REFERENCE_TEST_SETS`) are a column
+of their own: the reference the fine-tuned ones are read against."""
 
 from __future__ import annotations
 
@@ -11,13 +14,17 @@ from analysis.charts import ordered_optimizers
 from analysis.load import load
 from analysis.recommend import recommendation_lines
 from analysis.render import format_summary, render
-from analysis.tables import summary_table
+from analysis.tables import summary_table, table_metrics
+
+# Headings in plain ASCII, for any terminal.
+HEADINGS = {"force_rmse_mev_a": "force RMSE (meV/A)", "energy_rmse_mev_atom": "energy RMSE (meV/atom)",
+            "rel_energy_rmse_mev": "relative-energy RMSE (meV)",
+            "barrier_error_mev": "barrier error, predicted - reference (meV; best: closest to 0)"}
 
 
 def study_summary(folder: Path, wall_time_s: float) -> str:
-    """Force RMSE per optimizer and test set, mean (std) over seeds, for the printed closing table."""
+    """Per stage and metric, optimizer x test set, mean (std) over seeds, for the printed closing tables."""
     scores = load(folder, table="scores")
-    scores = scores[scores["test_set"] != "replay_before"]  # the same foundation for every trial
     by = ("optimizer", "lr") if scores["lr"].nunique() > 1 else ("optimizer",)
     lines = [f"study {folder.name}: {scores['trial_id'].nunique()} trials, wall time {wall_time_s:.0f} s",
              f"results: {folder / 'results'}", *recommendation_lines(scores)]  # the answer first
@@ -26,9 +33,11 @@ def study_summary(folder: Path, wall_time_s: float) -> str:
         if ok.empty:
             continue
         ok = ok.sort_values(["optimizer", "lr"], key=_registry_then_descending(ok), kind="stable")
-        table = summary_table(ok, metric_cols=("force_rmse_mev_a",), by=by)
-        wide = format_summary(table, "force_rmse_mev_a", by=by)
-        lines += ["", f"force RMSE (meV/A), stage {stage}, mean (std) over seeds, best two marked:", render(wide)]
+        metrics = table_metrics(ok)
+        table = summary_table(ok, metric_cols=metrics, by=by)
+        for metric in metrics:
+            lines += ["", f"{HEADINGS[metric]}, stage {stage}, mean (std) over seeds, best two marked:",
+                      render(format_summary(table, metric, by=by))]
     failed = scores[scores["status"] != "ok"].drop_duplicates("trial_id")
     if not failed.empty:
         lines += ["", "not ok: " + ", ".join(f"{r.optimizer} lr={r.lr:g} seed={r.seed}: {r.status}"

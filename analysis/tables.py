@@ -3,7 +3,10 @@ improvement over a baseline optimizer, and the gain from L-BFGS refinement (Tabl
 
 All functions are pure and use only rows with status 'ok'. Each averages over seeds, so every
 group must hold one row per seed: when a configuration column (lr, stage, study, ...) varies
-inside a group, they raise saying which, rather than silently averaging over it.
+inside a group, they raise saying which, rather than silently averaging over it. Test sets carry
+energies only (paths, scans, dimer curves), forces only, or both: a metric is summarised on the
+test sets that hold it, and comparisons (improvement, L-BFGS gain) leave out the foundation's own
+scores before fine-tuning (`REFERENCE_TEST_SETS`), which tables keep as the reference.
 """
 
 from __future__ import annotations
@@ -13,10 +16,28 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.columns import distinct, names, present, require_columns, require_numeric
+from analysis.columns import (
+    distinct,
+    metrics_with_values,
+    names,
+    present,
+    require_columns,
+    require_numeric,
+    rows_with,
+    without_reference_sets,
+)
 from analysis.errors import AnalysisError
 
 METRICS = ("energy_rmse_mev_atom", "force_rmse_mev_a")
+# What a study's tables show, force first: force RMSE (meV/Å) on the sets with forces; energy RMSE
+# (meV/atom) on the sets with energies; on paths and scans (`profile_tests`) the relative-energy RMSE
+# and the barrier error (meV).
+TABLE_METRICS = ("force_rmse_mev_a", "energy_rmse_mev_atom", "rel_energy_rmse_mev", "barrier_error_mev")
+# The validation errors the curves record (name, unit), in the order a default is taken from.
+VALIDATION_CURVES = {"val_force_rmse_mev_a": ("Validation force RMSE", "meV/Å"),
+                     "val_energy_rmse_mev_atom": ("Validation energy RMSE", "meV/atom")}
+# Errors with a sign (predicted - reference): the best is the one closest to zero, not the lowest.
+SIGNED_METRICS = ("barrier_error_mev",)
 CONFIGURATION = ("study", "stage", "optimizer", "lr", "system", "mode", "test_set")
 
 
@@ -26,10 +47,11 @@ def summary_table(df: pd.DataFrame, metric_cols: Sequence[str] = METRICS, by: Se
 
     Columns: `by`, `conditions`, then per metric `<m>_mean`, `<m>_std`, `<m>_n` (seeds) and
     `<m>_rank`, the rank of the mean among the first `by` column's values within its condition and
-    each value of the other `by` columns (1 = lowest; ties share the rank; NA where every mean of
-    the group is equal, as for the replay set before fine-tuning), so `rank <= 2` marks the best two.
-    Put 'lr' in `by` for the learning-rate ablation: optimizers are then ranked within each lr, as
-    the paper's Table C1 marks them.
+    each value of the other `by` columns (1 = lowest, or for a `SIGNED_METRICS` one the closest to
+    zero; ties share the rank; NA where every mean of the group is equal, as for the replay set
+    before fine-tuning), so `rank <= 2` marks the best two. A group whose test set lacks a metric
+    (force RMSE of an energy-only set) has mean NaN and n 0 there. Put 'lr' in `by` for the
+    learning-rate ablation: optimizers are then ranked within each lr, as the paper's Table C1 marks them.
     """
     metric_cols, by, conditions = names(metric_cols), names(by), names(conditions)
     keys = [*by, *conditions]
@@ -42,8 +64,15 @@ def summary_table(df: pd.DataFrame, metric_cols: Sequence[str] = METRICS, by: Se
     stats.columns = [f"{metric}_{'n' if stat == 'count' else stat}" for metric, stat in stats.columns]
     stats = stats.reset_index()
     for metric in metric_cols:
-        stats[f"{metric}_rank"] = rank_within(stats, f"{metric}_mean", [*conditions, *by[1:]])
+        means = stats[f"{metric}_mean"]
+        ranked = stats.assign(rank_by=means.abs() if metric in SIGNED_METRICS else means)
+        stats[f"{metric}_rank"] = rank_within(ranked, "rank_by", [*conditions, *by[1:]])
     return stats
+
+
+def table_metrics(scores: pd.DataFrame) -> list[str]:
+    """Those of `TABLE_METRICS` that some 'ok' row of `scores` holds, force first."""
+    return metrics_with_values(ok_rows(scores), TABLE_METRICS)
 
 
 def improvement_vs(df: pd.DataFrame, baseline: str = "adam", metric: str = "force_rmse_mev_a",
@@ -54,7 +83,8 @@ def improvement_vs(df: pd.DataFrame, baseline: str = "adam", metric: str = "forc
     lower error, negative where it is worse. The baseline's own rows are left out.
     """
     conditions = names(conditions)
-    means = summary_table(df, [metric], by=("optimizer",), conditions=conditions)
+    means = summary_table(rows_with(without_reference_sets(df), metric), [metric], by=("optimizer",),
+                          conditions=conditions)
     optimizers = distinct(means["optimizer"])
     if baseline not in optimizers or len(optimizers) < 2:
         raise AnalysisError(f"need 'ok' rows of the baseline optimizer {baseline!r} and of another; optimizers: "
@@ -88,10 +118,10 @@ def lbfgs_pairs(df: pd.DataFrame, metric: str = "force_rmse_mev_a") -> pd.DataFr
     """One row per (L-BFGS trial, test set): its `metric` as `refined` beside its parent's as `base`.
 
     The parent is the first-order trial whose trial_id is the L-BFGS row's parent_trial_id (same study).
+    Only test sets that hold `metric` count; the foundation's scores before fine-tuning do not.
     """
     require_columns(df, ["parent_trial_id"], "the scores table")
-    ok = ok_rows(df)
-    require_numeric(ok, [metric])
+    ok = rows_with(without_reference_sets(ok_rows(df)), metric)
     first, refined = stage_rows(ok, "first_order"), stage_rows(ok, "lbfgs")
     parents = first[["study", "trial_id", "test_set", metric]].rename(
         columns={"trial_id": "parent_trial_id", metric: "base"})
@@ -153,6 +183,14 @@ def curve_summary(curves: pd.DataFrame, y: str = "val_force_rmse_mev_a") -> pd.D
     identity = present(curves, ("study", "trial_id", "stage", "optimizer", "lr", "seed"))
     last = grouped.tail(1)[[*identity, "step", y]].rename(columns={y: f"final_{y}"})
     return last.merge(grouped[y].min().rename(f"best_{y}").reset_index(), on=keys)
+
+
+def validation_curve(curves: pd.DataFrame) -> str:
+    """The first of `VALIDATION_CURVES` the curves hold: force RMSE, or energy RMSE where the
+    validation set has no forces."""
+    if held := metrics_with_values(curves, VALIDATION_CURVES):
+        return held[0]
+    raise AnalysisError(f"the curves hold no {' or '.join(VALIDATION_CURVES)}: choose a column with --y")
 
 
 def with_total_wall_time(scores: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,7 @@
-"""A synthetic study on disk, laid out as the engine writes it: `<storage>/<name>/manifest.json`
+"""Synthetic studies on disk, laid out as the engine writes them: `<storage>/<name>/manifest.json`
 and `results/scores-*.parquet`, `results/curves-*.parquet` (two part files each, one with an extra
-column and an all-null parent_trial_id, as real part files may be).
+column and an all-null parent_trial_id, as real part files may be). `write_partial_study` writes a
+second study, whose test sets carry energies only, forces only, or are the foundation's own scores.
 
 3 optimizers x 2 learning rates x 3 seeds x 3 test sets of first-order trials, with known values:
 force RMSE = FORCE[optimizer] * LR_FACTOR[lr] * TEST_FACTOR[test_set] + seed, energy = force / 10.
@@ -104,14 +105,73 @@ def lbfgs_curve_rows() -> list[dict]:
     return rows
 
 
+# A study whose test sets carry different labels, as public benchmark sets do: "dimers", an energy-only
+# path of two curves (H-H and C-C dimer curves: no forces), "forces", a forces-only set (no energies),
+# and the foundation's scores before fine-tuning, "val_before" and "replay_before" (equal for every trial).
+# Same optimizers, lrs, seeds, diverged trial and L-BFGS refinements as above, on val and these sets.
+PARTIAL_TEST_SETS = ("val", "dimers", "forces", "val_before", "replay_before")
+CURVES = {"H-H": (40.0, 0.0, 25.0, 60.0), "C-C": (0.0, 15.0, 90.0)}  # reference, meV above each curve's lowest
+# Predicted = reference * (1 + SKEW[curve] * force / 100): H-H overshoots, C-C undershoots more.
+SKEW = {"H-H": 0.5, "C-C": -1.0}
+BEFORE = {"val_before": 200.0, "replay_before": 150.0}  # the foundation's force RMSE
+
+
+def predicted_profile(value: float) -> dict[str, list[float]]:
+    """Each curve's predicted profile for a trial whose val force RMSE is `value`."""
+    return {curve: [r * (1 + SKEW[curve] * value / 100) for r in reference] for curve, reference in CURVES.items()}
+
+
+def profile_columns(value: float) -> dict:
+    """A profile test set's score columns, as the engine writes them (lists as JSON, in file order)."""
+    predicted = predicted_profile(value)
+    pairs = [(p, r, curve) for curve in CURVES for p, r in zip(predicted[curve], CURVES[curve])]
+    errors = [p - r for p, r, _ in pairs]
+    barrier = [max(predicted[curve]) - max(CURVES[curve]) for curve in CURVES]
+    return dict(rel_energy_rmse_mev=(sum(e * e for e in errors) / len(errors)) ** 0.5,
+                rel_energy_max_error_mev=max(map(abs, errors)), barrier_error_mev=max(barrier, key=abs),
+                profile_predicted_mev=json.dumps([p for p, _, _ in pairs]),
+                profile_reference_mev=json.dumps([r for _, r, _ in pairs]),
+                profile_curve=json.dumps([curve for _, _, curve in pairs]))
+
+
+def _partial_score(val_row: dict, test_set: str) -> dict:
+    """The row of `test_set` for the trial whose val row is `val_row`."""
+    value = val_row["force_rmse_mev_a"]
+    row = val_row | dict(test_set=test_set) | dict.fromkeys(profile_columns(0.0))
+    if test_set in BEFORE:
+        return row | dict(energy_rmse_mev_atom=BEFORE[test_set] / 10, force_rmse_mev_a=BEFORE[test_set])
+    if test_set == "dimers":
+        row |= dict(energy_rmse_mev_atom=value / 4, force_rmse_mev_a=float("nan"))
+        return row | profile_columns(value) if row["status"] == "ok" else row
+    if test_set == "forces":
+        return row | dict(energy_rmse_mev_atom=float("nan"), force_rmse_mev_a=value * 1.3)
+    return row
+
+
+def partial_scores(val_rows: list[dict]) -> list[dict]:
+    """Rows of every `PARTIAL_TEST_SETS` set for the trials of `val_rows` (val's), their errors derived from val's."""
+    return [_partial_score(row, test_set) for row in val_rows if row["test_set"] == "val"
+            for test_set in PARTIAL_TEST_SETS]
+
+
 def write_study(storage: Path, name: str = "synthetic") -> Path:
     """Write the synthetic study under `storage` and return its folder."""
-    results = storage / name / "results"
-    results.mkdir(parents=True)
-    (storage / name / "manifest.json").write_text(json.dumps({"name": name}))
-    pq.write_table(pa.Table.from_pylist(first_order_scores()), results / "scores-000.parquet")
-    pq.write_table(pa.Table.from_pylist(lbfgs_scores()), results / "scores-001.parquet")
     curves = curve_rows()
-    pq.write_table(pa.Table.from_pylist(curves[:45]), results / "curves-000.parquet")
-    pq.write_table(pa.Table.from_pylist(curves[45:] + lbfgs_curve_rows()), results / "curves-001.parquet")
-    return storage / name
+    return _write(storage / name, scores=(first_order_scores(), lbfgs_scores()),
+                  curves=(curves[:45], curves[45:] + lbfgs_curve_rows()))
+
+
+def write_partial_study(storage: Path, name: str = "partial") -> Path:
+    """Write the study of energy-only, forces-only and reference test sets under `storage`; return its folder."""
+    return _write(storage / name, scores=(partial_scores(first_order_scores()), partial_scores(lbfgs_scores())),
+                  curves=(curve_rows() + lbfgs_curve_rows(),))
+
+
+def _write(folder: Path, **parts: tuple[list[dict], ...]) -> Path:
+    """`folder`/manifest.json and `results/<table>-<i>.parquet` for each table's parts."""
+    (folder / "results").mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"name": folder.name}))
+    for table, rows in parts.items():
+        for i, part in enumerate(rows):
+            pq.write_table(pa.Table.from_pylist(part), folder / "results" / f"{table}-{i:03d}.parquet")
+    return folder

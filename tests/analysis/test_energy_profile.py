@@ -1,4 +1,4 @@
-"""Energy profiles of a scan: the long frame, the summary and the chart, and the CLI on a study on disk."""
+"""Energy profiles of a scan: the long frame per curve, the summary and the chart, and the CLI on a study on disk."""
 
 import json
 import subprocess
@@ -10,7 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import AnalysisError
-from analysis.energy_profile import energy_profile_chart, energy_profiles, profile_summary
+from analysis.energy_profile import (
+    energy_profile_chart,
+    energy_profiles,
+    profile_summary,
+    profile_test_set,
+    profile_test_sets,
+)
 
 REFERENCE = [10.0, 0.0, 60.0]
 PREDICTED = {("adam", 0): [12.0, 0.0, 70.0], ("adam", 1): [8.0, 0.0, 50.0], ("sgd", 0): [20.0, 0.0, 100.0]}
@@ -36,11 +42,52 @@ def scores() -> pd.DataFrame:
     return pd.DataFrame(scan_rows())
 
 
+def two_curve_rows(lrs=(1e-3,)) -> pd.DataFrame:
+    """The dihedral rows as a file of two curves (its first two points 'a', its last 'b'), at each of `lrs`."""
+    rows = pd.DataFrame(scan_rows())
+    rows = rows[rows["test_set"] == "dihedral"].assign(profile_curve=json.dumps(["a", "a", "b"]))
+    return pd.concat([rows.assign(lr=lr, trial_id=rows["trial_id"] + f"_{lr:g}") for lr in lrs], ignore_index=True)
+
+
 def test_profiles_become_one_row_per_point(scores):
     points = energy_profiles(scores[scores["test_set"] == "dihedral"])
     assert len(points) == 3 * len(PREDICTED)
     adam0 = points[points["trial_id"] == "adam_0"]
     assert adam0["predicted_mev"].tolist() == PREDICTED[("adam", 0)] and adam0["reference_mev"].tolist() == REFERENCE
+    assert set(points["curve"]) == {"dihedral"}  # rows written before curves were named: one curve
+
+
+def test_points_are_numbered_along_their_own_curve():
+    points = energy_profiles(two_curve_rows())
+    adam0 = points[points["trial_id"] == "adam_0_0.001"]
+    assert adam0[["curve", "point"]].values.tolist() == [["a", 0], ["a", 1], ["b", 0]]
+
+
+def test_lists_of_different_lengths_are_one_error():
+    rows = two_curve_rows().assign(profile_curve=json.dumps(["a", "b"]))
+    with pytest.raises(AnalysisError, match="profiles of 3 predicted, 3 reference and 2 curve entries"):
+        energy_profiles(rows)
+
+
+def test_the_chart_of_several_lrs_and_curves_has_a_panel_each(tmp_path):
+    chart = energy_profile_chart(energy_profiles(two_curve_rows(lrs=(1e-3, 1e-4))))
+    spec = chart.to_dict()  # validates the Vega-Lite schema; data at the top level, as a facet needs
+    assert {name: facet["field"] for name, facet in spec["facet"].items()} == {"row": "curve", "column": "lr"}
+    rows = spec["datasets"][spec["data"]["name"]]
+    assert sorted({(r["lr"], r["curve"]) for r in rows if r["kind"] == "reference"}) == [
+        (1e-4, "a"), (1e-4, "b"), (1e-3, "a"), (1e-3, "b")]
+    chart.save(tmp_path / "profile.html")
+    assert '"facet"' in (tmp_path / "profile.html").read_text()
+
+
+def test_the_profile_test_set_is_found_or_named(scores):
+    assert profile_test_sets(scores) == ["dihedral"] and profile_test_set(scores) == "dihedral"
+    assert profile_test_set(scores, ["300K"]) == "300K"
+    two = pd.concat([scores, scores[scores["test_set"] == "dihedral"].assign(test_set="path")])
+    with pytest.raises(AnalysisError, match=r"several test sets have energy profiles \(dihedral, path\): choose one"):
+        profile_test_set(two)
+    with pytest.raises(AnalysisError, match="no test set has energy profiles .* test sets: 300K"):
+        profile_test_set(scores[scores["test_set"] == "300K"])
 
 
 def test_summary_in_registry_order_and_the_chart_averages_seeds(scores):
@@ -66,6 +113,6 @@ def test_cli_prints_the_summary_and_writes_the_chart(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "Energy profile of dihedral: relative-energy errors (meV), mean over seeds"
     assert (tmp_path / "figures" / "energy_profile.png").stat().st_size > 10_000
-    missing = subprocess.run([sys.executable, "-m", "analysis", "energy-profile", str(study)],
-                             capture_output=True, text=True, timeout=120)
-    assert (missing.returncode, missing.stderr.count("\n")) == (2, 1)
+    found = subprocess.run([sys.executable, "-m", "analysis", "energy-profile", str(study)],
+                           capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0 and found.stdout == result.stdout.split("\nwrote ")[0] + "\n"

@@ -174,3 +174,10 @@ def test_curve_summary_takes_last_and_best_step():
                            "lr": 1e-3, "seed": 0, "step": [2, 0, 1], "val_force_rmse_mev_a": [5.0, 9.0, 4.0]})
     row = curve_summary(curves).iloc[0]
     assert (row["step"], row["final_val_force_rmse_mev_a"], row["best_val_force_rmse_mev_a"]) == (2, 5.0, 4.0)
+
+
+def test_a_signed_error_ranks_by_its_distance_from_zero():
+    rows = [dict(score(o, s, "scan", 1.0), barrier_error_mev=b) for o, b in (("adam", -3.0), ("sgd", 2.0), ("lamb", -1.0))
+            for s in range(2)]
+    table = summary_table(pd.DataFrame(rows), ["barrier_error_mev"]).set_index("optimizer")
+    assert table["barrier_error_mev_rank"].to_dict() == {"adam": 3, "sgd": 2, "lamb": 1}

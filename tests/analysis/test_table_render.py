@@ -65,3 +65,15 @@ def test_missing_values_render_empty_and_missing_cells_as_dash(summary):
 def test_unknown_format_is_refused(summary):
     with pytest.raises(AnalysisError, match="unknown format 'html'; choose one of text, markdown, csv, latex"):
         render(summary, "html")
+
+
+def test_a_test_set_without_the_metric_has_no_column():
+    """An energy-only set (no force labels) in a force table: no column, rather than a column of nan."""
+    rows = [dict(optimizer=o, test_set=t, seed=s, status="ok", force_rmse_mev_a=float("nan") if t == "scan" else f + s,
+                 energy_rmse_mev_atom=f / 10) for o, f in (("adam", 2.0), ("sgd", 1.0)) for t in ("300K", "scan")
+            for s in range(2)]
+    summary = summary_table(pd.DataFrame(rows), ["force_rmse_mev_a", "energy_rmse_mev_atom"])
+    assert list(format_summary(summary, "force_rmse_mev_a").columns) == ["300K"]
+    assert list(format_summary(summary, "energy_rmse_mev_atom").columns) == ["300K", "scan"]
+    with pytest.raises(AnalysisError, match="the summary holds no value of force_rmse_mev_a"):
+        format_summary(summary[summary["test_set"] == "scan"], "force_rmse_mev_a")
