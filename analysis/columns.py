@@ -81,8 +81,8 @@ def rows_with(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
     require_columns(scores, ["test_set"], "the scores")
     if metric in scores and len(scores) and scores[metric].isna().all():
         held = ", ".join(c for c in numeric_columns(scores) if scores[c].notna().any())
-        raise AnalysisError(f"{metric!r} holds no values on test set {', '.join(map(str, distinct(scores['test_set'])))}"
-                            f"; columns with values there: {held}")
+        test_sets = ", ".join(map(str, distinct(scores["test_set"])))
+        raise AnalysisError(f"{metric!r} holds no values on test set {test_sets}; columns with values there: {held}")
     require_numeric(scores, [metric])
     return scores[scores["test_set"].isin(test_sets_with(scores, metric))]
 

@@ -177,7 +177,7 @@ def test_curve_summary_takes_last_and_best_step():
 
 
 def test_a_signed_error_ranks_by_its_distance_from_zero():
-    rows = [dict(score(o, s, "scan", 1.0), barrier_error_mev=b) for o, b in (("adam", -3.0), ("sgd", 2.0), ("lamb", -1.0))
-            for s in range(2)]
+    barriers = {"adam": -3.0, "sgd": 2.0, "lamb": -1.0}
+    rows = [dict(score(o, s, "scan", 1.0), barrier_error_mev=b) for o, b in barriers.items() for s in range(2)]
     table = summary_table(pd.DataFrame(rows), ["barrier_error_mev"]).set_index("optimizer")
     assert table["barrier_error_mev_rank"].to_dict() == {"adam": 3, "sgd": 2, "lamb": 1}
