@@ -1,9 +1,13 @@
 """The report page of a study: one self-contained HTML file to read it in.
 
-`report_html(folder)` reads the study's `manifest.json` and its results and returns the page:
-what was run (space, settings, versions, machine), the summary tables, the Pareto fronts,
-learning curves, lr sensitivity, the L-BFGS gain, the statistics and the physical properties,
-each where the study has what it needs. Charts are Altair's, interactive, with Vega, Vega-Lite and vega-embed inlined
+`report_html(folder)` reads the study's `manifest.json` and its results and returns the page. It
+opens with the answer (`analysis.recommend`: per group of test sets, the optimizer at its learning
+rate chosen on validation, its margin over the runner-up in honest words, the seeds that would
+settle it); then what was run (space, settings, versions, machine), the summary tables, the Pareto
+fronts (on training time, compile time apart, where the rows record it), learning curves (mean and
+range over seeds per optimizer at its chosen lr, every trial's line behind a checkbox), lr
+sensitivity, the L-BFGS gain, the statistics (each optimizer against the baseline, both at their
+lrs chosen on validation) and the physical properties, each where the study has what it needs. Charts are Altair's, interactive, with Vega, Vega-Lite and vega-embed inlined
 from vl-convert's bundle, so the page needs no network. It writes nothing; the CLI and the
 study launcher do.
 """
@@ -21,18 +25,39 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
-from analysis.charts import curves_chart, frontier_panels, lr_sensitivity_chart, ordered_optimizers, title
+from analysis.charts import (
+    HEIGHT,
+    WIDTH,
+    frontier_panels,
+    lr_sensitivity_chart,
+    optimizer_color,
+    ordered_optimizers,
+    registry_positions,
+    title,
+)
 from analysis.columns import distinct, present
 from analysis.errors import AnalysisError
 from analysis.load import load, parquet_files, read_parquet
 from analysis.properties import FREQUENCY_PROPERTIES, MEASURED, frequency_error_chart, md_survival_chart, property_table
+from analysis.recommend import ERRORS, first_order, recommendation, recommendation_text
 from analysis.render import display_cell, format_summary
-from analysis.stats import paired_comparison, rank_stability, rank_summary, ranking_is_stable, seed_ranks, smallest_p
+from analysis.stats import (
+    at_chosen_lr,
+    chosen_lrs,
+    paired_comparison,
+    rank_stability,
+    rank_summary,
+    ranking_is_stable,
+    seed_ranks,
+    seeds_needed,
+)
 from analysis.tables import METRICS, lbfgs_gain, summary_table, with_total_wall_time
+from analysis.verdicts import counted_words, verdict_counts, verdict_note
 
 BASELINE = "adam"
 BEFORE_TUNING = "replay_before"  # the foundation's score before fine-tuning: the same for every trial
 MACHINE = ("host", "device", "device_name", "torch_threads")
+VALIDATION_CURVES = ("val_force_rmse_mev_a", "val_energy_rmse_mev_atom")  # the first the curves hold is drawn
 SPACE_KEYS = ("name", "description", "optimizers", "lrs", "seeds", "stages", "search", "num_samples", "fixed",
               "hyper", "lbfgs")
 RUN_KEYS = ("study", "started", "finished", "wall_time_s", "setup_s", "git_revision", "user")
@@ -68,6 +93,7 @@ def report_html(study_folder: str | Path) -> str:
     curves = read_parquet(files) if (files := parquet_files(folder, table="curves", missing_ok=True)) else None
     name = manifest.get("study") or manifest.get("name") or folder.name
     page = Page()
+    page.add("Recommendation", recommendation_part(scores))
     page.add("What was run", *run_parts(manifest, scores))
     ok = scores[(scores["status"] == "ok") & (scores["test_set"] != BEFORE_TUNING)]
     if ok.empty:
@@ -98,17 +124,83 @@ def add_results(page: Page, scores: pd.DataFrame, ok: pd.DataFrame, curves: pd.D
     curves = None if curves is None else ordered(curves, order)
     first = ok[ok["stage"] == "first_order"]
     page.add("Summary tables", *summary_parts(scores))
-    page.add("Pareto fronts", frontier_part(page, ok))
-    if curves is not None and "val_force_rmse_mev_a" in curves and curves["val_force_rmse_mev_a"].notna().any():
-        page.add("Learning curves", page.chart(curves_chart(curves), "Validation force RMSE per trial along its "
-                                               "epochs (and L-BFGS iterations); hover a line for its trial."))
+    page.add("Pareto fronts", frontier_part(page, ok), compile_part(ok))
+    if curves is not None and not first.empty and (y := validation_curve(curves)):
+        page.add("Learning curves", page.chart(
+            curve_band_chart(at_chosen_lr(first_order(curves), chosen_lrs(first_order(scores))), y),
+            f"{title(y)} per optimizer at its learning rate chosen on validation: the mean over seeds (line) and "
+            "their range (band); tick 'every trial' for each trial's own line, hover it for the trial."))
     if first["lr"].nunique() > 1:
         page.add("Learning-rate sensitivity", page.chart(lr_panels(first), "Seed mean ± std of the force RMSE "
                                                          "against the learning rate, per test set."))
     if (ok["stage"] == "lbfgs").any():
         page.add("L-BFGS gain", *lbfgs_parts(scores))
     if first["seed"].nunique() > 1 and first["optimizer"].nunique() > 1:
-        page.add("Statistics", *statistics_parts(first))
+        page.add("Statistics", *statistics_parts(scores[scores["stage"] == "first_order"]))
+
+
+def recommendation_part(scores: pd.DataFrame) -> str:
+    """`recommendation_text` as a list, its numbers folded away; or why there is none."""
+    try:
+        table = recommendation(scores)
+    except AnalysisError as error:
+        return f'<p class="note">No recommendation: {html.escape(str(error))}</p>'
+    lead, *lines, _ = recommendation_text(table)  # the last line: the terminal's short verdict note
+    items: list[str] = []
+    for line in lines:  # a group's line ('- '), or the grid note under it
+        if line.startswith("- "):
+            items.append(html.escape(line[2:]))
+        else:
+            items[-1] += f'<br><span class="note">{html.escape(line.strip())}</span>'
+    return (f"<p>{html.escape(lead)}</p><ul>{''.join(f'<li>{item}</li>' for item in items)}</ul>"
+            f'<p class="note">{html.escape(verdict_note(table))}</p>'
+            f"<details><summary>the numbers</summary>{html_table(table)}</details>")
+
+
+def cost_axis(ok: pd.DataFrame) -> tuple[str, str]:
+    """The fronts' cost column and its words: training time (compile time apart) where every row
+    records it, else wall time."""
+    if "training_time_s" in ok and ok["training_time_s"].notna().all():
+        return "training_time_s", "training time (wall time less compiling, which the table below gives apart)"
+    return "wall_time_s", "wall time"
+
+
+def compile_part(ok: pd.DataFrame) -> str:
+    """Median compile and training seconds per optimizer (first order), where the rows record them."""
+    if cost_axis(ok)[0] != "training_time_s" or "compile_time_s" not in ok:
+        return ""
+    trials = ok[ok["stage"] == "first_order"].drop_duplicates("trial_id")
+    medians = trials.groupby("optimizer", sort=False)[["compile_time_s", "training_time_s"]].median()
+    return subsection("Compile time apart: median seconds per trial (first order)", html_table(medians),
+                      "Compiling is a one-time cost per process and shape, which a longer run amortises.")
+
+
+def validation_curve(curves: pd.DataFrame) -> str | None:
+    """The first of `VALIDATION_CURVES` the curves hold values of (None: neither)."""
+    return next((c for c in VALIDATION_CURVES if c in curves and curves[c].notna().any()), None)
+
+
+def curve_band_chart(curves: pd.DataFrame, y: str) -> alt.LayerChart:
+    """Per optimizer, `y` against the step: the mean over its trials (line) and their range (band),
+    every trial's line behind the 'every trial' checkbox. `curves`: one lr per optimizer."""
+    data = curves.dropna(subset=[y])
+    names, positions = ordered_optimizers(data), registry_positions(data)
+    color = alt.Color("optimizer:N", sort=names, title="optimizer",
+                      scale=alt.Scale(domain=names, range=[optimizer_color(n, names, positions) for n in names]))
+    band = data.groupby(["optimizer", "lr", "step"], sort=False)[y].agg(
+        mean="mean", low="min", high="max", seeds="count").reset_index()
+    x, scale = alt.X("step:Q", title=title("step"), axis=alt.Axis(tickMinStep=1)), alt.Scale(type="log")
+    every = alt.param(name="every_trial", value=False, bind=alt.binding_checkbox(name="every trial "))
+    ranges = alt.Chart(band).mark_area(opacity=0.2).encode(x=x, y=alt.Y("low:Q", scale=scale), y2="high:Q",
+                                                           color=color)
+    means = alt.Chart(band).mark_line(strokeWidth=2.5).encode(
+        x=x, y=alt.Y("mean:Q", title=title(y), scale=scale), color=color,
+        tooltip=["optimizer", "lr", "step", "mean", "low", "high", "seeds"])
+    identity = present(data, ("trial_id", "optimizer", "lr", "seed"))
+    trials = alt.Chart(data[[*identity, "step", y]]).mark_line(opacity=0.6, strokeWidth=1).encode(
+        x=x, y=alt.Y(f"{y}:Q", scale=scale), color=color, detail="trial_id:N", tooltip=[*identity, "step", y]
+    ).transform_filter(every.name)
+    return alt.layer(ranges, means, trials).add_params(every).properties(title=title(y), width=WIDTH, height=HEIGHT)
 
 
 def frontier_part(page: Page, ok: pd.DataFrame) -> str:
@@ -117,7 +209,8 @@ def frontier_part(page: Page, ok: pd.DataFrame) -> str:
         chart = frontier_panels(with_total_wall_time(ok), "total_wall_time_s")
         cost = "wall time (an L-BFGS trial's plus its first-order parent's)"
     else:
-        chart, cost = frontier_panels(ok), "wall time"
+        x, cost = cost_axis(ok)
+        chart = frontier_panels(ok, x)
     return page.chart(chart, f"Each trial's force RMSE against its {cost}, one panel per test set; the dashed line "
                              "is the Pareto front (both minimised). Hover a point for its trial.")
 
@@ -193,24 +286,30 @@ def lbfgs_parts(scores: pd.DataFrame) -> list[str]:
 
 
 def statistics_parts(first: pd.DataFrame) -> list[str]:
-    """Paired comparison with the baseline (where the study ran it) and the stability of the ranking."""
-    metric, parts = "force_rmse_mev_a", []
-    if BASELINE in set(first["optimizer"]):
-        table = paired_comparison(first, baseline=BASELINE, metric=metric).drop(columns=["metric", "baseline"])
-        n = int(table["n"].max())
-        note = (f"Difference: optimizer - {BASELINE} over paired seeds (negative: lower error), 95% bootstrap "
-                f"interval; the verdict rests on the interval. With {n} seeds the sign-flip p cannot go below "
-                f"{smallest_p(n):.3g}.")
-        verdicts = pd.crosstab(table["optimizer"], table["verdict"]).reindex(distinct(table["optimizer"]))
-        parts += [subsection(f"{title(metric)}: verdicts against {BASELINE} (counts over lr and test set)",
-                             html_table(verdicts)),
-                  subsection(f"{title(metric)}: compared with {BASELINE}", collapsed(html_table(table), len(table)),
-                             note)]
-    taus = rank_stability(first, metric)
-    verdict = (f"Ranking {'stable' if ranking_is_stable(taus) else 'NOT stable'}: mean Kendall tau "
-               f"{taus['tau'].mean():.2f} over {len(taus)} seed pairs.")
-    parts.append(subsection(f"{title(metric)}: ranks over seeds and test sets (1 = lowest error)",
-                            html_table(rank_summary(seed_ranks(first, metric))), verdict))
+    """At each optimizer's lr chosen on validation (`first`: the first-order rows, every status):
+    each against the baseline (where the study ran it), the best two per test set, and the
+    stability of the ranking; on force RMSE, or energy RMSE where no test set has forces."""
+    metric = next((m for m in ERRORS if m in first and first[m].notna().any()), ERRORS[0])
+    parts = []
+    try:
+        if BASELINE in set(first["optimizer"]):
+            table = paired_comparison(first, baseline=BASELINE, metric=metric).drop(columns="metric")
+            counts = verdict_counts(table)
+            parts += [subsection(f"{title(metric)}: verdicts against {BASELINE}, each at its lr chosen on validation "
+                                 f"({counted_words(counts)}, over test sets)", html_table(counts)),
+                      subsection(f"{title(metric)}: compared with {BASELINE}", collapsed(html_table(table), len(table)),
+                                 verdict_note(table))]
+        best = seeds_needed(first, metric)
+        parts.append(subsection(f"{title(metric)}: the best two per test set (best - runner-up)",
+                                collapsed(html_table(best), len(best)), verdict_note(best)))
+        taus = rank_stability(first, metric)
+        verdict = (f"Ranking {'stable' if ranking_is_stable(taus) else 'NOT stable'}: mean Kendall tau "
+                   f"{taus['tau'].mean():.2f} over {taus['tau'].notna().sum()} seed pairs.")
+        parts.append(subsection(f"{title(metric)}: ranks over seeds and test sets (1 = lowest error), each optimizer "
+                                "at its lr chosen on validation", html_table(rank_summary(seed_ranks(first, metric))),
+                                verdict))
+    except AnalysisError as error:  # e.g. no test set besides the validation set that chose the lrs
+        parts.append(f'<p class="note">{html.escape(str(error))}</p>')
     return parts
 
 
