@@ -43,7 +43,18 @@ def load(*paths: str | Path, table: str = "scores", stage=None, optimizer=None, 
     frame = read_parquet(parquet_files(*paths, table=table))
     require_columns(frame, REQUIRED_COLUMNS[table], f"the {table} table")
     filters = dict(stage=stage, optimizer=optimizer, lr=lr, test_set=test_set, status=status)
-    return select(frame, **{column: value for column, value in filters.items() if value is not None})
+    return with_protocol_in_optimizer(select(frame, **{column: value for column, value in filters.items()
+                                                       if value is not None}))
+
+
+def with_protocol_in_optimizer(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a space with protocols (a `protocol` column, e.g. `protocol_ablation`) name their
+    optimizer with its protocol, `adam+ema`: each pair is a solver of its own, so (optimizer, lr,
+    seed) still names one trial in every analysis. Filters take the plain names."""
+    if "protocol" not in frame or frame["protocol"].isna().all():
+        return frame
+    labelled = frame["optimizer"] + "+" + frame["protocol"].astype("string")
+    return frame.assign(optimizer=labelled.where(frame["protocol"].notna(), frame["optimizer"]))
 
 
 def parquet_files(*paths: str | Path, table: str = "scores", missing_ok: bool = False) -> list[Path]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.charts import ordered_optimizers
+from analysis.columns import present
 from analysis.load import load
 from analysis.recommend import recommendation_lines
 from analysis.render import format_summary, render
@@ -25,10 +26,11 @@ HEADINGS = {"force_rmse_mev_a": "force RMSE (meV/A)", "energy_rmse_mev_atom": "e
 def study_summary(folder: Path, wall_time_s: float) -> str:
     """Per stage and metric, optimizer x test set, mean (std) over seeds, for the printed closing tables."""
     scores = load(folder, table="scores")
-    by = ("optimizer", "lr") if scores["lr"].nunique() > 1 else ("optimizer",)
+    by = ("optimizer", "lr") if scores.groupby("optimizer")["lr"].nunique().max() > 1 else ("optimizer",)
     lines = [f"study {folder.name}: {scores['trial_id'].nunique()} trials, wall time {wall_time_s:.0f} s",
              f"results: {folder / 'results'}", *recommendation_lines(scores)]  # the answer first
-    for stage, part in scores.groupby("stage", sort=False):
+    for (stage, *protocol), part in scores.groupby(["stage", *present(scores, ["protocol"])], sort=False):
+        stage = ", protocol ".join([stage, *protocol])  # a space's protocols: a table each
         ok = part[part["status"] == "ok"]
         if ok.empty:
             continue

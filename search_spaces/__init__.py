@@ -4,9 +4,14 @@ Each space is a TOML file beside this module (a user's own space is a TOML or YA
 format, passed by path):
 
     description = "..."
-    optimizers = ["adam", ...]        # grid: every optimizer x lr x seed is one trial
+    optimizers = ["adam", ...]        # grid: every optimizer x lr x seed (x protocol) is one trial
     lrs = [1e-3, ...]
     seeds = [0, 1, 2]
+    [lr_by_optimizer]                 # grid, instead of lrs: each optimizer at its own lr
+    adam = 1e-3
+    [protocols.NAME]                  # grid: named overlays of FinetuneConfig fields on [fixed]
+    schedule = "cosine"               #   (schedule, warmup_steps, ema_decay, ...), one axis of
+                                      #   the grid; the name is each row's `protocol` column
     stages = ["first_order", "lbfgs"] # "lbfgs" chains an L-BFGS refinement after each trial;
                                       # "evaluate" (last) the physical properties of every model
     search = "grid"                   # or "optuna": lr drawn log-uniformly per optimizer
@@ -24,23 +29,24 @@ format, passed by path):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import tomllib
 import yaml
 
-from trainables.core.config import FinetuneConfig, split_options
+from trainables.core.config import FinetuneConfig, split_options, unknown_key_hint, unknown_keys
 from trainables.core.optimizers import get_optimizer_spec
 from trainables.errors import ConfigError
 
 HERE = Path(__file__).parent
 STAGES = ("first_order", "lbfgs", "evaluate")  # in this order; first_order always, the others opt-in
 SEARCHES = ("grid", "optuna")
-_KEYS = {"description", "optimizers", "lrs", "seeds", "stages", "search", "num_samples", "asha", "lr_ranges",
-         "fixed", "hyper", "lbfgs", "properties"}
+_KEYS = {"description", "optimizers", "lrs", "lr_by_optimizer", "seeds", "protocols", "stages", "search",
+         "num_samples", "asha", "lr_ranges", "fixed", "hyper", "lbfgs", "properties"}
+GRID_AXES = ("optimizer", "lr", "seed")  # config fields the grid sets: a protocol may not overlay them
 # [properties] keys that are not PropertySettings: a user's structures and references (ASE-readable
 # files). The minimum is the MD start and the geometry of vibrations / phonons at Gamma; the profile a
 # scan or path in order whose stored energies are its reference; the MD reference a trajectory of
@@ -53,13 +59,16 @@ class SearchSpace:
     """Which trials a study runs; `fixed`, `hyper`, `lbfgs` and `properties` stay visible as plain dicts.
 
     `hyper` ({optimizer: {name: value}}) is also in `fixed` as the config's `optimizer_hyper`, so
-    every trial gets the whole table and its optimizer takes its own entry."""
+    every trial gets the whole table and its optimizer takes its own entry. `protocols` ({name:
+    {field: value}}) overlay `fixed` for every trial of their grid axis (none: one plain axis)."""
 
     name: str
     description: str = ""
     optimizers: tuple[str, ...] = ()
     lrs: tuple[float, ...] = ()
+    lr_by_optimizer: dict[str, float] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
     stages: tuple[str, ...] = ("first_order",)
     search: str = "grid"
     num_samples: int = 1
@@ -91,7 +100,8 @@ class SearchSpace:
     def num_first_order_trials(self) -> int:
         if self.search == "optuna":
             return self.num_samples * len(self.seeds)
-        return len(self.optimizers) * len(self.lrs) * len(self.seeds)
+        lrs_each = 1 if self.lr_by_optimizer else len(self.lrs)
+        return len(self.optimizers) * lrs_each * len(self.seeds) * max(len(self.protocols), 1)
 
 
 def known_spaces() -> list[str]:
@@ -130,7 +140,9 @@ def space_from_dict(name: str, data: dict[str, Any]) -> SearchSpace:
     space = SearchSpace(
         name=name, description=data.get("description", ""),
         optimizers=tuple(data.get("optimizers", ())), lrs=tuple(float(x) for x in data.get("lrs", ())),
-        seeds=tuple(int(s) for s in data.get("seeds", (0,))), stages=tuple(data.get("stages", ("first_order",))),
+        lr_by_optimizer={k: float(v) for k, v in _table(name, data, "lr_by_optimizer").items()},
+        seeds=tuple(int(s) for s in data.get("seeds", (0,))), protocols=_protocols(name, data),
+        stages=tuple(data.get("stages", ("first_order",))),
         search=data.get("search", "grid"), num_samples=int(data.get("num_samples", 1)),
         asha=bool(data.get("asha", False)),
         lr_ranges={k: (float(v[0]), float(v[1])) for k, v in data.get("lr_ranges", {}).items()},
@@ -139,6 +151,20 @@ def space_from_dict(name: str, data: dict[str, Any]) -> SearchSpace:
     )
     validate_space(space)
     return space
+
+
+def _table(name: str, data: dict[str, Any], key: str) -> dict[str, Any]:
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"space {name!r}: [{key}] must be a table")
+    return table
+
+
+def _protocols(name: str, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    protocols = _table(name, data, "protocols")
+    if not all(isinstance(v, dict) for v in protocols.values()):
+        raise ConfigError(f"space {name!r}: [protocols] must hold one table per protocol, e.g. [protocols.cosine]")
+    return {protocol: dict(values) for protocol, values in protocols.items()}
 
 
 def _hyper(name: str, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -156,19 +182,28 @@ def _fixed_with_hyper(name: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_fixed_keys(space: SearchSpace) -> None:
-    """`fixed` names FinetuneConfig fields; their values are checked once merged with the run's own
-    settings (a space may fix `mode = "replay"` and leave `replay_samples` to the user's config)."""
-    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    unknown = sorted(set(space.fixed) - known)
-    if unknown:
-        raise ConfigError(f"space {space.name!r}: unknown config key(s) {unknown} in [fixed]; known keys: {sorted(known)}")
+    """`fixed` and each protocol name FinetuneConfig fields; their values are checked once merged with
+    the run's own settings (a space may fix `mode = "replay"` and leave `replay_samples` to the user's
+    config; the study checks each protocol's config before its trials start)."""
+    for where, values in [("[fixed]", space.fixed), *((f"[protocols.{n}]", v) for n, v in space.protocols.items())]:
+        unknown = unknown_keys(FinetuneConfig, values)
+        if unknown:
+            raise ConfigError(f"space {space.name!r}: in {where}, unknown config key "
+                              f"{unknown_key_hint(FinetuneConfig, unknown)}")
+    for protocol, values in space.protocols.items():
+        on_axes = sorted(set(values) & set(GRID_AXES))
+        if on_axes:
+            raise ConfigError(f"space {space.name!r}: [protocols.{protocol}] sets {on_axes}, which the grid sets "
+                              "(optimizers, lrs, seeds)")
+
+
+def _require(space: SearchSpace, ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"space {space.name!r}: {message}")
 
 
 def validate_space(space: SearchSpace) -> None:
-    def check(ok: bool, message: str) -> None:
-        if not ok:
-            raise ConfigError(f"space {space.name!r}: {message}")
-
+    check = partial(_require, space)
     check(space.search in SEARCHES, f"search must be one of {SEARCHES}, got {space.search!r}")
     check(set(space.stages) <= set(STAGES) and space.stages[:1] == ("first_order",)
           and list(space.stages) == sorted(set(space.stages), key=STAGES.index),
@@ -180,7 +215,8 @@ def validate_space(space: SearchSpace) -> None:
     for name in names:
         get_optimizer_spec(name)
     if space.search == "grid":
-        check(bool(space.lrs) and all(lr > 0 for lr in space.lrs), f"lrs must be positive, got {list(space.lrs)}")
+        check_grid_lrs(space)
+    check(space.search == "grid" or not space.protocols, "[protocols] needs search = 'grid'")
     for low, high in space.lr_ranges.values():
         check(0 < low < high, f"each lr range needs 0 < low < high, got {low}, {high}")
     check_fixed_keys(space)
@@ -191,6 +227,20 @@ def validate_space(space: SearchSpace) -> None:
     check(space.has_evaluate or not space.properties, "[properties] needs 'evaluate' in stages")
     if space.has_evaluate:
         check_properties(space)
+
+
+def check_grid_lrs(space: SearchSpace) -> None:
+    """A grid gives `lrs` (every optimizer) or `lr_by_optimizer` (one each, for exactly its optimizers)."""
+    check = partial(_require, space)
+    check(not (space.lrs and space.lr_by_optimizer), "give lrs or [lr_by_optimizer], not both")
+    if space.lr_by_optimizer:
+        check(set(space.lr_by_optimizer) == set(space.optimizers),
+              f"[lr_by_optimizer] must name each of the optimizers {list(space.optimizers)} once, "
+              f"got {sorted(space.lr_by_optimizer)}")
+        lrs = list(space.lr_by_optimizer.values())
+    else:
+        lrs = list(space.lrs)
+    check(bool(lrs) and all(lr > 0 for lr in lrs), f"lrs must be positive, got {lrs}")
 
 
 def check_properties(space: SearchSpace) -> None:

@@ -67,6 +67,7 @@ def trial_meta(ctx: StudyContext, trial_id: str, stage: str, config: dict[str, A
         "lr": float(values["lr"]), "seed": int(values["seed"]),
         "system": ctx.system, "mode": ctx.mode, "epochs": values.get("epochs"),
         "batch_size": values.get("batch_size"), "dtype": values.get("dtype"),
+        **({"protocol": config["protocol"]} if "protocol" in config else {}),
     }
 
 
@@ -146,12 +147,31 @@ class RowsCallback(tune.Callback):
 
 def first_order_param_space(space: SearchSpace, base: FinetuneConfig) -> dict[str, Any]:
     """`base` is the study's config, the space's fixed values already under the run's flags and file
-    (`study.launch.study_config`): the trials get it as it is."""
+    (`study.launch.study_config`): the trials get it as it is, each protocol's overlay on top (checked
+    here, before any trial starts: `trial_values` merges it)."""
     fixed = base.to_dict()
-    if space.search == "grid":
-        return {"finetune": fixed, "optimizer": tune.grid_search(list(space.optimizers)),
-                "lr": tune.grid_search(list(space.lrs)), "seed": tune.grid_search(list(space.seeds))}
-    return {"finetune": fixed}
+    if space.search != "grid":
+        return {"finetune": fixed}
+    lr = tune.sample_from(LrOfOptimizer(space.lr_by_optimizer)) if space.lr_by_optimizer else \
+        tune.grid_search(list(space.lrs))
+    axes = {"finetune": fixed, "optimizer": tune.grid_search(list(space.optimizers)), "lr": lr,
+            "seed": tune.grid_search(list(space.seeds))}
+    if not space.protocols:
+        return axes
+    for overlay in space.protocols.values():
+        base.replace(**overlay)
+    return {**axes, "protocols": space.protocols, "protocol": tune.grid_search(list(space.protocols))}
+
+
+class LrOfOptimizer:
+    """A grid trial's lr where each optimizer has its own (`lr_by_optimizer`), for `tune.sample_from`
+    (a class, not a closure: Tune pickles the search space with the experiment state)."""
+
+    def __init__(self, lr_by_optimizer: dict[str, float]):
+        self.lr_by_optimizer = dict(lr_by_optimizer)
+
+    def __call__(self, config: dict[str, Any]) -> float:
+        return self.lr_by_optimizer[config["optimizer"]]
 
 
 class PerOptimizerLrSpace:

@@ -42,8 +42,10 @@ def time_left(elapsed_s: float, finished: int, total: int) -> float:
 
 
 def trial_label(config: dict[str, Any]) -> str:
-    values = trial_values(config.get("point", config))
-    return f"{values['optimizer']} lr {float(values['lr']):g} seed {values['seed']}"
+    point = config.get("point", config)
+    values = trial_values(point)
+    protocol = f" {point['protocol']}" if "protocol" in point else ""
+    return f"{values['optimizer']} lr {float(values['lr']):g} seed {values['seed']}{protocol}"
 
 
 class ProgressCallback(tune.Callback):

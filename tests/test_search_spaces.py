@@ -12,6 +12,19 @@ def test_the_papers_spaces_are_registered():
     assert get_space("optimizer_benchmark").num_first_order_trials == 21
     assert get_space("lbfgs_refinement").has_lbfgs
     assert get_space("lr_search").search == "optuna"
+    assert get_space("protocol_ablation").num_first_order_trials == 63  # 7 optimizers x 3 protocols x 3 seeds
+
+
+def test_protocol_ablation_runs_each_optimizer_at_one_lr_under_protocols_the_config_accepts():
+    from trainables.core.config import FinetuneConfig
+
+    space = get_space("protocol_ablation")
+    assert set(space.lr_by_optimizer) == set(space.optimizers) and not space.lrs
+    assert set(space.protocols) == {"constant", "cosine", "ema"}
+    for optimizer in space.optimizers:
+        for overlay in space.protocols.values():
+            FinetuneConfig.from_dict({**space.fixed, **overlay, "optimizer": optimizer,
+                                      "lr": space.lr_by_optimizer[optimizer]})
 
 
 def test_user_space_file(tmp_path):
@@ -34,6 +47,18 @@ def test_user_space_file(tmp_path):
      "damping must be one of"),
     ("optimizers = ['adam']\nlrs = [1e-3]\n[hyper.lamb]\neps = 1e-6\n", r"\[hyper\] names optimizer\(s\) \['lamb'\]"),
     ("optimizers = ['adam']\nlrs = [1e-3]\nhyper = 3\n", r"\[hyper\] must hold one table per optimizer"),
+    ("optimizers = ['adam']\nlrs = [1e-3]\n[protocols.ema]\nema_decy = 0.9\n",
+     r"in \[protocols.ema\], unknown config key 'ema_decy' \(did you mean 'ema_decay'\?\)"),
+    ("optimizers = ['adam']\nlrs = [1e-3]\n[protocols.fast]\nlr = 0.1\n",
+     r"\[protocols.fast\] sets \['lr'\], which the grid sets"),
+    ("optimizers = ['adam']\nlrs = [1e-3]\nprotocols = 3\n", r"\[protocols\] must be a table"),
+    ("optimizers = ['adam']\nlrs = [1e-3]\n[protocols]\nema = 0.9\n", r"\[protocols\] must hold one table per protocol"),
+    ("search = 'optuna'\n[lr_ranges]\nadam = [1e-4, 1e-2]\n[protocols.ema]\nema_decay = 0.9\n",
+     r"\[protocols\] needs search = 'grid'"),
+    ("optimizers = ['adam', 'sgd']\n[lr_by_optimizer]\nadam = 1e-3\n",
+     r"\[lr_by_optimizer\] must name each of the optimizers \['adam', 'sgd'\] once, got \['adam'\]"),
+    ("optimizers = ['adam']\nlrs = [1e-3]\n[lr_by_optimizer]\nadam = 1e-3\n", r"give lrs or \[lr_by_optimizer\], not both"),
+    ("optimizers = ['adam']\n[lr_by_optimizer]\nadam = -1e-3\n", "lrs must be positive"),
 ])
 def test_bad_space_files(tmp_path, text, message):
     path = tmp_path / "bad.toml"

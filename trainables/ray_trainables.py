@@ -90,10 +90,12 @@ class SharedInputs:
 
 
 def trial_values(config: dict[str, Any]) -> dict[str, Any]:
-    """The trial's FinetuneConfig fields: study-wide ones plus its optimizer, lr and seed."""
+    """The trial's FinetuneConfig fields: study-wide ones, its protocol's overlay (a space's
+    `[protocols.NAME]`), its optimizer, lr and seed."""
     optimizer = config["optimizer"]
     lr = config.get("lr", config.get(f"lr_{optimizer}"))
-    return {**config["finetune"], "optimizer": optimizer, "lr": lr, "seed": config["seed"]}
+    protocol = config.get("protocols", {}).get(config.get("protocol"), {})
+    return {**config["finetune"], **protocol, "optimizer": optimizer, "lr": lr, "seed": config["seed"]}
 
 
 def trial_config(config: dict[str, Any]) -> FinetuneConfig:

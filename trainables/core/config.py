@@ -14,10 +14,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from trainables.core.schedules import SCHEDULES
 from trainables.errors import ConfigError
 
 DTYPES = ("float32", "float64")
-SCHEDULES = ("constant", "cosine")
 MODES = ("naive", "replay")
 REPLAY_SELECTIONS = ("fps", "random")
 E0S_SOURCES = ("auto", "average", "estimated", "foundation")
@@ -52,7 +52,13 @@ class FinetuneConfig:
     `optimizer_hyper` holds hyper-parameters per optimizer name ({"ranger": {"k": 5}}, a space's
     `[hyper.NAME]` tables), of which the run's optimizer takes its own, and `optimizer_kwargs` go on
     top for whichever optimizer runs (`hyper`). Names and values are checked against the optimizer.
-    Budget: `epochs` (or `max_steps` when set), `batch_size`, gradient clipping, `schedule`.
+    Budget: `epochs` (or `max_steps` when set), `batch_size`, gradient clipping.
+    Protocol, the same for every optimizer (issue 41): `schedule` of the lr, "constant", "cosine" or
+    "plateau" (mace's default, ReduceLROnPlateau by `plateau_factor` after `plateau_patience`
+    validations without improvement), after a linear warm-up of `warmup_steps` optimizer steps
+    (trainables.core.schedules); `ema_decay` (None or 0: off) keeps an exponential moving average of
+    the weights, which the run validates, checkpoints and scores (mace's `--ema --ema_decay 0.99`;
+    trainables.core.averaging). How each applies to ScheduleFree is in trainables.core.optimizers.
     Curves: the validation set is scored at every epoch's end and, with `val_every_steps`, also
     every that many optimizer steps within epochs (for time-to-target; training is unchanged).
     Mode: `naive` fine-tunes the foundation's single head; `replay` trains a two-head model whose
@@ -97,6 +103,10 @@ class FinetuneConfig:
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
     optimizer_hyper: dict[str, dict[str, Any]] = field(default_factory=dict)
     schedule: str = "constant"
+    warmup_steps: int = 0
+    plateau_factor: float = 0.8
+    plateau_patience: int = 50
+    ema_decay: float | None = None
 
     epochs: int = 10
     max_steps: int | None = None
@@ -149,7 +159,7 @@ class FinetuneConfig:
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(0 < self.valid_fraction < 1, f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
         _check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        _check(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        self._validate_protocol()
         _check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         _check(min(self.energy_weight, self.forces_weight, self.stress_weight) >= 0, "loss weights must be >= 0")
         _check(
@@ -178,6 +188,20 @@ class FinetuneConfig:
                 get_optimizer_spec(name).check_hyper(hyper, self.lr)
         if self.optimizer_kwargs:
             spec.check_hyper(self.hyper, self.lr)
+
+    def _validate_protocol(self) -> None:
+        from trainables.core.optimizers import get_optimizer_spec
+
+        _check(self.schedule in SCHEDULES, f"schedule must be one of {tuple(SCHEDULES)}, got {self.schedule!r}")
+        _check(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        _check(0 < self.plateau_factor < 1, f"plateau_factor must be in (0, 1), got {self.plateau_factor}")
+        _check(self.plateau_patience >= 0, f"plateau_patience must be >= 0, got {self.plateau_patience}")
+        _check(self.ema_decay is None or 0 <= self.ema_decay < 1,
+               f"ema_decay must be in [0, 1) (0 or None: no average), got {self.ema_decay}")
+        argument = get_optimizer_spec(self.optimizer).warmup_argument
+        _check(not self.warmup_steps or argument not in self.hyper,
+               f"optimizer {self.optimizer!r} takes the warm-up as {argument!r}: give warmup_steps or "
+               f"that hyper-parameter, not both")
 
     def _validate_replay(self) -> None:
         _check(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")

@@ -7,8 +7,16 @@ momentum of g_t). Each spec's docstring gives its P_t. Adding an optimizer is on
 Code elsewhere branches on the capability flags, never on names:
 - `has_train_eval_modes`: the optimizer keeps two weight sequences and must be switched with the
   model (`optimizer.train()` before steps, `optimizer.eval()` before evaluating or saving);
-- `supports_schedule`: a learning-rate schedule may be layered on top (not for ScheduleFree, whose
-  averaging replaces the schedule).
+- `supports_schedule`: a decaying learning-rate schedule (`schedule = "cosine"` or `"plateau"`,
+  trainables.core.schedules) may be layered on top. Not for ScheduleFree: its averaging replaces the
+  schedule, and its authors advise against combining the two (mace skips its plateau schedule for
+  it too), so under either schedule it runs at its constant lr;
+- `warmup_argument`: the constructor argument through which the optimizer takes a linear warm-up of
+  the run's `warmup_steps` itself (ScheduleFree's `warmup_steps`, which also weights its average by
+  the warmed-up lr); None: the warm-up is part of the lr schedule.
+An EMA of the weights (`ema_decay`, trainables.core.averaging) applies to every optimizer; for one
+with train/eval modes it averages the weights the optimizer evaluates (ScheduleFree's x_t), an
+average on top of its own.
 Weight decay: 0.01 (decoupled) for the AdamW-type optimizers (AdamW, LAMB, ScheduleFree), 0 for the
 others, unless the run's config sets `weight_decay`. Each entry's text states its exact defaults (a test
 checks them against `effective_defaults`, the factory's signature overlaid with the entry's own).
@@ -45,6 +53,7 @@ class OptimizerSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     has_train_eval_modes: bool = False
     supports_schedule: bool = True
+    warmup_argument: str | None = None
 
     def build(self, params: Iterable[torch.nn.Parameter], *, lr: float, weight_decay: float | None = None,
               **hyper: Any) -> torch.optim.Optimizer:
@@ -174,10 +183,12 @@ register(OptimizerSpec(
     name="schedulefree",
     factory="schedulefree:AdamWScheduleFree",
     preconditioner="AdamW's P_t applied at an interpolation y_t = (1 - beta1) z_t + beta1 x_t of the "
-    "iterate z_t and its running average x_t; evaluation uses x_t, so no schedule is needed. Defaults: "
+    "iterate z_t and its running average x_t; evaluation uses x_t, so no schedule is needed (a run's "
+    "cosine or plateau schedule leaves its lr constant; its warm-up goes to warmup_steps). Defaults: "
     "betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01 (decoupled, at y_t), warmup_steps=0, r=0, "
     "weight_lr_power=2. Defazio et al. 2024.",
     defaults={"weight_decay": 1e-2},
     has_train_eval_modes=True,
     supports_schedule=False,
+    warmup_argument="warmup_steps",
 ))

@@ -1,4 +1,5 @@
-"""The first-order fine-tuning loop: one epoch, evaluation, schedules, checkpoints.
+"""The first-order fine-tuning loop: one epoch, evaluation, checkpoints (lr schedules in
+trainables.core.schedules, the weight average in trainables.core.averaging).
 
 A run reads top to bottom in `trainables.stages.finetune.run_finetune`; the pieces here are small and
 testable on their own. Nothing here knows about Ray.
@@ -70,13 +71,6 @@ def set_modes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, s
         optimizer.train() if train else optimizer.eval()
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int, spec: OptimizerSpec):
-    """Cosine decay to zero over the budget, or nothing (constant lr; always for ScheduleFree)."""
-    if schedule == "constant" or not spec.supports_schedule:
-        return None
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
-
-
 @dataclass
 class EpochStats:
     loss: float
@@ -86,9 +80,12 @@ class EpochStats:
 
 def train_epoch(model, loader: Iterable, optimizer, weights: LossWeights, device: torch.device,
                 clip_grad_norm: float | None, scheduler=None, max_steps: int | None = None,
-                compute_stress: bool = False, after_step: Callable[[int], None] | None = None) -> EpochStats:
-    """One pass over `loader` (or until `max_steps`); stops at the first non-finite loss.
-    `after_step(steps)` is called after each step with the steps taken in this epoch so far."""
+                compute_stress: bool = False, after_step: Callable[[int], None] | None = None,
+                average=None) -> EpochStats:
+    """One pass over `loader` (or until `max_steps`); stops at the first non-finite loss. After each
+    optimizer step the `scheduler` (an `LrSchedule` or torch scheduler) steps and the weight
+    `average` (trainables.core.averaging) updates; then `after_step(steps)` is called with the steps
+    taken in this epoch so far."""
     total, configs, steps = 0.0, 0, 0
     for batch in loader:
         if max_steps is not None and steps >= max_steps:
@@ -104,6 +101,8 @@ def train_epoch(model, loader: Iterable, optimizer, weights: LossWeights, device
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if average is not None:
+            average.update()
         total += float(loss.detach()) * batch.num_graphs
         configs += batch.num_graphs
         steps += 1
@@ -127,24 +126,29 @@ def evaluate(model, loader: Iterable, device: torch.device, profile: bool = Fals
 
 
 def save_training_state(path: Path, model, optimizer, scheduler, loader_generator: torch.Generator | None,
-                        progress: dict[str, Any]) -> None:
-    """Everything needed to resume bit-for-bit: weights, optimizer, schedule, shuffle RNG, progress."""
+                        progress: dict[str, Any], average=None) -> None:
+    """Everything needed to resume bit-for-bit: weights, optimizer, schedule, weight average, shuffle
+    RNG, progress."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "weight_average": None if average is None else average.state_dict(),
         "loader_rng": None if loader_generator is None else loader_generator.get_state(),
         "progress": progress,
     }
     write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_training_state(path: Path, model, optimizer, scheduler, loader_generator) -> dict[str, Any]:
+def load_training_state(path: Path, model, optimizer, scheduler, loader_generator, average=None) -> dict[str, Any]:
+    """Restore what `save_training_state` wrote into the run's objects; returns the progress."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
+    if average is not None:
+        average.load_state_dict(state["weight_average"])
     if loader_generator is not None and state["loader_rng"] is not None:
         loader_generator.set_state(state["loader_rng"])
     return state["progress"]

@@ -8,13 +8,15 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
+from trainables.core.averaging import averaged, make_average
 from trainables.core.config import FinetuneConfig
 from trainables.core.data import even_batch_size, make_loader, training_loader
 from trainables.core.environment import run_environment
@@ -25,7 +27,6 @@ from trainables.core.replay import export_task_head
 from trainables.core.training import (
     evaluate,
     load_training_state,
-    make_scheduler,
     resolve_device,
     save_training_state,
     seed_everything,
@@ -33,6 +34,7 @@ from trainables.core.training import (
     set_threads,
     train_epoch,
 )
+from trainables.core.schedules import make_schedule, validation_loss, warmup_hyper
 from trainables.files import write_text_atomically
 from trainables.speed.background_compile import EagerUntilCompiled
 from trainables.speed.compiled import ScoringThroughStep, compile_seconds, training_modules
@@ -157,19 +159,49 @@ class RunClock:
         return record
 
 
-def start_progress(resume_from: Path | None, model, optimizer, scheduler, generator) -> dict[str, Any]:
-    """A new run's progress, or a checkpoint's (its model, optimizer, schedule and shuffle restored)."""
+def start_progress(resume_from: Path | None, model, optimizer, scheduler, generator, average=None) -> dict[str, Any]:
+    """A new run's progress, or a checkpoint's (its model, optimizer, schedule, weight average and
+    shuffle restored)."""
     progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0, "compile_s": 0.0, "validation_s": 0.0}
     if resume_from is None:
         return progress
-    return {**progress, **load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler, generator)}
+    return {**progress, **load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler, generator,
+                                              average)}
 
 
-def write_checkpoint_to(folder: Path, model, optimizer, spec, scheduler, generator, progress: dict[str, Any]) -> None:
-    """A run's checkpoint (model and training state) into `folder`, as `on_epoch` callbacks write it."""
+def write_checkpoint_to(folder: Path, model, optimizer, spec, scheduler, generator, progress: dict[str, Any],
+                        average=None) -> None:
+    """A run's checkpoint into `folder`, as `on_epoch` callbacks write it: the model file holds the
+    weights the run scores (with an EMA, the average), the training state the weights it trains on."""
     set_modes(model, optimizer, spec, train=False)  # ScheduleFree: save the averaged weights
-    save_model(model, Path(folder) / MODEL_FILE)
-    save_training_state(Path(folder) / STATE_FILE, model, optimizer, scheduler, generator, progress)
+    save_training_state(Path(folder) / STATE_FILE, model, optimizer, scheduler, generator, progress, average)
+    with averaged(average):
+        save_model(model, Path(folder) / MODEL_FILE)
+
+
+@contextmanager
+def scored_weights(model, optimizer, spec, average) -> Iterator[None]:
+    """The weights a run validates and scores in the model for the block: the optimizer's eval weights
+    (ScheduleFree's average), or the EMA of those where the run keeps one."""
+    set_modes(model, optimizer, spec, train=False)
+    with averaged(average):
+        yield
+
+
+def end_on_scored_weights(model, optimizer, spec, average) -> None:
+    """Leave the model holding its scored weights for good (with an EMA, the average, as mace does)."""
+    set_modes(model, optimizer, spec, train=False)
+    if average is not None:
+        average.copy_to_model()
+
+
+def training_protocol(model, config: FinetuneConfig, spec, total_steps: int):
+    """(optimizer, lr schedule, weight average or None) of a run (trainables.core.schedules,
+    trainables.core.averaging); the optimizer takes the warm-up itself where its spec says so."""
+    optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.hyper,
+                           **warmup_hyper(spec, config.warmup_steps))
+    return (optimizer, make_schedule(optimizer, config, total_steps, spec),
+            make_average(model, optimizer, spec, config.ema_decay))
 
 
 def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, resume_from: Path | None = None,
@@ -185,16 +217,15 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     before = score_before_finetuning(scoring_model, inputs, config, device)
     loader = training_loader(inputs.graphs["train"], config.batch_size, seed=config.seed)
     val_loader = scoring_loader(inputs.graphs["val"], config)
-    optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.hyper)
     total_steps = config.max_steps or config.epochs * len(loader)
-    scheduler = make_scheduler(optimizer, config.schedule, total_steps, spec)
-    progress = start_progress(resume_from, model, optimizer, scheduler, loader.generator)
+    optimizer, scheduler, average = training_protocol(model, config, spec, total_steps)
+    progress = start_progress(resume_from, model, optimizer, scheduler, loader.generator, average)
     steps_before, status, weights = progress["steps"], "ok", loss_weights(config)
     clock = RunClock(progress, start, compiled_before)
 
     def validate() -> dict[str, float]:
-        set_modes(model, optimizer, spec, train=False)
-        return clock.timed_validation(lambda: evaluate(scoring_model, val_loader, device))
+        with scored_weights(model, optimizer, spec, average):
+            return clock.timed_validation(lambda: evaluate(scoring_model, val_loader, device))
 
     def validate_within_epoch(steps_in_epoch: int) -> None:
         steps, every = progress["steps"] + steps_in_epoch, config.val_every_steps
@@ -209,12 +240,12 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
                 on_epoch(record, None)  # no checkpoint within an epoch
 
     write_checkpoint = partial(write_checkpoint_to, model=model, optimizer=optimizer, spec=spec, scheduler=scheduler,
-                               generator=loader.generator, progress=progress)
+                               generator=loader.generator, progress=progress, average=average)
     while progress["epoch"] < config.epochs and progress["steps"] < total_steps:
         set_modes(model, optimizer, spec, train=True)
         stats = train_epoch(step_model, loader, optimizer, weights, device, config.clip_grad_norm, scheduler,
                             max_steps=total_steps - progress["steps"], compute_stress=inputs.has_stress,
-                            after_step=validate_within_epoch)
+                            after_step=validate_within_epoch, average=average)
         val = validate() if stats.finite else {}
         progress["epoch"] += 1
         progress["steps"] += stats.steps
@@ -222,10 +253,12 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
             progress["elapsed_s"] = clock.elapsed()
             status = "diverged"
             break
+        scheduler.observe_validation(validation_loss(val, weights))
         record = clock.record(val, progress["epoch"], progress["steps"], stats.loss)
+        record["scheduled_lr"] = scheduler.lr()  # the next step's (an optimizer's own warm-up not included)
         if on_epoch is not None:
             on_epoch(record, write_checkpoint)
-    set_modes(model, optimizer, spec, train=False)
+    end_on_scored_weights(model, optimizer, spec, average if status == "ok" else None)
     scores = {**score_all(scoring_model, inputs, config, device), **before} if status == "ok" else {}
     close_side_compile(step_model)
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
