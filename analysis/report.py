@@ -28,6 +28,8 @@ import vl_convert
 from analysis.charts import (
     HEIGHT,
     WIDTH,
+    compared_rows,
+    front_metrics,
     frontier_panels,
     lr_sensitivity_chart,
     optimizer_color,
@@ -35,7 +37,8 @@ from analysis.charts import (
     registry_positions,
     title,
 )
-from analysis.columns import distinct, present
+from analysis.columns import distinct, present, without_reference_sets
+from analysis.energy_profile import study_profile_charts
 from analysis.errors import AnalysisError
 from analysis.load import load, parquet_files, read_parquet
 from analysis.properties import FREQUENCY_PROPERTIES, MEASURED, frequency_error_chart, md_survival_chart, property_table
@@ -51,7 +54,7 @@ from analysis.stats import (
     seed_ranks,
     seeds_needed,
 )
-from analysis.tables import METRICS, lbfgs_gain, summary_table, with_total_wall_time
+from analysis.tables import lbfgs_gain, summary_table, table_metrics, with_total_wall_time
 from analysis.verdicts import counted_words, verdict_counts, verdict_note
 
 BASELINE = "adam"
@@ -95,7 +98,7 @@ def report_html(study_folder: str | Path) -> str:
     page = Page()
     page.add("Recommendation", recommendation_part(scores))
     page.add("What was run", *run_parts(manifest, scores))
-    ok = scores[(scores["status"] == "ok") & (scores["test_set"] != BEFORE_TUNING)]
+    ok = without_reference_sets(scores[scores["status"] == "ok"])
     if ok.empty:
         page.add("Results", "<p>No trial finished with status ok: no tables or charts.</p>")
     else:
@@ -125,6 +128,8 @@ def add_results(page: Page, scores: pd.DataFrame, ok: pd.DataFrame, curves: pd.D
     first = ok[ok["stage"] == "first_order"]
     page.add("Summary tables", *summary_parts(scores))
     page.add("Pareto fronts", frontier_part(page, ok), compile_part(ok))
+    if profiled := study_profile_charts(scores[scores["stage"] == "first_order"]):
+        page.add("Energy profiles", *(page.chart(chart, caption) for chart, caption in profiled))
     if curves is not None and not first.empty and (y := validation_curve(curves)):
         page.add("Learning curves", page.chart(
             curve_band_chart(at_chosen_lr(first_order(curves), chosen_lrs(first_order(scores))), y),
@@ -204,15 +209,17 @@ def curve_band_chart(curves: pd.DataFrame, y: str) -> alt.LayerChart:
 
 
 def frontier_part(page: Page, ok: pd.DataFrame) -> str:
-    """Error against cost per test set; with L-BFGS trials, their cost includes their parent's."""
+    """Error against cost per test set, force RMSE where it has forces, else energy RMSE; with L-BFGS
+    trials, their cost includes their parent's."""
     if (ok["stage"] == "lbfgs").any():
-        chart = frontier_panels(with_total_wall_time(ok), "total_wall_time_s")
+        rows, x = with_total_wall_time(ok), "total_wall_time_s"
         cost = "wall time (an L-BFGS trial's plus its first-order parent's)"
     else:
-        x, cost = cost_axis(ok)
-        chart = frontier_panels(ok, x)
-    return page.chart(chart, f"Each trial's force RMSE against its {cost}, one panel per test set; the dashed line "
-                             "is the Pareto front (both minimised). Hover a point for its trial.")
+        rows, (x, cost) = ok, cost_axis(ok)
+    return "".join(page.chart(frontier_panels(rows[rows["test_set"].isin(test_sets)], x, metric),
+                              f"Each trial's {title(metric)} against its {cost}, one panel per test set; the dashed "
+                              "line is the Pareto front (both minimised). Hover a point for its trial.")
+                   for metric, test_sets in front_metrics(ok).items())
 
 
 def ordered(rows: pd.DataFrame, optimizers: list[str]) -> pd.DataFrame:
@@ -264,9 +271,9 @@ def summary_parts(scores: pd.DataFrame) -> list[str]:
         if not (rows["status"] == "ok").any():
             continue
         by = ["optimizer", "lr"] if rows["lr"].nunique() > 1 else ["optimizer"]
-        metrics = present(rows, METRICS)
+        metrics = table_metrics(rows)
         summary = summary_table(rows, metrics, by=by)
-        for metric in reversed(metrics):  # force first
+        for metric in metrics:
             heading = f"{title(metric)}, stage {stage}: mean (std) over seeds; bold: best, italics: second best"
             parts.append(subsection(heading, html_table(format_summary(summary, metric, by=by, fmt="markdown"))))
     return parts
@@ -275,7 +282,7 @@ def summary_parts(scores: pd.DataFrame) -> list[str]:
 def lr_panels(first: pd.DataFrame) -> alt.TopLevelMixin:
     """`lr_sensitivity_chart` per test set, three per row (one facet row of many test sets is too wide)."""
     charts = [lr_sensitivity_chart(rows).properties(title=f"{title('force_rmse_mev_a')} on {test_set}")
-              for test_set, rows in first.groupby("test_set", sort=False)]
+              for test_set, rows in compared_rows(first, "force_rmse_mev_a").groupby("test_set", sort=False)]
     return charts[0] if len(charts) == 1 else alt.concat(*charts, columns=3)
 
 
