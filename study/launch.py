@@ -15,6 +15,7 @@ import argparse
 import gc
 import getpass
 import json
+import math
 import os
 import platform
 import shlex
@@ -22,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,36 @@ def study_config(args: argparse.Namespace, space: SearchSpace) -> FinetuneConfig
     values = {**space.fixed, **config_values_from_args(args)}
     values.setdefault("threads", max(1, int(args.cpus_per_trial)))
     return FinetuneConfig.from_dict(values)
+
+
+def narrow_space(space: SearchSpace, args: argparse.Namespace) -> SearchSpace:
+    """The space's grid narrowed by `--optimizer`, `--lr` and `--seed` (each must be one of the
+    space's values; a flag that the space does not take as an axis is refused, never ignored)."""
+    given = {name: getattr(args, name) for name in ("optimizer", "lr", "seed") if hasattr(args, name)}
+    if "optimizer" in given:
+        choices = tuple(space.lr_ranges) if space.search == "optuna" else space.optimizers
+        _check_among(space, "optimizer", given["optimizer"], choices)
+        space = replace(space, optimizers=(given["optimizer"],) if space.optimizers else (),
+                        lr_ranges={k: v for k, v in space.lr_ranges.items() if k == given["optimizer"]})
+    if "lr" in given:
+        if space.search == "optuna" or space.lr_by_optimizer:
+            raise ConfigError(f"space {space.name!r} sets the lr itself ("
+                              f"{'drawn per optimizer' if space.search == 'optuna' else 'one per optimizer'}): "
+                              "--lr does not apply; use --optimizer to narrow it")
+        lr = next((lr for lr in space.lrs if math.isclose(lr, given["lr"], rel_tol=1e-9)), None)
+        _check_among(space, "lr", given["lr"], space.lrs if lr is None else (given["lr"],))
+        space = replace(space, lrs=(lr,))
+    if "seed" in given:
+        _check_among(space, "seed", given["seed"], space.seeds)
+        space = replace(space, seeds=(given["seed"],))
+    return space
+
+
+def _check_among(space: SearchSpace, flag: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        shown = (lambda v: f"{v:g}" if isinstance(v, float) else str(v))
+        raise ConfigError(f"--{flag} {shown(value)} is not in space {space.name!r} (its {flag}s: "
+                          f"{', '.join(map(shown, choices))}): the flags narrow the space's grid")
 
 
 def check_writable(storage: Path) -> None:
@@ -145,6 +176,7 @@ class StudyInterrupted(KeyboardInterrupt):
 def run(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     config = study_config(args, space)
+    space = narrow_space(space, args)
     name = args.name or space.name
     check_writable(args.storage)
     folder = args.storage / name
