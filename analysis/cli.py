@@ -49,6 +49,7 @@ from analysis.properties import (
     rmse_property_chart,
     rmse_property_front,
 )
+from analysis.recommend import chosen_lr_line
 from analysis.render import FORMATS, MARK_LEGEND, format_summary, render
 from analysis.report import report_html
 from analysis.sql import sql
@@ -56,6 +57,7 @@ from analysis.stats import (
     LR_CHOICES,
     STABLE_TAU,
     TARGET_FACTOR,
+    chosen_lrs,
     paired_comparison,
     performance_profiles,
     performance_ratios,
@@ -437,7 +439,7 @@ def compare(args: argparse.Namespace) -> Output:
                f"{LR_CHOICES[choice]}")
     sections = [(heading, rows), ("The best two per test set: best - runner-up, and the seeds that would settle "
                                   "the unsettled", best)]
-    return Output(_sections(args.format, sections, compare_note(rows, best)),
+    return Output(_sections(args.format, sections, _chosen_note(scores, choice) + compare_note(rows, best)),
                   {**_table_files("compare", rows), **_table_files("seeds_needed", best)})
 
 
@@ -449,6 +451,11 @@ def compare_note(rows: pd.DataFrame, best: pd.DataFrame) -> str:
 def _lr_choice(args: argparse.Namespace) -> str:
     """The `LR_CHOICES` key the --by-lr / --each-lr flags select; 'validation' without either."""
     return "same" if getattr(args, "by_lr", False) else "each" if getattr(args, "each_lr", False) else "validation"
+
+
+def _chosen_note(scores: pd.DataFrame, choice: str) -> str:
+    """Which lr validation chose for each optimizer (and where the grid may be too narrow); '' otherwise."""
+    return chosen_lr_line(chosen_lrs(scores)) + "\n" if choice == "validation" else ""
 
 
 def ranks(args: argparse.Namespace) -> Output:
@@ -464,7 +471,7 @@ def ranks(args: argparse.Namespace) -> Output:
     sections = [(f"{title(args.metric)}: each optimizer's rank over seeds and test sets (1 = lowest error; holds: "
                  f"share at its most frequent rank), {LR_CHOICES[choice]}", summary),
                 ("Kendall's tau between two seeds' orderings", taus)]
-    return Output(_sections(args.format, sections, verdict),
+    return Output(_sections(args.format, sections, _chosen_note(scores, choice) + verdict),
                   {"ranks.csv": render(seed_rank, "csv"), **_table_files("rank_summary", summary),
                    **_table_files("kendall_tau", taus)})
 
@@ -494,7 +501,7 @@ def profiles(args: argparse.Namespace) -> Output:
     heading = (f"{title(args.metric)}: performance profile area over {len(ratios)} problems (test set x study), "
                f"tau 1 to {args.max_tau:g} on a log scale; 1 = best on every problem; {LR_CHOICES[choice]}")
     sections = [(heading, area), (f"Ratio to the best seed mean per problem ({LR_CHOICES[choice]})", ratios)]
-    return Output(_sections(args.format, sections),
+    return Output(_sections(args.format, sections, _chosen_note(scores, choice).strip()),
                   {"profiles.csv": render(profile, "csv"), **_table_files("profile_scores", area),
                    **_table_files("ratios", ratios), **_chart_files("profiles", performance_profile_chart(profile))})
 
@@ -504,7 +511,7 @@ def _sections(fmt: str, sections: list[tuple[str, pd.DataFrame]], note: str = ""
     if fmt == "csv":
         return render(sections[0][1], fmt)
     parts = [_titled(heading, render(frame, fmt), fmt) for heading, frame in sections if not frame.empty]
-    notes = [("% " if fmt == "latex" else "") + note] if note else []
+    notes = ["\n".join(("% " if fmt == "latex" else "") + line for line in note.splitlines())] if note else []
     return "\n\n".join([*parts, *notes])
 
 

@@ -136,6 +136,18 @@ def edge_note(row) -> str:
     return f"lr {row.best_lr:g} is the only one {row.best} ran: nothing compared it" if row.edge == "only" else ""
 
 
+def chosen_lr_line(chosen: pd.DataFrame) -> str:
+    """`chosen_lrs` in a line: 'lr chosen on validation (force_rmse_mev_a on val): adam 0.001,
+    schedulefree 0.005 (the largest of its grid: try 0.01 next)'."""
+    context = [c for c in present(chosen, CONTEXT) if chosen[c].nunique(dropna=False) > 1]
+    edge = {"largest": "the largest of its grid: try {:g} next", "smallest": "the smallest of its grid: try {:g} next"}
+    parts = [" ".join([*(str(getattr(row, c)) for c in context), row.optimizer, f"{row.lr:g}"])
+             + (f" ({edge[row.edge].format(row.next_lr)})" if row.edge in edge else "")
+             for row in chosen.itertuples(index=False)]
+    metrics = ", ".join(distinct(chosen["selection_metric"]))
+    return f"lr chosen on validation ({metrics} on {VALIDATION}): {', '.join(parts)}."
+
+
 def words_line(table: pd.DataFrame) -> str:
     """What the verdicts may claim with the seeds these comparisons have."""
     needed = min_seeds(ALPHA)
