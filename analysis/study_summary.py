@@ -1,7 +1,7 @@
 """The closing tables a study prints: per stage, optimizer (and learning rate) x test set, mean (std)
 over seeds, one table per metric a test set holds (force RMSE on the sets with forces, energy RMSE
 on those with energies, relative-energy RMSE and barrier error on paths and scans), and the trials
-that did not end ok. The foundation's scores before fine-tuning (`REFERENCE_TEST_SETS`) are a column
+that did not end ok, after the recommendation and the zero-shot check. The foundation's scores before fine-tuning (`REFERENCE_TEST_SETS`) are a column
 of their own: the reference the fine-tuned ones are read against."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from analysis.load import load
 from analysis.recommend import recommendation_lines
 from analysis.render import format_summary, render
 from analysis.tables import summary_table, table_metrics
+from analysis.zero_shot import zero_shot_lines
 
 # Headings in plain ASCII, for any terminal.
 HEADINGS = {"force_rmse_mev_a": "force RMSE (meV/A)", "energy_rmse_mev_atom": "energy RMSE (meV/atom)",
@@ -28,7 +29,8 @@ def study_summary(folder: Path, wall_time_s: float) -> str:
     scores = load(folder, table="scores")
     by = ("optimizer", "lr") if scores.groupby("optimizer")["lr"].nunique().max() > 1 else ("optimizer",)
     lines = [f"study {folder.name}: {scores['trial_id'].nunique()} trials, wall time {wall_time_s:.0f} s",
-             f"results: {folder / 'results'}", *recommendation_lines(scores)]  # the answer first
+             f"results: {folder / 'results'}", *recommendation_lines(scores),  # the answer first
+             *zero_shot_lines(scores)]
     for (stage, *protocol), part in scores.groupby(["stage", *present(scores, ["protocol"])], sort=False):
         stage = ", protocol ".join([stage, *protocol])  # a space's protocols: a table each
         ok = part[part["status"] == "ok"]
