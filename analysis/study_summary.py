@@ -1,8 +1,9 @@
-"""The closing tables a study prints: per stage, optimizer (and learning rate) x test set, mean (std)
-over seeds, one table per metric a test set holds (force RMSE on the sets with forces, energy RMSE
-on those with energies, relative-energy RMSE and barrier error on paths and scans), and the trials
-that did not end ok, after the recommendation and the zero-shot check. The foundation's scores before fine-tuning (`REFERENCE_TEST_SETS`) are a column
-of their own: the reference the fine-tuned ones are read against."""
+"""The closing tables a study prints: the recommendation and the zero-shot check first, then per
+stage, optimizer (and learning rate) x test set, mean (std) over seeds, one table per metric a test
+set holds (force RMSE on the sets with forces, energy RMSE on those with energies, relative-energy
+RMSE and barrier error on paths and scans), and the trials that did not end ok. The foundation's
+scores before fine-tuning (`REFERENCE_TEST_SETS`) are a column of their own: the reference the
+fine-tuned ones are read against."""
 
 from __future__ import annotations
 
