@@ -21,6 +21,7 @@ first-order stage is used where the rows have one (the L-BFGS stage refines its 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from analysis.charts import title
@@ -68,7 +69,8 @@ def recommendation(scores: pd.DataFrame) -> pd.DataFrame:
     leading = ["group", "test_sets", "metric", *context, "best", "best_lr", "best_mean", "runner_up", "runner_up_lr",
                "runner_up_mean", "difference"]
     table = table[[*leading, *(c for c in table.columns if c not in leading)]]
-    return table.iloc[table["group"].map(GROUPS.index).argsort(kind="stable")].reset_index(drop=True)
+    contexts = pd.factorize(table[context].astype(str).agg(" ".join, axis=1) if context else table["group"] * 0)[0]
+    return table.iloc[np.lexsort((table["group"].map(GROUPS.index), contexts))].reset_index(drop=True)
 
 
 def first_order(scores: pd.DataFrame) -> pd.DataFrame:
@@ -106,7 +108,7 @@ def recommendation_text(table: pd.DataFrame) -> list[str]:
     context = [c for c in present(table, CONTEXT) if table[c].nunique(dropna=False) > 1]
     noted = set()  # an optimizer's grid note once, under the first group it wins
     for row in table.itertuples(index=False):
-        where = " ".join(str(getattr(row, c)) for c in context)
+        where = ", ".join(f"{c} {getattr(row, c)}" for c in context)
         lines.append(f"- {where + ': ' if where else ''}{group_line(row)}")
         key = (where, row.best)
         if (note := edge_note(row)) and key not in noted:
@@ -120,7 +122,8 @@ def group_line(row) -> str:
     adam at lr 0.001: -6.4 (-9.8%), lower on every seed (3 seeds); about 7 seeds would settle it'."""
     share = f" ({row.difference / row.runner_up_mean:+.1%})" if row.runner_up_mean else ""
     metric = title(row.metric).replace("Å", "A")  # plain ASCII, as the study's closing tables
-    line = (f"{row.group} ({row.test_sets}): {row.best} at lr {row.best_lr:g}, {metric} "
+    members = f" ({row.test_sets})" if row.test_sets != row.group else ""
+    line = (f"{row.group}{members}: {row.best} at lr {row.best_lr:g}, {metric} "
             f"{row.best_mean:.4g} vs {row.runner_up_mean:.4g} for the runner-up {row.runner_up} at lr "
             f"{row.runner_up_lr:g}: {row.difference:+.3g}{share}, {row.verdict} ({row.n} seeds)")
     if row.verdict in SETTLED:
@@ -141,7 +144,7 @@ def chosen_lr_line(chosen: pd.DataFrame) -> str:
     schedulefree 0.005 (the largest of its grid: try 0.01 next)'."""
     context = [c for c in present(chosen, CONTEXT) if chosen[c].nunique(dropna=False) > 1]
     edge = {"largest": "the largest of its grid: try {:g} next", "smallest": "the smallest of its grid: try {:g} next"}
-    parts = [" ".join([*(str(getattr(row, c)) for c in context), row.optimizer, f"{row.lr:g}"])
+    parts = [" ".join([*(f"{c} {getattr(row, c)}:" for c in context), row.optimizer, f"{row.lr:g}"])
              + (f" ({edge[row.edge].format(row.next_lr)})" if row.edge in edge else "")
              for row in chosen.itertuples(index=False)]
     metrics = ", ".join(distinct(chosen["selection_metric"]))
