@@ -32,7 +32,8 @@ from analysis.tables import rank_within
 MEASURED = ("ok", "unstable")
 UNSTABLE = "unstable"
 QUANTITIES = ("value", "abs_error", "error")
-FREQUENCY_PROPERTIES = ("vib_frequency_mae", "vib_frequency_max_error", "phonon_gamma_mae", "acoustic_frequency_mae")
+FREQUENCY_PROPERTIES = ("vib_frequency_mae", "vib_frequency_max_error", "phonon_gamma_mae", "acoustic_frequency_mae",
+                        "dispersion_mae", "dispersion_max_error")
 NOT_RANKED = "; not ranked"
 PROPERTY_COLUMNS = ("trial_id", "stage", "optimizer", "lr", "seed", "evaluator", "property", "value", "error",
                     "unit", "status")
@@ -155,25 +156,27 @@ def md_survival_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
 
 
 def frequency_error_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
-    """Frequency errors (cm^-1) per optimizer, one panel per frequency property measured
-    (vibrations: MAE and max error against the labeller; phonons at Gamma: MAE and the acoustic
-    sum rule): the mean a bar, each seed a point."""
+    """Frequency errors per optimizer, one panel per frequency property measured, titled with its
+    unit (vibrations: MAE and max error against the labeller, cm^-1; phonons at Gamma and near it,
+    cm^-1; the dispersion along the high-symmetry path: MAE and max error, THz): the mean a bar,
+    each seed a point; each panel on its own scale."""
     rows = measured(df)
     rows = rows[rows["property"].isin(FREQUENCY_PROPERTIES)]
     if rows.empty:
         raise AnalysisError(f"no measured frequency property ({', '.join(FREQUENCY_PROPERTIES)})")
-    data = rows[[*present(rows, (*IDENTITY, "optimizer_order")), "property", "value"]]
+    data = rows[[*present(rows, (*IDENTITY, "optimizer_order")), "property", "unit", "value"]]
+    data = data.assign(property=data["property"] + " (" + data["unit"] + ")")
     if "stage" in data and data["stage"].nunique() > 1:
         data = data.assign(property=data["property"] + " / " + data["stage"])
     order = ordered_optimizers(data)
     x = alt.X("optimizer:N", sort=order, title=None)
-    bars = alt.Chart().mark_bar(opacity=0.35).encode(x=x, y=alt.Y("mean(value):Q", title="Error (cm⁻¹)"),
+    bars = alt.Chart().mark_bar(opacity=0.35).encode(x=x, y=alt.Y("mean(value):Q", title="Error"),
                                                      color=_color(data))
     points = alt.Chart().mark_point(size=60, filled=True).encode(
         x=x, y="value:Q", color=_color(data), tooltip=[*present(data, ("optimizer", "lr", "seed", "stage")), "value"])
     return alt.layer(bars, points, data=data).properties(width=WIDTH // 2 + 60, height=HEIGHT).facet(
         column=alt.Column("property:N", title=None, sort=distinct(data["property"])),
-        title="Frequency errors per optimizer")
+        title="Frequency errors per optimizer").resolve_scale(y="independent")
 
 
 def _by_stage(chart: alt.LayerChart, data: pd.DataFrame) -> alt.TopLevelMixin:

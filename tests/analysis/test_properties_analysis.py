@@ -158,3 +158,19 @@ def test_the_cli_prints_the_table_and_the_ranking_agreement(properties, scores, 
     assert any("Spearman's rho of the two rankings over optimizers" in line for line in lines)
     assert {p.name for p in (tmp_path / "figures").iterdir()} >= {"properties.md", "md_survival.png",
                                                                    "frequency_error.png", "rmse_vs_property.png"}
+
+
+def test_dispersion_stacking_fault_and_liquid_rows_show_with_their_units(properties):
+    checks = (("dispersion_mae", "THz", "dispersion", 0.0), ("unstable_stacking_fault", "J/m^2", "stacking_fault", 0.3),
+              ("self_diffusion", "A^2/ps", "liquid", 0.5))
+    rows = [_row(optimizer, seed, prop, reference + 0.01 * (OPTIMIZERS[optimizer] + seed), reference, unit, "ok",
+                 evaluator)
+            for optimizer, seed in MODELS for prop, unit, evaluator, reference in checks]
+    both = pd.concat([properties, pd.DataFrame(rows)], ignore_index=True)
+    table = property_table(both)
+    assert {"dispersion_mae (THz)", "unstable_stacking_fault (J/m^2)", "self_diffusion (A^2/ps)"} <= set(table.columns)
+    assert table["dispersion_mae (THz)"]["sgd"].endswith("**")  # the smallest error, as every property's
+    panels = frequency_error_chart(both).to_dict()
+    values = next(iter(panels["datasets"].values()))
+    assert {"vib_frequency_mae (cm^-1)", "dispersion_mae (THz)"} <= {v["property"] for v in values}
+    assert panels["resolve"] == {"scale": {"y": "independent"}}  # cm^-1 and THz, each on its own axis

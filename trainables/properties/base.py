@@ -41,7 +41,7 @@ class PropertySettings:
     """Settings of the property evaluators (units in the names). Validated once by `from_dict`."""
 
     evaluators: tuple[str, ...] = ("md", "vibrations", "phonons_gamma", "acoustic_phonons", "elastic",
-                                   "energy_profile")
+                                   "energy_profile", "dispersion", "stacking_fault", "liquid")
     md_temperature_K: float = 300.0
     md_steps: int = 2000
     md_timestep_fs: float = 0.5
@@ -59,14 +59,30 @@ class PropertySettings:
     eos_points: int = 7
     elastic_strain: float = 0.005
     elastic_max_residual_force_eV_A: float = 0.001  # above it, clamped-ion constants get a note (see elastic.py)
+    dispersion_q_points: int = 60         # along the cell's high-symmetry path (dispersion.py)
+    gsfe_plane: tuple[int, int, int] = (1, 1, 1)             # Miller indices of the slip plane (cubic cell)
+    gsfe_shift: tuple[float, float, float] = (1 / 6, 1 / 6, -1 / 3)  # the path's end, in cubic-cell edges
+    gsfe_layers: int = 12                 # atomic planes of the slab, half of them shifted
+    gsfe_vacuum_A: float = 10.0
+    gsfe_points: int = 9                  # shifts along the path, both ends included
+    liquid_temperature_K: float = 1200.0  # Nose-Hoover MD of the liquid evaluator (liquid.py)
+    liquid_steps: int = 500
+    liquid_timestep_fs: float = 2.0
+    liquid_tdamp_fs: float = 100.0        # the thermostat's time constant
+    liquid_equilibration_fraction: float = 0.2  # of the frames, left out of every average
+    msd_fit_start: float = 0.1            # the Einstein fit's window, as fractions of the longest lag
+    msd_fit_end: float = 0.5
+    rdf_max_A: float = 6.0
+    rdf_bins: int = 60
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PropertySettings:
         """Settings from plain values; unknown names and non-positive numbers raise ConfigError."""
         reject_unknown_keys(cls, values, "property setting(s)")
         values = dict(values)
-        if "evaluators" in values:
-            values["evaluators"] = tuple(values["evaluators"])
+        for name in ("evaluators", *VECTOR_SETTINGS):
+            if name in values:
+                values[name] = tuple(values[name])
         settings = cls(**values)
         settings.check()
         return settings
@@ -80,14 +96,44 @@ class PropertySettings:
             value, wants_int = getattr(self, field.name), isinstance(field.default, int)
             if field.name == "evaluators":
                 continue
+            if field.name in VECTOR_SETTINGS:
+                _check_vector(field.name, value, wants_int=VECTOR_SETTINGS[field.name] is int)
+                continue
             if isinstance(value, bool) or not isinstance(value, int if wants_int else (int, float)):
                 raise ConfigError(f"property setting {field.name} must be {'an integer' if wants_int else 'a number'}, "
                                   f"got {value!r}")
             if field.name != "md_seed" and not value > 0:
                 raise ConfigError(f"property setting {field.name} must be positive, got {value!r}")
+        self._check_relations()
+
+    def _check_relations(self) -> None:
+        if not self.liquid_equilibration_fraction < 1:
+            raise ConfigError(f"liquid_equilibration_fraction must be below 1, got {self.liquid_equilibration_fraction}")
+        if not self.msd_fit_start < self.msd_fit_end <= 1:
+            raise ConfigError(f"the MSD fit window needs 0 < msd_fit_start < msd_fit_end <= 1, got "
+                              f"{self.msd_fit_start}, {self.msd_fit_end}")
+        if self.gsfe_points < 2:
+            raise ConfigError(f"gsfe_points must be 2 or more (both ends of the path), got {self.gsfe_points}")
+        if abs(sum(s * h for s, h in zip(self.gsfe_shift, self.gsfe_plane))) > 1e-9:
+            raise ConfigError(f"gsfe_shift {self.gsfe_shift} is not in gsfe_plane {self.gsfe_plane}: their dot product "
+                              "must be 0 (both in the cubic cell's axes)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "evaluators": list(self.evaluators)}
+        """Plain values (tuples as lists, as JSON reads them back)."""
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in dataclasses.asdict(self).items()}
+
+
+# Settings that are 3-vectors (Miller indices, a shift) and the type of their components.
+VECTOR_SETTINGS = {"gsfe_plane": int, "gsfe_shift": float}
+
+
+def _check_vector(name: str, value: Any, *, wants_int: bool) -> None:
+    kinds = int if wants_int else (int, float)
+    if (not isinstance(value, tuple) or len(value) != 3
+            or not all(isinstance(x, kinds) and not isinstance(x, bool) for x in value) or not any(value)):
+        raise ConfigError(f"property setting {name} must be three {'integers' if wants_int else 'numbers'}, "
+                          f"not all zero, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, CalculationFailed
 
 from trainables.errors import ConfigError
-from trainables.properties import elastic, md, phonons, profile, vibrations
+from trainables.properties import dispersion, elastic, liquid, md, phonons, profile, stacking_fault, vibrations
 from trainables.properties.base import (
     FAILED, EvaluationFailed, EvaluatorSpec, Measurement, Outcome, PropertySettings, PropertyStructures, skipped,
 )
@@ -65,6 +65,21 @@ register(EvaluatorSpec(
     name="elastic", description=elastic.__doc__, structure="cubic_cell", units=elastic.UNITS,
     measure=elastic.measure_elastic, compare=elastic.compare_elastic,
     needs_periodic=True, needs_cubic=True,
+))
+register(EvaluatorSpec(
+    name="dispersion", description=dispersion.__doc__, structure="cubic_cell", units=dispersion.UNITS,
+    measure=dispersion.measure_dispersion, compare=dispersion.compare_dispersion,
+    needs_periodic=True,
+))
+register(EvaluatorSpec(
+    name="stacking_fault", description=stacking_fault.__doc__, structure="cubic_cell", units=stacking_fault.UNITS,
+    measure=stacking_fault.measure_stacking_fault, compare=stacking_fault.compare_stacking_fault,
+    needs_periodic=True, needs_cubic=True,
+))
+register(EvaluatorSpec(
+    name="liquid", description=liquid.__doc__, structure="minimum", units=liquid.UNITS,
+    measure=liquid.measure_liquid, compare=liquid.compare_liquid,
+    needs_periodic=True,
 ))
 register(EvaluatorSpec(
     name="energy_profile", description=profile.__doc__, structure="profile", units=profile.UNITS,

@@ -2,7 +2,8 @@
 `[properties]` table (`search_spaces.PROPERTY_FILES`). There is no labeller to compute references
 with, so only the data's own references exist: the profile's stored energies and a reference MD
 trajectory (its bond lengths: the MD temperature has no reference without the labeller's own MD);
-an evaluator without its structure or reference is skipped with a note."""
+the same trajectory gives the liquid evaluator its structure (partial g(r), bond angles); an
+evaluator without its structure or reference is skipped with a note."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Mapping
 import ase.io
 
 from trainables.properties.base import Measurement, PropertySettings, PropertyStructures
+from trainables.properties import liquid
 from trainables.properties.md import reference_from_trajectory
 from trainables.properties.profile import reference_from_labels
 
@@ -27,11 +29,15 @@ def user_structures(files: Mapping[str, str]) -> PropertyStructures:
 
 def user_references(files: Mapping[str, str], structures: PropertyStructures,
                     settings: PropertySettings) -> dict[str, Measurement]:
-    """The MD reference from `md_reference_file` (atoms in the minimum's order) and the profile's
-    stored energies, for the evaluators in `settings.evaluators` that have them."""
+    """The MD and liquid references from `md_reference_file` (atoms in the minimum's order) and the
+    profile's stored energies, for the evaluators in `settings.evaluators` that have them."""
     references: dict[str, Measurement] = {}
-    if "md" in settings.evaluators and "md_reference_file" in files and structures.minimum is not None:
-        references["md"] = reference_from_trajectory(ase.io.read(files["md_reference_file"], ":"), structures.minimum)
+    if "md_reference_file" in files and structures.minimum is not None:
+        frames = ase.io.read(files["md_reference_file"], ":")
+        if "md" in settings.evaluators:
+            references["md"] = reference_from_trajectory(frames, structures.minimum)
+        if "liquid" in settings.evaluators and structures.minimum.pbc.all():
+            references["liquid"] = liquid.reference_from_trajectory(frames, settings)
     if "energy_profile" in settings.evaluators and len(structures.profile) >= 2:
         references["energy_profile"] = reference_from_labels(structures.profile)
     return references
