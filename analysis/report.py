@@ -7,9 +7,9 @@ settle it); then what was run (space, settings, versions, machine), the summary 
 fronts (on training time, compile time apart, where the rows record it), learning curves (mean and
 range over seeds per optimizer at its chosen lr, every trial's line behind a checkbox), lr
 sensitivity, the L-BFGS gain, the statistics (each optimizer against the baseline, both at their
-lrs chosen on validation) and the physical properties, each where the study has what it needs. Charts are Altair's, interactive, with Vega, Vega-Lite and vega-embed inlined
-from vl-convert's bundle, so the page needs no network. It writes nothing; the CLI and the
-study launcher do.
+lrs chosen on validation) and the physical properties, each where the study has what it needs.
+Charts are Altair's, interactive, with Vega, Vega-Lite and vega-embed inlined from vl-convert's
+bundle, so the page needs no network. It writes nothing; the CLI and the study launcher do.
 """
 
 from __future__ import annotations

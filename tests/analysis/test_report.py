@@ -203,7 +203,8 @@ def test_statistics_pair_each_optimizer_at_its_validation_lr_and_count_honest_wo
 
 
 def test_learning_curves_are_a_band_per_optimizer_at_its_chosen_lr_with_every_trial_behind_a_checkbox(page):
-    curves = next(spec for spec in specs_of(page) if any(p.get("name") == "every_trial" for p in spec.get("params", [])))
+    curves = next(spec for spec in specs_of(page)
+                  if any(param.get("name") == "every_trial" for param in spec.get("params", [])))
     assert curves["params"][0]["bind"]["input"] == "checkbox" and curves["params"][0]["value"] is False
     trial_rows = [rows for rows in curves["datasets"].values() if "trial_id" in rows[0]][0]
     assert {(row["optimizer"], row["lr"]) for row in trial_rows} == {("adam", 1e-3), ("adamw", 1e-3), ("lamb", 1e-4)}
@@ -211,7 +212,8 @@ def test_learning_curves_are_a_band_per_optimizer_at_its_chosen_lr_with_every_tr
 
 
 def test_fronts_take_training_time_with_compile_time_apart(tmp_path):
-    scores = [row | {"compile_time_s": 30.0, "training_time_s": row["wall_time_s"] - 30.0} for row in first_order_scores()]
+    scores = [row | {"compile_time_s": 30.0, "training_time_s": row["wall_time_s"] - 30.0}
+              for row in first_order_scores()]
     page = report_html(write_rows(tmp_path / "compiled", scores, curve_rows()))
     fronts = section(page, "pareto-fronts")
     assert "against its training time (wall time less compiling" in fronts and "Compile time apart" in fronts

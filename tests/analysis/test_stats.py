@@ -221,7 +221,8 @@ def test_target_summary_medians_count_never_as_infinite():
 def two_problems() -> pd.DataFrame:
     """300K: a 10, b 15; 1200K: a 12, b 10; validation chooses b's lr 1e-3 (its 1e-2 is worse everywhere)."""
     return pd.concat([scores({"a": [1.0], "b": [1.0]}), scores({"b": [2.0]}, lr=1e-2),
-                      scores({"a": [10.0], "b": [15.0]}, test_set="300K"), scores({"b": [9.0]}, lr=1e-2, test_set="300K"),
+                      scores({"a": [10.0], "b": [15.0]}, test_set="300K"),
+                      scores({"b": [9.0]}, lr=1e-2, test_set="300K"),
                       scores({"a": [12.0], "b": [10.0]}, test_set="1200K")])
 
 
