@@ -126,3 +126,16 @@ def test_the_properties_space_evaluates_after_first_order():
     space = get_space("properties")
     assert space.stages == ("first_order", "evaluate") and space.num_first_order_trials == 10
     assert space.property_settings["md_steps"] * 0.5 <= 1000  # fs: within the space's time budget
+
+
+def test_the_periodic_properties_space_runs_every_periodic_check_on_cu3au(tmp_path):
+    from trainables.embedded import get_system, system_files
+    from trainables.properties import EVALUATORS, PropertySettings, embedded_structures
+
+    space = get_space("properties_periodic")
+    assert space.stages == ("first_order", "evaluate") and space.fixed["system"] == "cu3au-emt"
+    settings = PropertySettings.from_dict(space.property_settings)
+    periodic = {name for name, spec in EVALUATORS.items() if spec.needs_periodic}
+    assert periodic <= set(settings.evaluators)
+    structures = embedded_structures(system_files(get_system("cu3au-emt"), "smoke", tmp_path))  # no file read
+    assert all(EVALUATORS[name].skip_reason(structures) is None for name in settings.evaluators)

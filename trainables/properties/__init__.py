@@ -1,6 +1,7 @@
 """Physical properties of a model through its ASE calculator: MD stability, vibrations, phonons at
-Gamma and acoustic phonons near it, equation of state and elastic constants, energy profiles (the
-paper's Figs. 3-5).
+Gamma and acoustic phonons near it, the phonon dispersion along a high-symmetry path, equation of
+state and elastic constants, the generalized stacking-fault energy, liquid structure and transport
+from Nose-Hoover MD, energy profiles (the paper's Figs. 3-5).
 
     calculator = mace_calculator(run_folder / MODEL_FILE)
     structures = embedded_structures(files)             # files: trainables.embedded.build_system(...)

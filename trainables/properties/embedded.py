@@ -3,9 +3,10 @@ per system in `EMBEDDED_PROPERTIES`:
 
 - "biphenyl-xtb": the minimum is biphenyl relaxed by GFN2-xTB (tblite), the profile the ring-ring
   dihedral scan (test set "dihedral", its stored xTB energies the reference); xTB's vibrations.
-- "cu3au-emt": the minimum is the 32-atom L1_2 Cu3Au supercell at EMT's zero pressure (phonons at
-  Gamma), the cubic cell its 4-atom conventional cell (acoustic phonons near Gamma from its
-  supercells, elastic constants); EMT's references.
+- "cu3au-emt": the minimum is the 32-atom L1_2 Cu3Au supercell at EMT's zero pressure (MD, phonons
+  at Gamma, Nose-Hoover MD's structure and diffusion), the cubic cell its 4-atom conventional cell
+  (acoustic phonons near Gamma and the dispersion from its supercells, elastic constants, the
+  stacking-fault path on a slab cut from it); EMT's references.
 For MD, the reference is the labeller's own MD under the same protocol (start, thermostat, steps
 and seed). The labeller's references take seconds to minutes: compute them once and cache them
 (they are plain JSON-able values).
