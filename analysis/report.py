@@ -40,11 +40,12 @@ from analysis.charts import (
 from analysis.columns import distinct, present, without_reference_sets
 from analysis.energy_profile import study_profile_charts
 from analysis.errors import AnalysisError
-from analysis.load import load, parquet_files, read_parquet
+from analysis.load import load, parquet_files, read_parquet, with_protocol_in_optimizer
 from analysis.properties import FREQUENCY_PROPERTIES, MEASURED, frequency_error_chart, md_survival_chart, property_table
 from analysis.recommend import ERRORS, first_order, recommendation, recommendation_text
 from analysis.render import display_cell, format_summary
 from analysis.stats import (
+    CONTEXT,
     at_chosen_lr,
     chosen_lrs,
     paired_comparison,
@@ -93,7 +94,8 @@ def report_html(study_folder: str | Path) -> str:
     folder = Path(study_folder)
     manifest = read_manifest(folder)
     scores = load(folder, table="scores")
-    curves = read_parquet(files) if (files := parquet_files(folder, table="curves", missing_ok=True)) else None
+    files = parquet_files(folder, table="curves", missing_ok=True)
+    curves = with_protocol_in_optimizer(read_parquet(files)) if files else None  # named as `load` names the scores
     name = manifest.get("study") or manifest.get("name") or folder.name
     page = Page()
     page.add("Recommendation", recommendation_part(scores))
@@ -131,10 +133,8 @@ def add_results(page: Page, scores: pd.DataFrame, ok: pd.DataFrame, curves: pd.D
     if profiled := study_profile_charts(scores[scores["stage"] == "first_order"]):
         page.add("Energy profiles", *(page.chart(chart, caption) for chart, caption in profiled))
     if curves is not None and not first.empty and (y := validation_curve(curves)):
-        page.add("Learning curves", page.chart(
-            curve_band_chart(at_chosen_lr(first_order(curves), chosen_lrs(first_order(scores))), y),
-            f"{title(y)} per optimizer at its learning rate chosen on validation: the mean over seeds (line) and "
-            "their range (band); tick 'every trial' for each trial's own line, hover it for the trial."))
+        chosen = at_chosen_lr(first_order(curves), chosen_lrs(first_order(scores)))
+        page.add("Learning curves", *curve_parts(page, chosen, y))
     if first["lr"].nunique() > 1:
         page.add("Learning-rate sensitivity", page.chart(lr_panels(first), "Seed mean ± std of the force RMSE "
                                                          "against the learning rate, per test set."))
@@ -185,7 +185,18 @@ def validation_curve(curves: pd.DataFrame) -> str | None:
     return next((c for c in VALIDATION_CURVES if c in curves and curves[c].notna().any()), None)
 
 
-def curve_band_chart(curves: pd.DataFrame, y: str) -> alt.LayerChart:
+def curve_parts(page: Page, curves: pd.DataFrame, y: str) -> list[str]:
+    """`curve_band_chart` of `curves` (each optimizer at its chosen lr), one per study, system, mode
+    or stage where they vary (a study whose rows name several)."""
+    context = [c for c in present(curves, CONTEXT) if curves[c].nunique(dropna=False) > 1]
+    groups = curves.groupby(context, sort=False, dropna=False) if context else [((), curves)]
+    caption = (f"{title(y)} per optimizer at its learning rate chosen on validation: the mean over seeds (line) and "
+               "their range (band); tick 'every trial' for each trial's own line, hover it for the trial.")
+    return [page.chart(curve_band_chart(rows, y, ", ".join(f"{c} {v}" for c, v in zip(context, key))), caption)
+            for key, rows in groups]
+
+
+def curve_band_chart(curves: pd.DataFrame, y: str, subtitle: str = "") -> alt.LayerChart:
     """Per optimizer, `y` against the step: the mean over its trials (line) and their range (band),
     every trial's line behind the 'every trial' checkbox. `curves`: one lr per optimizer."""
     data = curves.dropna(subset=[y])
@@ -205,7 +216,8 @@ def curve_band_chart(curves: pd.DataFrame, y: str) -> alt.LayerChart:
     trials = alt.Chart(data[[*identity, "step", y]]).mark_line(opacity=0.6, strokeWidth=1).encode(
         x=x, y=alt.Y(f"{y}:Q", scale=scale), color=color, detail="trial_id:N", tooltip=[*identity, "step", y]
     ).transform_filter(every.name)
-    return alt.layer(ranges, means, trials).add_params(every).properties(title=title(y), width=WIDTH, height=HEIGHT)
+    heading = alt.Title(title(y), subtitle=subtitle) if subtitle else title(y)
+    return alt.layer(ranges, means, trials).add_params(every).properties(title=heading, width=WIDTH, height=HEIGHT)
 
 
 def frontier_part(page: Page, ok: pd.DataFrame) -> str:

@@ -7,11 +7,11 @@ All functions are pure (`DataFrame -> DataFrame`) and use rows with status 'ok',
 reference rows of the foundation before fine-tuning (`REFERENCE_TEST_SETS`). Metrics are errors:
 lower is better. Seeds pair runs (same seed, same data order and initial head), so differences are
 taken seed by seed before averaging; runs are compared on the same test set and, where the data
-have several, the same study, system, mode, stage and protocol (`CONTEXT`).
+have several, the same study, system, mode and stage (`CONTEXT`).
 
 Learning rates (`LR_CHOICES`): by default each optimizer runs at the learning rate chosen on the
 validation set (`chosen_lrs`: test set 'val', force RMSE, or energy RMSE where it has no forces;
-per study, system, mode, stage and protocol) and every other test set is scored with it, so no test set
+per study, system, mode and stage) and every other test set is scored with it, so no test set
 tunes the lr it is scored at; the validation set itself then leaves the statistics, as it chose.
 'same' pairs optimizers at the same lr, 'each' makes every (optimizer, lr) pair a solver of its own.
 
@@ -49,7 +49,8 @@ POWER = 0.8
 STABLE_TAU = 0.7
 TARGET_FACTOR = 1.1
 DEFAULT_TAUS = np.geomspace(1.0, 2.0, 101)
-CONTEXT = ("study", "system", "mode", "stage", "protocol")  # protocol: a space's training protocols
+# A space's training protocols are no context: `analysis.load` names each pair a solver, `adam+ema`.
+CONTEXT = ("study", "system", "mode", "stage")
 VALIDATION = "val"  # the test set learning rates are chosen on
 SELECTION_METRICS = ("force_rmse_mev_a", "energy_rmse_mev_atom")  # the first the validation set holds chooses
 LR_CHOICES = {

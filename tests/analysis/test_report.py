@@ -228,3 +228,21 @@ def test_an_energy_only_test_set_and_a_validation_only_study_still_give_a_page(t
     validation_only = [row for row in first_order_scores() if row["test_set"] == "val"]
     page = report_html(write_rows(tmp_path / "val_only", validation_only, curve_rows()))
     assert "no test set with &#x27;force_rmse_mev_a&#x27; besides the validation set" in section(page, "statistics")
+
+
+def test_each_optimizer_and_protocol_pair_is_a_solver_with_its_own_lr_choice(tmp_path):
+    def protocol(rows: list[dict], name: str, factor: float) -> list[dict]:
+        scale = ("force_rmse_mev_a", "energy_rmse_mev_atom", "val_force_rmse_mev_a", "val_energy_rmse_mev_atom")
+        return [row | {"protocol": name, "trial_id": f"{row['trial_id']}_{name}"}
+                | {k: row[k] * factor for k in scale if k in row} for row in rows]
+    scores = protocol(first_order_scores(), "constant", 1.0) + protocol(first_order_scores(), "ema", 0.9)
+    page = report_html(write_rows(tmp_path / "protocols", scores, protocol(curve_rows(), "constant", 1.0)
+                                  + protocol(curve_rows(), "ema", 0.9)))
+    # analysis.load names each pair optimizer+protocol: EMA's 10% lower errors win, paired seed by seed
+    assert "<li>validation (val): adamw+ema at lr 0.001, Force RMSE (meV/A) 33.3 vs 36.9 for the runner-up " \
+           "adam+ema at lr 0.001" in section(page, "recommendation")
+    curves = next(spec for spec in specs_of(page)
+                  if any(param.get("name") == "every_trial" for param in spec.get("params", [])))
+    trial_rows = [rows for rows in curves["datasets"].values() if "trial_id" in rows[0]][0]
+    assert {row["optimizer"] for row in trial_rows} == {f"{name}+{p}" for name in ("adam", "adamw", "lamb")
+                                                        for p in ("constant", "ema")}
