@@ -10,7 +10,8 @@ of step t (0-based) uses
   down toward 0 at the end of the budget;
 - "plateau": decay = 1 and the scale s, 1 at the start, is multiplied by `plateau_factor` whenever
   the validation loss has not improved for more than `plateau_patience` validations in a row: torch's
-  ReduceLROnPlateau (mode min, relative threshold 1e-4, no cooldown) as mace uses it, with mace's
+  ReduceLROnPlateau (mode min, relative threshold 1e-4, no cooldown; its floor, no reduction smaller
+  than 1e-8, is not kept: far below these lrs) as mace uses it, with mace's
   defaults factor 0.8 and patience 50, stepped at each epoch's validation (mace validates once an
   epoch; validations within epochs, `val_every_steps`, leave training unchanged). The validation
   loss is mace's weighted loss over the validation set, `validation_loss`.
@@ -44,18 +45,17 @@ def cosine_decay(u: float) -> float:
 
 @dataclass(frozen=True)
 class Schedule:
-    """A named schedule: its per-step `decay` of the fraction of post-warm-up steps done (None: 1),
-    and whether it lowers the lr on a validation plateau."""
+    """A named schedule (see the module's formula): its `decay` of the fraction of post-warm-up steps
+    done (None: 1), and whether it lowers the lr on a validation plateau."""
 
-    description: str
     decay: Callable[[float], float] | None = None
     on_plateau: bool = False
 
 
 SCHEDULES: dict[str, Schedule] = {
-    "constant": Schedule("the peak lr after the warm-up"),
-    "cosine": Schedule("cosine decay to 0 over the steps after the warm-up", decay=cosine_decay),
-    "plateau": Schedule("mace's ReduceLROnPlateau on the validation loss", on_plateau=True),
+    "constant": Schedule(),
+    "cosine": Schedule(decay=cosine_decay),
+    "plateau": Schedule(on_plateau=True),
 }
 
 
