@@ -104,7 +104,8 @@ def recommendation_text(table: pd.DataFrame) -> list[str]:
     """`recommendation` as lines to read first: the lr choice, one line per group (and the grid-edge
     note under it), and what the verdict words may claim with these seeds."""
     lines = ["Recommendation: each optimizer at its learning rate chosen on validation; per group of test "
-             "sets, the best by seed-mean error against the runner-up over paired seeds:"]
+             "sets, the best by seed-mean error against the runner-up over paired seeds (validation chose the "
+             "lrs, so its margin flatters; the held-out groups test the choice):"]
     context = [c for c in present(table, CONTEXT) if table[c].nunique(dropna=False) > 1]
     noted = set()  # an optimizer's grid note once, under the first group it wins
     for row in table.itertuples(index=False):
