@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
+import threading
+from pathlib import Path
+from typing import Callable
 
 import ray
 from ray._private import ray_constants
@@ -63,3 +67,45 @@ def listen_on_loopback_only() -> None:
     the processes Ray starts, and at import time by this one (hence the constant)."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+
+# The processes of a local Ray that a study cannot run without.
+VITAL = (ray_constants.PROCESS_TYPE_RAYLET, ray_constants.PROCESS_TYPE_GCS_SERVER)
+
+
+class LocalRayWatch:
+    """Watches the vital processes of the local Ray this process started (`init_ray`) from a
+    thread, and calls `on_death(names)` there, naming what died, when one ends before `stop()`.
+
+    A thread, not an exception: once the raylet is gone, Ray's core worker ends this process
+    within about 50 ms (`The connection to the plasma store is failed. Terminate the process`),
+    before any exception reaches the study; `on_death` is its last chance to say so."""
+
+    def __init__(self, on_death: Callable[[list[str]], None]):
+        node = ray._private.worker._global_node
+        self._processes = {info.process.pid: kind for kind in VITAL for info in node.all_processes.get(kind, [])}
+        self._logs, self._on_death, self._stopped = Path(node.get_logs_dir_path()), on_death, threading.Event()
+        self._stop_read, self._stop_write = os.pipe()
+        threading.Thread(target=self._watch, name="local-ray-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        pidfds = {os.pidfd_open(pid): kind for pid, kind in self._processes.items()}
+        ready, _, _ = select.select([*pidfds, self._stop_read], [], [])
+        if self._stopped.is_set():
+            return
+        died = [pidfds[fd] for fd in ready if fd in pidfds]
+        self._on_death([*lost_agents(self._logs), *died] if ray_constants.PROCESS_TYPE_RAYLET in died else died)
+
+    def stop(self) -> None:
+        """Stop watching (before Ray is shut down on purpose)."""
+        self._stopped.set()
+        os.write(self._stop_write, b"x")
+
+
+def lost_agents(logs: Path) -> list[str]:
+    """The agents a raylet's log says failed (a raylet ends when one of its agents does)."""
+    log = logs / "raylet.out"
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    return sorted({line.split("agent_name = ", 1)[1].split(",")[0].strip(" .") for line in text.splitlines()
+                   if "agent_name = " in line and "agent failed" in line})

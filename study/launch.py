@@ -20,6 +20,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search_spaces import SearchSpace, get_space, known_spaces
-from study.cluster import init_ray, shutdown_ray
+from study.cluster import LocalRayWatch, init_ray, shutdown_ray
 from study.handoff import InputsHandoff, timed
 from study.lock import study_lock
 from study.results import ResultsStore, StorageError, write_text_atomically
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-cpus", type=int, help="local Ray only: CPUs to use (default: all)")
     parser.add_argument("--num-gpus", type=int, help="local Ray only: GPUs to declare (default: detected)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted study of this name")
+    parser.add_argument("--stop-signal", action="append", default=[], choices=list(OPTIONAL_STOP_SIGNALS),
+                        help="also stop the study as on SIGTERM or Ctrl-C at this signal (what `sbatch "
+                             "--signal` sends before the time limit); repeatable")
     parser.add_argument("--quiet", action="store_true", help="print nothing while the trials run, only the end")
     parser.add_argument("--verbose", action="store_true", help="Ray Tune's own per-trial tables instead of the "
                         "compact progress lines")
@@ -166,14 +170,51 @@ def context(name: str, folder: Path, config: FinetuneConfig, sources: Sources) -
 
 
 class StudyInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a study after it started writing: `--resume` continues it."""
+    """Ctrl-C or a stop signal (`signum`, None for Ctrl-C) stopped a study after it started writing:
+    `--resume` continues it."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, signum: int | None = None):
         super().__init__(str(folder))
-        self.folder = folder
+        self.folder, self.signum = folder, signum
 
 
-def run(args: argparse.Namespace) -> int:
+# Signals `--stop-signal` may add to SIGTERM: what `sbatch --signal` sends ahead of the time limit.
+OPTIONAL_STOP_SIGNALS = {"USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2}
+
+
+class StopSignals:
+    """SIGTERM (a scheduler's preemption or time limit, `scancel`, `kill`) and the signals
+    `--stop-signal` adds stop a study as Ctrl-C does: each is handed to whatever handles Ctrl-C
+    at that moment (the engine's stop of a running stage, which lets its trials reach their next
+    checkpoint, else KeyboardInterrupt), and `received` keeps the first for the exit status
+    (128 + its number). While Ray shuts down, Ctrl-C is held off (`study.cluster.shutdown_ray`):
+    so is a stop signal then, the study being over."""
+
+    def __init__(self, argv: list[str], names: list[str]):
+        self.argv = argv  # the command's arguments, for the line that says how to resume
+        self.signums = (signal.SIGTERM, *(OPTIONAL_STOP_SIGNALS[name] for name in names))
+        self.received: int | None = None
+
+    def install(self) -> None:
+        for signum in self.signums:
+            signal.signal(signum, self._stop)
+
+    def _stop(self, signum, frame) -> None:
+        self.received = self.received or signum
+        ctrl_c = signal.getsignal(signal.SIGINT)
+        if ctrl_c is signal.SIG_IGN:
+            return
+        if not callable(ctrl_c):
+            raise KeyboardInterrupt
+        ctrl_c(signal.SIGINT, frame)
+
+
+def exit_status(signum: int | None) -> int:
+    """The shell's status of a command a signal ended: 128 + the signal (130 for Ctrl-C)."""
+    return 128 + (signum or signal.SIGINT)
+
+
+def run(args: argparse.Namespace, stop: StopSignals) -> int:
     space = get_space(args.space)
     config = study_config(args, space)
     space = narrow_space(space, args)
@@ -185,22 +226,22 @@ def run(args: argparse.Namespace) -> int:
         setup_s: dict[str, float] = {}  # wall seconds before the trials: ray_init overlaps the thread's parts
         handoff = InputsHandoff(config, setup_s)
         try:
-            return run_with_handoff(args, space, config, name, folder, handoff, setup_s)
+            return run_with_handoff(args, space, config, name, folder, handoff, setup_s, stop)
         except OptistudyError:
             if handoff.check_failed() and not args.resume:
                 discard_unstarted_study(folder)
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             if holds_study(folder):
-                raise StudyInterrupted(folder) from None
+                raise StudyInterrupted(folder, stop.received or getattr(interrupt, "signum", None)) from None
             raise
 
 
 def run_with_handoff(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path,
-                     handoff: InputsHandoff, setup_s: dict[str, float]) -> int:
+                     handoff: InputsHandoff, setup_s: dict[str, float], stop: StopSignals) -> int:
     """`run_study`; when interrupted, the inputs thread's error if that is what interrupted it."""
     try:
-        return run_study(args, space, config, name, folder, handoff, setup_s)
+        return run_study(args, space, config, name, folder, handoff, setup_s, stop)
     except KeyboardInterrupt:
         handoff.close()
         if handoff.failed():
@@ -211,11 +252,14 @@ def run_with_handoff(args, space: SearchSpace, config: FinetuneConfig, name: str
 
 
 def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, handoff: InputsHandoff,
-              setup_s: dict[str, float]) -> int:
+              setup_s: dict[str, float], stop: StopSignals) -> int:
     """Start Ray while the inputs thread imports the training stack, build the embedded default if
     the study uses it and it is not built yet, let the thread check the data, run the study, and
-    stop a Ray started here as soon as the study ends or fails (an input error stops it at once)."""
+    stop a Ray started here as soon as the study ends or fails (an input error stops it at once).
+    A local Ray that dies under the study ends it with one line (`ray_died`), not Ray's traceback."""
     started_ray = timed(setup_s, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
+    stop.install()  # after Ray's, which exits at SIGTERM
+    watch = LocalRayWatch(lambda died: ray_died(died, folder, stop.argv)) if started_ray else None
     try:
         handoff.wait_imported()
         from trainables.stages.inputs import build_embedded_default, resolve_sources
@@ -228,6 +272,7 @@ def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folde
         return run_stages(args, space, config, name, folder, sources, handoff, setup_s)
     finally:
         if started_ray:
+            watch.stop()
             shutdown_ray()
 
 
@@ -260,6 +305,9 @@ def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, fold
     from analysis.study_summary import study_summary
 
     print(study_summary(folder, wall))
+    if args.resume:
+        print("resumed: its wall time counts this run only, from --resume to the end; its trials' own wall times "
+              "are in the rows")
     print(f"report: {write_report(folder)}")
     return 0
 
@@ -294,20 +342,44 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_telling_how_to_resume(argv: list[str]) -> int:
-    """`run`; a study that Ctrl-C stopped ends with one line giving the command that resumes it,
-    and exit code 130."""
+    """`run`; a study that Ctrl-C or a stop signal stopped ends with one line giving the command
+    that resumes it, and exit status 128 + the signal (130 for Ctrl-C, 143 for SIGTERM); one whose
+    local Ray died under it, with the same command and exit status 1."""
+    args = build_parser().parse_args(argv)
+    stop = StopSignals(argv, args.stop_signal)
+    stop.install()
     try:
-        return run(build_parser().parse_args(argv))
-    except StudyInterrupted as stop:
-        print(f"interrupted: the finished trials are kept in {stop.folder}; resume with: "
+        return run(args, stop)
+    except StudyInterrupted as interrupted:
+        what = "interrupted" if interrupted.signum is None else f"stopped by {signal.Signals(interrupted.signum).name}"
+        print(f"{what}: the finished trials are kept in {interrupted.folder}; resume with: "
               f"{resume_command(argv)}", file=sys.stderr)
-        return 130
+        return exit_status(interrupted.signum)
+    except KeyboardInterrupt:
+        if stop.received is None:
+            raise
+        print(f"stopped by {signal.Signals(stop.received).name}", file=sys.stderr)  # before any trial: nothing kept
+        return exit_status(stop.received)
+
+
+def ray_died(names: list[str], folder: Path, argv: list[str]) -> None:
+    """End the process (status 1) with one line naming the local Ray's processes that died under
+    the study and how to go on; called from `LocalRayWatch`'s thread, as Ray is about to end the
+    process itself. The rows written so far are on disk (each write is atomic), the lock goes with
+    the process, and Ray's other processes with their parent (Ray's kernel fate-sharing)."""
+    went_on = (f"the finished trials are kept in {folder}; resume with: {resume_command(argv)}"
+               if holds_study(folder) else f"run again: {shlex.join([sys.executable, '-m', 'study.launch', *argv])}")
+    print(f"error: the study's local Ray died under it ({', '.join(names)} ended: killed, or out of memory); "
+          f"{went_on}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def resume_command(argv: list[str]) -> str:
-    """The command line that resumes the study `argv` ran."""
+    """The command line that resumes the study `argv` ran, with this interpreter (a bare `python`
+    outside the study's virtual environment finds no `study` module)."""
     resume = [] if "--resume" in argv else ["--resume"]
-    return shlex.join(["python", "-m", "study.launch", *argv, *resume])
+    return shlex.join([sys.executable, "-m", "study.launch", *argv, *resume])
 
 
 def exit_without_collecting(code: int) -> None:
@@ -316,11 +388,11 @@ def exit_without_collecting(code: int) -> None:
     made, which took about 2 s after each study (gc.freeze: the collection skips them; the OS
     frees the memory).
 
-    After Ctrl-C (130) the process ends at once: its rows are written, the Ray it started is shut
-    down (a joined cluster ends the study's actors when it sees its driver gone) and its lock is
-    released by then, and the interpreter's exit would wait for the inputs thread to finish
-    importing torch or building the graphs (seconds to minutes)."""
-    if code == 130:
+    After Ctrl-C or a stop signal (128 + the signal) the process ends at once: its rows are
+    written, the Ray it started is shut down (a joined cluster ends the study's actors when it sees
+    its driver gone) and its lock is released by then, and the interpreter's exit would wait for
+    the inputs thread to finish importing torch or building the graphs (seconds to minutes)."""
+    if code > 128:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

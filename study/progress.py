@@ -2,7 +2,9 @@
 
 One line per finished trial, and a status line at most every `every_s` seconds while anything
 changed: trials done / running / pending / failed, elapsed time, an estimate of the time left (the
-finished trials' pace), and the best validation force RMSE so far. `python -m study.launch
+finished trials' pace), and the best validation force RMSE so far. In a resumed stage (`--resume`,
+some trials done before) the line says how many were done before and counts the time and the
+pace since the resume. `python -m study.launch
 --verbose` shows Ray's tables instead, `--quiet` neither.
 """
 
@@ -53,8 +55,14 @@ class ProgressCallback(tune.Callback):
 
     def __init__(self, stage: str, every_s: float = 30.0, echo: Callable[[str], None] = print):
         self.stage, self.every_s, self.echo = stage, every_s, echo
-        self.start, self.last_print, self.last_counts = time.monotonic(), -math.inf, None
         self.best: tuple[float, str] | None = None
+        self.setup()
+
+    def setup(self, **info):
+        """At each start of the stage, the first or a resumed one (Tune restores this callback as
+        it was pickled when the stage was created, clock included)."""
+        self.start, self.last_print, self.last_counts = time.monotonic(), -math.inf, None
+        self.finished_before: int | None = None  # at the first step: trials a resumed stage had finished
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
@@ -71,6 +79,8 @@ class ProgressCallback(tune.Callback):
 
     def on_step(self, iteration, trials, **info):
         counts = status_counts([t.status for t in trials])
+        if self.finished_before is None:
+            self.finished_before = counts["done"] + counts["failed"]
         now = time.monotonic()
         if counts == self.last_counts or now - self.last_print < self.every_s:
             return
@@ -82,8 +92,10 @@ class ProgressCallback(tune.Callback):
                                    time.monotonic() - self.start))
 
     def status_line(self, counts: dict[str, int], total: int, elapsed_s: float) -> str:
-        finished = counts["done"] + counts["failed"]
+        before = self.finished_before or 0
+        finished = counts["done"] + counts["failed"] - before
         best = f"; best val F {self.best[0]:.1f} meV/A ({self.best[1]})" if self.best else ""
-        return (f"[{self.stage}] {counts['done']}/{total} done, {counts['running']} running, {counts['pending']} "
-                f"pending, {counts['failed']} failed; {format_duration(elapsed_s)} elapsed, "
-                f"~{format_duration(time_left(elapsed_s, finished, total))} left{best}")
+        resumed = (f" ({before} before the resume)", " since the resume") if before else ("", "")
+        return (f"[{self.stage}] {counts['done']}/{total} done{resumed[0]}, {counts['running']} running, "
+                f"{counts['pending']} pending, {counts['failed']} failed; {format_duration(elapsed_s)} elapsed"
+                f"{resumed[1]}, ~{format_duration(time_left(elapsed_s, finished, total - before))} left{best}")

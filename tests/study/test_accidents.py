@@ -1,5 +1,5 @@
-"""Accident drills with real Ray: two launches of one study, Ctrl-C at each stage of a study, and a
-full or vanished storage disk. Each ends with one line that says what happened and, where a
+"""Accident drills with real Ray: two launches of one study, Ctrl-C or SIGTERM at each stage of a
+study, and a full or vanished storage disk. Each ends with one line that says what happened and, where a
 study can go on, how; no row is lost or written twice."""
 
 import os
@@ -121,13 +121,17 @@ STAGES = {  # where a Ctrl-C lands: what to wait for in the study folder, then s
 }
 
 
-@pytest.mark.parametrize("stage, twice", [("inputs", False), ("first_order", False), ("lbfgs", False),
-                                          ("first_order", True)])
-def test_ctrl_c_stops_the_study_within_seconds_and_resume_finishes_it(stage, twice, cache_root, smoke_inputs,
-                                                                        tmp_path, launch_args):
+# Ctrl-C reaches the driver's whole process group (a terminal's); SIGTERM the driver alone (`kill`, a
+# batch scheduler's preemption or time limit): it stops the study as Ctrl-C does, with exit status 143.
+@pytest.mark.parametrize("stage, signum, twice", [("inputs", signal.SIGINT, False), ("first_order", signal.SIGINT, False),
+                                                  ("first_order", signal.SIGTERM, False),
+                                                  ("lbfgs", signal.SIGTERM, False), ("first_order", signal.SIGINT, True)])
+def test_ctrl_c_or_sigterm_stops_the_study_within_seconds_and_resume_finishes_it(stage, signum, twice, cache_root,
+                                                                                  smoke_inputs, tmp_path, launch_args):
     storage, log = tmp_path / "studies", tmp_path / "driver.log"
     folder = storage / "smoke"
     driver = _start(launch_args(storage), log)
+    send = (lambda: os.killpg(driver.pid, signum)) if signum == signal.SIGINT else (lambda: os.kill(driver.pid, signum))
     try:
         trigger, delay = STAGES[stage]
         _wait_for(folder / trigger, driver, log)
@@ -135,36 +139,46 @@ def test_ctrl_c_stops_the_study_within_seconds_and_resume_finishes_it(stage, twi
         workers = _descendants(driver.pid)
         before = _table(folder, "scores")
         sent = time.perf_counter()
-        os.killpg(driver.pid, signal.SIGINT)
+        send()
         if twice:
             time.sleep(0.3)
-            os.killpg(driver.pid, signal.SIGINT)
+            send()
         code = driver.wait(timeout=60)
         stopped_s = time.perf_counter() - sent
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     output = log.read_text(errors="replace")
-    print(f"Ctrl-C {'twice ' if twice else ''}at {stage}: exit {code} after {stopped_s:.1f} s")
-    assert code == 130, output[-3000:]
+    print(f"{signal.Signals(signum).name} {'twice ' if twice else ''}at {stage}: exit {code} after {stopped_s:.1f} s")
+    assert code == 128 + signum, output[-3000:]
     assert stopped_s < 10, output[-3000:]
     assert not _alive_after(workers, 30), "the study's Ray or trial workers kept running"
-    for noise in ("Tuner.restore", "FileNotFoundError", "Traceback", "force RMSE"):
+    for noise in ("Tuner.restore", "FileNotFoundError", "Traceback", "force RMSE", "SIGTERM received"):
         assert noise not in output, output[-3000:]
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
     if not (folder / "ray").exists():  # stopped before its first trial: nothing to resume, nothing kept
-        assert stage == "inputs" and _last_line(log) == "interrupted"
+        assert stage == "inputs" and _last_line(log) == what
         assert not (folder / "results").exists() and not (folder / ".launch.lock").exists()
         return
-    assert _last_line(log) == (f"interrupted: the finished trials are kept in {folder}; resume with: "
-                               f"python -m study.launch {' '.join(launch_args(storage)[3:])} --resume")
+    assert _last_line(log) == (f"{what}: the finished trials are kept in {folder}; resume with: "
+                               f"{sys.executable} -m study.launch {' '.join(launch_args(storage)[3:])} --resume")
     resumed = subprocess.run(launch_args(storage, "--resume"), cwd=ROOT, env=ENV, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_quiet_resume(resumed)
     _assert_complete_once(folder)
     if before is not None:  # rows written before the Ctrl-C stand as they were
         after = _table(folder, "scores").set_index(["trial_id", "stage", "test_set"])
         for row in before.itertuples():
             assert after.loc[(row.trial_id, row.stage, row.test_set), "wall_time_s"] == row.wall_time_s
+
+
+def assert_quiet_resume(resumed: subprocess.CompletedProcess) -> None:
+    """A resume says nothing of the trials that had not started (no warning wall from Ray), and
+    that its wall time counts its own run."""
+    for noise in ("Failed to fetch metrics", "FileNotFoundError", "Traceback"):
+        assert noise not in resumed.stdout + resumed.stderr, (resumed.stdout + resumed.stderr)[-3000:]
+    assert "resumed: its wall time counts this run only" in resumed.stdout
 
 
 # --- a full or vanished disk ----------------------------------------------------------------------

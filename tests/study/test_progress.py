@@ -34,3 +34,18 @@ def test_a_line_per_finished_trial_and_a_status_line_when_something_changed():
     assert lines[2].startswith("[first_order] 1/2 done, 0 running, 1 pending, 0 failed;")
     assert lines[2].endswith("best val F 73.8 meV/A (adam lr 0.001 seed 0)")
     assert len(lines) == 3
+
+
+def test_a_resumed_stage_counts_its_time_and_pace_since_the_resume():
+    lines = []
+    progress = ProgressCallback("first_order", every_s=0.0, echo=lines.append)
+    progress.start -= 600  # as pickled when the stage was created, ten minutes before this run
+    progress.setup()  # Tune restores the stage: its clock starts again
+    trials = [trial("TERMINATED", val=70.0), trial("RUNNING", "sgd"), trial("PENDING", "sgd", seed=1)]
+    progress.on_step(0, trials)
+    assert lines[0].startswith("[first_order] 1/3 done (1 before the resume), 1 running, 1 pending, 0 failed; 0s "
+                               "elapsed since the resume, ~? left"), lines[0]
+    trials[1] = trial("TERMINATED", "sgd", val=72.0)
+    progress.start -= 30  # this run's 30 s for one trial: one more left at that pace
+    progress.on_step(1, trials)
+    assert "30s elapsed since the resume, ~30s left" in lines[1], lines[1]
