@@ -62,9 +62,9 @@ class PropertySettings:
     dispersion_q_points: int = 60         # along the cell's high-symmetry path (dispersion.py)
     gsfe_plane: tuple[int, int, int] = (1, 1, 1)             # Miller indices of the slip plane (cubic cell)
     gsfe_shift: tuple[float, float, float] = (1 / 6, 1 / 6, -1 / 3)  # the path's end, in cubic-cell edges
-    gsfe_layers: int = 12                 # atomic planes of the slab, half of them shifted
+    gsfe_layers: int = 8                  # atomic planes of the slab, half of them shifted
     gsfe_vacuum_A: float = 10.0
-    gsfe_points: int = 9                  # shifts along the path, both ends included
+    gsfe_points: int = 7                  # shifts along the path, both ends included (s = 1/2 among them)
     liquid_temperature_K: float = 1200.0  # Nose-Hoover MD of the liquid evaluator (liquid.py)
     liquid_steps: int = 500
     liquid_timestep_fs: float = 2.0

@@ -69,7 +69,7 @@ def test_the_dispersion_error_says_where_it_is_largest():
     assert rows["dispersion_max_error"].note == "at q = [0.5, 0.0, 0.0] (point 1 of path GX), branch 2"
 
 
-def hand_built_gsfe(a: float, fractions: list[float], layers: int = 12) -> list[float]:
+def hand_built_gsfe(a: float, fractions: list[float], layers: int) -> list[float]:
     """gamma (J/m^2) of copper by EMT on ASE's fcc111 slab, the upper half shifted by s times the
     partial that takes one layer's sites to the next one's, relaxed along z only."""
     slab = fcc111("Cu", size=(1, 1, layers), a=a, vacuum=5.0, orthogonal=False)
@@ -93,7 +93,7 @@ def test_emt_copper_gsfe_from_the_cubic_cell_matches_a_slab_built_by_hand():
     cell = bulk("Cu", "fcc", a=3.6, cubic=True)
     measured = measure_stacking_fault(EMT(), cell, settings)
     edge, _ = equation_of_state(attached(cell, EMT()), settings)  # the evaluator's slab has EMT's own edge
-    expected = hand_built_gsfe(edge, [0.0, 0.5, 1.0])
+    expected = hand_built_gsfe(edge, [0.0, 0.5, 1.0], settings.gsfe_layers)
     np.testing.assert_allclose(measured["gsfe_j_m2"], expected, atol=2e-3)
     unstable, intrinsic = expected[1], expected[2]
     assert unstable > 0.1 > abs(intrinsic)  # J/m^2: the unstable fault halfway; EMT's intrinsic one near zero
