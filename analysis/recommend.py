@@ -21,6 +21,8 @@ first-order stage is used where the rows have one (the L-BFGS stage refines its 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -126,10 +128,16 @@ def group_line(row) -> str:
     members = f" ({row.test_sets})" if row.test_sets != row.group else ""
     line = (f"{row.group}{members}: {row.best} at lr {row.best_lr:g}, {metric} "
             f"{row.best_mean:.4g} vs {row.runner_up_mean:.4g} for the runner-up {row.runner_up} at lr "
-            f"{row.runner_up_lr:g}: {row.difference:+.3g}{share}, {row.verdict} ({row.n} seeds)")
+            f"{row.runner_up_lr:g}: {row.difference:+.3g}{share}, {row.verdict}{_seed_count(row.n)}")
     if row.verdict in SETTLED:
         return line
+    if not math.isfinite(row.seeds_needed):  # one seed: no spread to size a study by
+        return line + "; more seeds would show whether it holds"
     return line + f"; about {row.seeds_needed:.0f} seeds would settle it"
+
+
+def _seed_count(n: int) -> str:
+    return "" if n == 1 else f" ({n} seeds)"  # "one seed" says it already
 
 
 def edge_note(row) -> str:

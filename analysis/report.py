@@ -57,6 +57,7 @@ from analysis.stats import (
 )
 from analysis.tables import lbfgs_gain, summary_table, table_metrics, with_total_wall_time
 from analysis.verdicts import counted_words, verdict_counts, verdict_note
+from analysis.zero_shot import zero_shot_lines
 
 BASELINE = "adam"
 BEFORE_TUNING = "replay_before"  # the foundation's score before fine-tuning: the same for every trial
@@ -98,7 +99,7 @@ def report_html(study_folder: str | Path) -> str:
     curves = with_protocol_in_optimizer(read_parquet(files)) if files else None  # named as `load` names the scores
     name = manifest.get("study") or manifest.get("name") or folder.name
     page = Page()
-    page.add("Recommendation", recommendation_part(scores))
+    page.add("Recommendation", recommendation_part(scores) + zero_shot_part(scores))
     page.add("What was run", *run_parts(manifest, scores))
     ok = without_reference_sets(scores[scores["status"] == "ok"])
     if ok.empty:
@@ -160,6 +161,16 @@ def recommendation_part(scores: pd.DataFrame) -> str:
     return (f"<p>{html.escape(lead)}</p><ul>{''.join(f'<li>{item}</li>' for item in items)}</ul>"
             f'<p class="note">{html.escape(verdict_note(table))}</p>'
             f"<details><summary>the numbers</summary>{html_table(table)}</details>")
+
+
+def zero_shot_part(scores: pd.DataFrame) -> str:
+    """The zero-shot check (`analysis.zero_shot`): the foundation's validation errors before
+    fine-tuning, and the warning when its energy reference is not the data's; "" without them."""
+    lines = zero_shot_lines(scores)
+    if not lines:
+        return ""
+    warning = "".join(f'<p class="warning"><strong>{html.escape(line)}</strong></p>' for line in lines[1:])
+    return f"<p>{html.escape(lines[0])}</p>{warning}"
 
 
 def cost_axis(ok: pd.DataFrame) -> tuple[str, str]:
@@ -441,6 +452,7 @@ thead th { border-bottom: 2px solid #999; text-align: left; }
 td.num { text-align: right; } td.text, table.kv th { text-align: left; }
 table.kv th { font-weight: 600; color: #444; }
 .note { color: #555; font-size: 13px; max-width: 900px; }
+.warning { color: #8a3b00; max-width: 900px; }
 figure { margin: 12px 0; } figcaption { color: #555; font-size: 13px; }
 details { margin-top: 12px; } summary { cursor: pointer; font-weight: 600; }
 """

@@ -158,4 +158,5 @@ def test_each_set_is_scored_on_the_labels_it_has_and_nothing_prints_nan(user_stu
     assert set(scores["test_set"]) >= {"val", "val_before", "md", "forces_only", "path", "dimers"}
     assert "nan" not in stdout.lower()
     assert "zero-shot" in stdout
-    assert (folder / "report" / "index.html").is_file()
+    page = (folder / "report" / "index.html").read_text()
+    assert "zero-shot (the foundation before fine-tuning, on val)" in page and "Energy profiles" in page
