@@ -112,6 +112,9 @@ class PropertySettings:
         if not self.msd_fit_start < self.msd_fit_end <= 1:
             raise ConfigError(f"the MSD fit window needs 0 < msd_fit_start < msd_fit_end <= 1, got "
                               f"{self.msd_fit_start}, {self.msd_fit_end}")
+        if self.liquid_steps // self.md_sample_every < MIN_LIQUID_FRAMES:
+            raise ConfigError(f"the liquid MD samples {self.liquid_steps // self.md_sample_every} frames "
+                              f"(liquid_steps // md_sample_every); it needs {MIN_LIQUID_FRAMES} or more")
         if self.gsfe_points < 2:
             raise ConfigError(f"gsfe_points must be 2 or more (both ends of the path), got {self.gsfe_points}")
         if abs(sum(s * h for s, h in zip(self.gsfe_shift, self.gsfe_plane))) > 1e-9:
@@ -124,6 +127,7 @@ class PropertySettings:
                 for name, value in dataclasses.asdict(self).items()}
 
 
+MIN_LIQUID_FRAMES = 10  # the Einstein fit and the temperature's line need a few frames after equilibration
 # Settings that are 3-vectors (Miller indices, a shift) and the type of their components.
 VECTOR_SETTINGS = {"gsfe_plane": int, "gsfe_shift": float}
 

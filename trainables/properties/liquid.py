@@ -41,6 +41,7 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.neighborlist import natural_cutoffs, neighbor_list
 from scipy.stats import wasserstein_distance
 
+from trainables.errors import ConfigError
 from trainables.properties.base import UNSTABLE, Measurement, Outcome, PropertySettings, attached, skipped
 from trainables.properties.md import BOND_CUTOFF_FACTOR
 
@@ -113,7 +114,8 @@ def einstein_diffusion(msd: np.ndarray, interval_ps: float, window: tuple[float,
     lags = np.arange(len(msd)) * interval_ps
     chosen = (lags >= window[0] * lags[-1]) & (lags <= window[1] * lags[-1])
     if chosen.sum() < 2:
-        raise ValueError(f"the MSD fit window {window} holds fewer than two lags of {len(msd)}")
+        raise ConfigError(f"the MSD fit window {window} holds fewer than two of the {len(msd)} lags: widen "
+                          "msd_fit_start..msd_fit_end or sample more frames (liquid_steps, md_sample_every)")
     slope, _ = np.polyfit(lags[chosen], msd[chosen], 1)
     return float(slope / 6.0)
 
@@ -211,8 +213,7 @@ def compare_liquid(measured: Measurement, reference: Measurement | None) -> dict
         return {"liquid_rdf_rmse": skipped(missing), "bond_angle_w1": skipped(missing),
                 **{prop: Outcome(measured[key], None, note=f"{missing}; {note}") for prop, key in SCALARS.items()}}
     return {"liquid_rdf_rmse": Outcome(rdf_rmse(measured["rdfs"], reference["rdfs"]), 0.0, note=note),
-            "bond_angle_w1": Outcome(angle_distance(measured["bond_angle_counts"], reference["bond_angle_counts"]),
-                                     0.0, note=note),
+            "bond_angle_w1": _angle_outcome(measured, reference, note),
             **{prop: Outcome(measured[key], reference.get(key), note=note if key in reference
                              else f"the reference trajectory has no {prop.replace('_', ' ')}; {note}")
                for prop, key in SCALARS.items()}}
@@ -222,6 +223,13 @@ def rdf_rmse(measured: dict[str, list[float]], reference: dict[str, list[float]]
     """RMSE over every element pair and bin of two sets of partial g(r) on the same bins."""
     return float(np.sqrt(np.mean([(np.asarray(measured[key]) - np.asarray(reference[key])) ** 2
                                   for key in reference])))
+
+
+def _angle_outcome(measured: Measurement, reference: Measurement, note: str) -> Outcome:
+    distance = angle_distance(measured["bond_angle_counts"], reference["bond_angle_counts"])
+    if distance is None:
+        return skipped(f"no bonded neighbours within {BOND_CUTOFF_FACTOR} times the covalent radii on one side")
+    return Outcome(distance, 0.0, note=note)
 
 
 def angle_distance(measured: list[float], reference: list[float]) -> float | None:

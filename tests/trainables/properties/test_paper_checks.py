@@ -23,7 +23,7 @@ from trainables.properties import evaluate_properties
 from trainables.properties.base import attached
 from trainables.properties.dispersion import band_path, compare_dispersion
 from trainables.properties.liquid import (
-    ANGLE_BINS, bond_angle_histogram, partial_rdfs, reference_from_trajectory, self_diffusion,
+    ANGLE_BINS, bond_angle_histogram, einstein_diffusion, partial_rdfs, reference_from_trajectory, self_diffusion,
     temperature_drift_and_fluctuation,
 )
 from trainables.properties.elastic import equation_of_state
@@ -216,5 +216,9 @@ def test_bad_path_and_window_settings_say_what_is_wrong():
         PropertySettings.from_dict({"gsfe_plane": [0, 0, 0]})
     with pytest.raises(ConfigError, match="msd_fit_start < msd_fit_end <= 1, got 0.5, 0.2"):
         PropertySettings.from_dict({"msd_fit_start": 0.5, "msd_fit_end": 0.2})
+    with pytest.raises(ConfigError, match="the liquid MD samples 4 frames .* it needs 10 or more"):
+        PropertySettings.from_dict({"liquid_steps": 40})
+    with pytest.raises(ConfigError, match="the MSD fit window .* holds fewer than two of the 12 lags"):
+        einstein_diffusion(np.arange(12.0), 0.01, (0.01, 0.05))
     settings = PropertySettings.from_dict({"gsfe_plane": [1, 1, 0], "gsfe_shift": [0.5, -0.5, 0]})
     assert settings.gsfe_plane == (1, 1, 0) and settings.to_dict()["gsfe_shift"] == [0.5, -0.5, 0]
