@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from trainables.core.methods import Method, get_method_spec, resolve_method
 from trainables.core.schedules import SCHEDULES
 from trainables.errors import ConfigError
 
@@ -61,11 +62,17 @@ class FinetuneConfig:
     trainables.core.averaging). How each applies to ScheduleFree is in trainables.core.optimizers.
     Curves: the validation set is scored at every epoch's end and, with `val_every_steps`, also
     every that many optimizer steps within epochs (for time-to-target; training is unchanged).
-    Mode: `naive` fine-tunes the foundation's single head; `replay` trains a two-head model whose
-    replay head ("pt_head") is supervised on `replay_samples` configurations of pre-training data
-    (`replay_file`, else the embedded system's corpus) chosen by `replay_selection` (seeded by
-    `split_seed`), each weighted `replay_weight` (c_n in Eq. 1). With `replay_samples` set, naive
-    runs score the same replay set without training on it, so forgetting compares across modes.
+    Method (issue 42; trainables.core.methods): `method` names which weights train and on which
+    data: `naive`, `replay`, `freeze`, `block_lr`, `lora`, or a weight method with replay
+    (`freeze+replay`, ...); `method_settings` holds settings per method name ({"lora": {"rank": 8}},
+    a space's `[method.NAME]` tables), of which the run's method takes its own. `mode` is the data
+    side it implies: `naive` fine-tunes the foundation's single head; `replay` trains a two-head
+    model whose replay head ("pt_head") is supervised on `replay_samples` configurations of
+    pre-training data (`replay_file`, else the embedded system's corpus) chosen by
+    `replay_selection` (seeded by `split_seed`), each weighted `replay_weight` (c_n in Eq. 1). An
+    older config's `mode` alone names the method (`mode = "replay"` is `method = "replay"`); given
+    with `method`, it must agree. With `replay_samples` set, runs of every method score the same
+    replay set (trained on or not), so forgetting compares across methods.
     Speed: `compile` runs the training step through `torch.compile` (trainables.speed.compiled; same
     results to float rounding, ~1.8x faster steps on a CPU after a few seconds of compilation), and
     scoring through it in batches of at most `batch_size` and `eval_batch_size` configurations;
@@ -91,7 +98,9 @@ class FinetuneConfig:
     split_seed: int = 0
     foundation: str | None = None
 
-    mode: str = "naive"
+    method: str | None = None
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mode: str | None = None
     replay_file: str | None = None
     replay_samples: int | None = None
     replay_selection: str = "fps"
@@ -127,6 +136,17 @@ class FinetuneConfig:
     compile: bool = True
     compile_aside: bool = False
 
+    def __post_init__(self) -> None:
+        """`method` and `mode` resolved together: the method (`mode` alone names it in older
+        configs), and `mode` as the data side of it."""
+        _check(self.method is not None or self.mode in (None, *MODES), f"mode must be one of {MODES}, got {self.mode!r}")
+        method = resolve_method(self.method or self.mode or "naive")
+        _check(self.mode in (None, method.mode),
+               f"mode = {self.mode!r} contradicts method = {method.name!r} (whose data side is {method.mode!r}): "
+               "give the method alone")
+        object.__setattr__(self, "method", method.name)
+        object.__setattr__(self, "mode", method.mode)
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "FinetuneConfig":
         """Build and validate; unknown keys and out-of-range values raise `ConfigError`."""
@@ -141,7 +161,23 @@ class FinetuneConfig:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> "FinetuneConfig":
-        return FinetuneConfig.from_dict({**self.to_dict(), **changes})
+        """A copy with `changes`; a new `method` (or `mode`) replaces both (`mode` follows the method)."""
+        values = self.to_dict()
+        for given, follows in (("method", "mode"), ("mode", "method")):
+            if given in changes and follows not in changes:
+                values.pop(follows)
+        return FinetuneConfig.from_dict({**values, **changes})
+
+    @property
+    def method_spec(self) -> Method:
+        """The run's method: its weight method (trainables.core.methods) and whether it trains on replay."""
+        return resolve_method(self.method)
+
+    @property
+    def method_options(self) -> dict[str, Any]:
+        """The run's weight method's settings: its defaults under its `method_settings` entry."""
+        spec = self.method_spec.weights
+        return spec.settings(self.method_settings.get(spec.name, {}))
 
     @property
     def hyper(self) -> dict[str, Any]:
@@ -160,6 +196,7 @@ class FinetuneConfig:
         _check(0 < self.valid_fraction < 1, f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
         _check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         self._validate_protocol()
+        self._validate_method()
         _check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         _check(min(self.energy_weight, self.forces_weight, self.stress_weight) >= 0, "loss weights must be >= 0")
         _check(
@@ -203,10 +240,19 @@ class FinetuneConfig:
                f"optimizer {self.optimizer!r} takes the warm-up as {argument!r}: give warmup_steps or "
                f"that hyper-parameter, not both")
 
+    def _validate_method(self) -> None:
+        """Every `method_settings` entry against its method; a method that runs eagerly needs `compile = false`."""
+        for name, settings in self.method_settings.items():
+            _check(isinstance(settings, Mapping), f"method_settings[{name!r}] must be a table of settings")
+            get_method_spec(name).check_settings(settings)
+        spec = self.method_spec.weights
+        _check(spec.compiles or not self.compile,
+               f"method {self.method!r} runs eagerly (the compiled step has no LoRA layers): set compile = false")
+
     def _validate_replay(self) -> None:
-        _check(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
         _check(self.mode != "replay" or self.replay_samples is not None,
-               "mode='replay' needs replay_samples (how many pre-training configurations to replay, e.g. 200)")
+               f"method {self.method!r} trains on replay data: mode='replay' needs replay_samples "
+               "(how many pre-training configurations to replay, e.g. 200)")
         _check(self.replay_samples is None or self.replay_samples >= 1,
                f"replay_samples must be >= 1, got {self.replay_samples}")
         _check(self.replay_file is None or self.replay_samples is not None,

@@ -23,6 +23,13 @@ from trainables.core.environment import run_environment
 from trainables.core.foundation import save_model
 from trainables.core.loss import LossWeights
 from trainables.core.optimizers import get_optimizer_spec
+from trainables.core.partial_training import (
+    adapt_model,
+    exported_model,
+    optimizer_groups,
+    trainable_parameters,
+    training_state_megabytes,
+)
 from trainables.core.replay import export_task_head
 from trainables.core.training import (
     evaluate,
@@ -38,7 +45,7 @@ from trainables.core.schedules import make_schedule, validation_loss, warmup_hyp
 from trainables.files import write_text_atomically
 from trainables.speed.background_compile import EagerUntilCompiled
 from trainables.speed.compiled import ScoringThroughStep, compile_seconds, training_modules
-from trainables.stages.inputs import PreparedInputs, prepare_inputs
+from trainables.stages.inputs import PreparedInputs, inputs_for_mode, prepare_inputs
 
 MODEL_FILE = "model.pt"
 MULTIHEAD_MODEL_FILE = "model_multihead.pt"
@@ -66,6 +73,7 @@ class FinetuneResult:
     resumed_from_step: int = 0      # the step of the checkpoint this run started from (0: from the start)
     compile_time_s: float = 0.0     # of wall_time_s, compiling (or loading compiled graphs); the rest is training
     environment: dict[str, Any] = field(default_factory=dict)  # trainables.core.environment.run_environment
+    cost: dict[str, Any] = field(default_factory=dict)  # `run_cost`: trainable parameters, memory, step time
 
 
 def loss_weights(config: FinetuneConfig) -> LossWeights:
@@ -142,6 +150,14 @@ class RunClock:
     def compile_time(self) -> float:
         return self.compile_offset + compile_seconds()
 
+    def timed_steps(self, run_steps: Callable[[], Any]) -> Any:
+        """`run_steps()`, its seconds less validating and compiling added to `progress["step_s"]`."""
+        began, validated, compiled = time.perf_counter(), self.progress["validation_s"], compile_seconds()
+        outcome = run_steps()
+        spent = time.perf_counter() - began - (self.progress["validation_s"] - validated)
+        self.progress["step_s"] += spent - (compile_seconds() - compiled)
+        return outcome
+
     def timed_validation(self, validate: Callable[[], dict[str, float]]) -> dict[str, float]:
         began = time.perf_counter()
         val = validate()
@@ -162,7 +178,8 @@ class RunClock:
 def start_progress(resume_from: Path | None, model, optimizer, scheduler, generator, average=None) -> dict[str, Any]:
     """A new run's progress, or a checkpoint's (its model, optimizer, schedule, weight average and
     shuffle restored)."""
-    progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0, "compile_s": 0.0, "validation_s": 0.0}
+    progress = {"epoch": 0, "steps": 0, "records": [], "elapsed_s": 0.0, "compile_s": 0.0, "validation_s": 0.0,
+                "step_s": 0.0}
     if resume_from is None:
         return progress
     return {**progress, **load_training_state(Path(resume_from) / STATE_FILE, model, optimizer, scheduler, generator,
@@ -170,13 +187,14 @@ def start_progress(resume_from: Path | None, model, optimizer, scheduler, genera
 
 
 def write_checkpoint_to(folder: Path, model, optimizer, spec, scheduler, generator, progress: dict[str, Any],
-                        average=None) -> None:
+                        average=None, export: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m) -> None:
     """A run's checkpoint into `folder`, as `on_epoch` callbacks write it: the model file holds the
-    weights the run scores (with an EMA, the average), the training state the weights it trains on."""
+    weights the run scores (with an EMA, the average) as a plain MACE model (`export`: LoRA merged),
+    the training state the weights it trains on."""
     set_modes(model, optimizer, spec, train=False)  # ScheduleFree: save the averaged weights
     save_training_state(Path(folder) / STATE_FILE, model, optimizer, scheduler, generator, progress, average)
     with averaged(average):
-        save_model(model, Path(folder) / MODEL_FILE)
+        save_model(export(model), Path(folder) / MODEL_FILE)
 
 
 @contextmanager
@@ -197,8 +215,10 @@ def end_on_scored_weights(model, optimizer, spec, average) -> None:
 
 def training_protocol(model, config: FinetuneConfig, spec, total_steps: int):
     """(optimizer, lr schedule, weight average or None) of a run (trainables.core.schedules,
-    trainables.core.averaging); the optimizer takes the warm-up itself where its spec says so."""
-    optimizer = spec.build(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **config.hyper,
+    trainables.core.averaging) on the parameter groups of its method (trainables.core.methods); the
+    optimizer takes the warm-up itself where its spec says so."""
+    groups = optimizer_groups(model, config.method_spec, config.method_options, config.lr)
+    optimizer = spec.build(groups, lr=config.lr, weight_decay=config.weight_decay, **config.hyper,
                            **warmup_hyper(spec, config.warmup_steps))
     return (optimizer, make_schedule(optimizer, config, total_steps, spec),
             make_average(model, optimizer, spec, config.ema_decay))
@@ -210,9 +230,10 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     start, compiled_before = time.perf_counter(), compile_seconds()
     set_threads(config.threads)
     seed_everything(config.seed)
-    inputs = inputs or prepare_inputs(config)
-    device, spec = resolve_device(config.device), get_optimizer_spec(config.optimizer)
-    initial = inputs.initial_model().to(device)
+    inputs = inputs_for_mode(inputs or prepare_inputs(config), config.mode)
+    device, spec, method = resolve_device(config.device), get_optimizer_spec(config.optimizer), config.method_spec
+    reset_peak_memory(device)
+    initial = adapt_model(inputs.initial_model(), method, config.method_options).to(device)
     model, step_model, scoring_model = scoring_modules(initial, config, inputs.has_stress)  # shared parameters
     before = score_before_finetuning(scoring_model, inputs, config, device)
     loader = training_loader(inputs.graphs["train"], config.batch_size, seed=config.seed)
@@ -240,12 +261,14 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
                 on_epoch(record, None)  # no checkpoint within an epoch
 
     write_checkpoint = partial(write_checkpoint_to, model=model, optimizer=optimizer, spec=spec, scheduler=scheduler,
-                               generator=loader.generator, progress=progress, average=average)
+                               generator=loader.generator, progress=progress, average=average,
+                               export=partial(exported_model, method=method))
     while progress["epoch"] < config.epochs and progress["steps"] < total_steps:
         set_modes(model, optimizer, spec, train=True)
-        stats = train_epoch(step_model, loader, optimizer, weights, device, config.clip_grad_norm, scheduler,
-                            max_steps=total_steps - progress["steps"], compute_stress=inputs.has_stress,
-                            after_step=validate_within_epoch, average=average)
+        stats = clock.timed_steps(partial(
+            train_epoch, step_model, loader, optimizer, weights, device, config.clip_grad_norm, scheduler,
+            max_steps=total_steps - progress["steps"], compute_stress=inputs.has_stress,
+            after_step=validate_within_epoch, average=average))
         val = validate() if stats.finite else {}
         progress["epoch"] += 1
         progress["steps"] += stats.steps
@@ -262,9 +285,28 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     scores = {**score_all(scoring_model, inputs, config, device), **before} if status == "ok" else {}
     close_side_compile(step_model)
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
+    cost = run_cost(model, optimizer, progress, device)
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
-                          wall_time_s=clock.elapsed(), model=initial, resumed_from_step=steps_before,
-                          compile_time_s=clock.compile_time(), environment=run_environment(device))
+                          wall_time_s=clock.elapsed(), model=exported_model(initial, method),
+                          resumed_from_step=steps_before, compile_time_s=clock.compile_time(),
+                          environment=run_environment(device), cost=cost)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def run_cost(model, optimizer, progress: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """What the run's method costs: `trainable_params` (scalars trained), `training_state_mb` (MiB of
+    parameters, gradients and optimizer state), `peak_memory_mb` (the GPU's peak allocation over the
+    run; NaN on a CPU, where torch keeps no such count) and `step_time_ms` (mean wall time of an
+    optimizer step, without validation or compiling, over the run's attempts)."""
+    steps = progress["steps"]
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else math.nan
+    return {"trainable_params": trainable_parameters(model),
+            "training_state_mb": training_state_megabytes(model, optimizer), "peak_memory_mb": peak,
+            "step_time_ms": 1e3 * progress["step_s"] / steps if steps else math.nan}
 
 
 def write_run_folder(out: Path, model: torch.nn.Module, metrics: dict[str, Any]) -> None:

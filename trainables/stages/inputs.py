@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from trainables.core.foundation import (
 )
 from trainables.core.replay import (
     PT_HEAD,
+    TASK_HEAD,
     check_replay_samples,
     label_replay,
     model_heads,
@@ -91,6 +93,8 @@ class PreparedInputs:
     # scores of `initial_model()` by (device, eval batch size): the same for every run on these inputs
     initial_scores: dict[tuple[str, int], dict[str, dict[str, float]]] = field(
         default_factory=dict, repr=False, compare=False)
+    # the same inputs for the other data mode (`inputs_for_mode`), built once per process
+    mode_views: dict[str, "PreparedInputs"] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def test_names(self) -> list[str]:
@@ -124,11 +128,54 @@ class PreparedInputs:
 
     def __getstate__(self) -> dict[str, Any]:
         """Graphs packed (trainables.core.data.PackedGraphs): Ray ships these inputs to every worker."""
-        return {**self.__dict__, "graphs": {name: D.PackedGraphs(graphs) for name, graphs in self.graphs.items()}}
+        return {**self.__dict__, "graphs": {name: D.PackedGraphs(graphs) for name, graphs in self.graphs.items()},
+                "mode_views": {}}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({**state, "graphs": {name: packed.unpack() for name, packed in state["graphs"].items()}})
 
+
+
+def inputs_for_mode(inputs: PreparedInputs, mode: str) -> PreparedInputs:
+    """`inputs` for a run of data mode `mode` ("naive" or "replay"): themselves when they were
+    prepared in it, else the same graphs with the other heads, built once and kept. A study whose
+    methods mix both modes prepares its inputs once (with the replay set, which every method scores)."""
+    if tuple(inputs.heads) == model_heads(mode):
+        return inputs
+    if mode not in inputs.mode_views:
+        inputs.mode_views[mode] = with_heads_of_mode(inputs, mode)
+    return inputs.mode_views[mode]
+
+
+def with_heads_of_mode(inputs: PreparedInputs, mode: str) -> PreparedInputs:
+    """A copy of `inputs` whose graphs name the heads of `mode` (trainables.core.replay.model_heads):
+    the replay set on the replay head and mixed into "train" in replay mode, on the task head and
+    only scored in naive mode. The graphs share their tensors; the initial model is built anew."""
+    if mode == "replay" and "replay" not in inputs.graphs:
+        raise ConfigError("a replay method needs the study's replay set: set replay_samples")
+    heads = model_heads(mode)
+    task, replay = heads.index(TASK_HEAD), heads.index(PT_HEAD if mode == "replay" else TASK_HEAD)
+    replay_graphs = inputs.graphs.get("replay", [])
+    target_train = inputs.graphs["train"][:len(inputs.graphs["train"]) - len(replay_graphs)] \
+        if PT_HEAD in inputs.heads else inputs.graphs["train"]
+    graphs = {name: _on_head(graphs, task) for name, graphs in inputs.graphs.items() if name != "replay"}
+    graphs["train"] = _on_head(target_train, task)
+    if replay_graphs:
+        graphs["replay"] = _on_head(replay_graphs, replay)
+        if mode == "replay":
+            graphs["train"] = graphs["train"] + graphs["replay"]
+    return dataclasses.replace(inputs, graphs=graphs, heads=heads, _template=None, initial_scores={}, mode_views={})
+
+
+def _on_head(graphs: list[AtomicData], head: int) -> list[AtomicData]:
+    """Shallow copies of `graphs` whose `head` index is `head` (every other tensor shared)."""
+    copies = []
+    for graph in graphs:
+        moved = object.__new__(type(graph))
+        moved.__dict__.update(graph.__dict__)
+        moved.head = torch.full_like(graph.head, head)
+        copies.append(moved)
+    return copies
 
 
 def data_files(config: FinetuneConfig) -> list[tuple[str, str]]:
