@@ -70,32 +70,58 @@ def listen_on_loopback_only() -> None:
 
 
 
-# The processes of a local Ray that a study cannot run without.
+
+# The processes of a local Ray that a study cannot run without: its own, and the raylet's agents
+# (by their process titles), whose end ends the raylet (Ray's fate-sharing).
 VITAL = (ray_constants.PROCESS_TYPE_RAYLET, ray_constants.PROCESS_TYPE_GCS_SERVER)
+RAYLET_AGENTS = {"ray::DashboardAgent": "dashboard_agent", "ray::RuntimeEnvAgent": "runtime_env_agent"}
 
 
 class LocalRayWatch:
     """Watches the vital processes of the local Ray this process started (`init_ray`) from a
-    thread, and calls `on_death(names)` there, naming what died, when one ends before `stop()`.
+    thread; when one ends before `stop()`, calls `say(names)` there, naming what ended, kills
+    what is left of that Ray and ends this process with status 1.
 
     A thread, not an exception: once the raylet is gone, Ray's core worker ends this process
-    within about 50 ms (`The connection to the plasma store is failed. Terminate the process`),
-    before any exception reaches the study; `on_death` is its last chance to say so."""
+    at once (`The connection to the plasma store is failed. Terminate the process`), before any
+    exception reaches the study. An agent's end precedes the raylet's by tens of milliseconds,
+    time enough for `say`; a raylet killed outright may end this process first. The study's
+    rows written so far are on disk (each write is atomic), and its lock goes with the process."""
 
-    def __init__(self, on_death: Callable[[list[str]], None]):
+    def __init__(self, say: Callable[[list[str]], None]):
         node = ray._private.worker._global_node
-        self._processes = {info.process.pid: kind for kind in VITAL for info in node.all_processes.get(kind, [])}
-        self._logs, self._on_death, self._stopped = Path(node.get_logs_dir_path()), on_death, threading.Event()
+        self._vital = {info.process.pid: kind for kind in VITAL for info in node.all_processes.get(kind, [])}
+        self._raylet = next(pid for pid, kind in self._vital.items() if kind == ray_constants.PROCESS_TYPE_RAYLET)
+        self._say, self._stopped = say, threading.Event()
         self._stop_read, self._stop_write = os.pipe()
         threading.Thread(target=self._watch, name="local-ray-watch", daemon=True).start()
 
     def _watch(self) -> None:
-        pidfds = {os.pidfd_open(pid): kind for pid, kind in self._processes.items()}
-        ready, _, _ = select.select([*pidfds, self._stop_read], [], [])
-        if self._stopped.is_set():
-            return
-        died = [pidfds[fd] for fd in ready if fd in pidfds]
-        self._on_death([*lost_agents(self._logs), *died] if ray_constants.PROCESS_TYPE_RAYLET in died else died)
+        watched = {os.pidfd_open(pid): kind for pid, kind in self._vital.items()}
+        agents: dict[int, str] = {}
+        while True:
+            for pid, kind in raylet_agents(self._raylet).items():  # started by the raylet, a second after it
+                if pid not in agents:
+                    agents[pid] = kind
+                    watched[os.pidfd_open(pid)] = kind
+            # until both agents run, look for them again every second
+            ready, _, _ = select.select([*watched, self._stop_read], [], [],
+                                        None if len(agents) == len(RAYLET_AGENTS) else 1.0)
+            if self._stopped.is_set():
+                return
+            if ready:
+                self._say([watched[fd] for fd in ready])
+                self._kill_what_is_left(agents)
+                os._exit(1)
+
+    def _kill_what_is_left(self, agents: dict[int, str]) -> None:
+        # Ray's own processes would die with this one (its fate-sharing), but not the raylet's
+        # agents, which outlived the raylet by minutes.
+        for pid in [*agents, *self._vital]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def stop(self) -> None:
         """Stop watching (before Ray is shut down on purpose)."""
@@ -103,9 +129,19 @@ class LocalRayWatch:
         os.write(self._stop_write, b"x")
 
 
-def lost_agents(logs: Path) -> list[str]:
-    """The agents a raylet's log says failed (a raylet ends when one of its agents does)."""
-    log = logs / "raylet.out"
-    text = log.read_text(errors="replace") if log.is_file() else ""
-    return sorted({line.split("agent_name = ", 1)[1].split(",")[0].strip(" .") for line in text.splitlines()
-                   if "agent_name = " in line and "agent failed" in line})
+def raylet_agents(raylet: int) -> dict[int, str]:
+    """pid -> kind of the raylet's agents now running (its children with an agent's process title)."""
+    agents = {}
+    for child in _read(Path(f"/proc/{raylet}/task/{raylet}/children")).split():
+        title = _read(Path(f"/proc/{child}/cmdline")).split("\0")[0]
+        if title in RAYLET_AGENTS:
+            agents[int(child)] = RAYLET_AGENTS[title]
+    return agents
+
+
+def _read(proc_file: Path) -> str:
+    """A /proc file's text; empty once its process has ended."""
+    try:
+        return proc_file.read_text(errors="replace")
+    except OSError:
+        return ""

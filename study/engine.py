@@ -235,8 +235,16 @@ def _tuner(ctx: StudyContext, stage: str, trainable, param_space, tune_cfg, reso
            callback: tune.Callback | None = None):
     path = ctx.folder / "ray" / stage
     if resume and tune.Tuner.can_restore(str(path.resolve())):
-        return tune.Tuner.restore(str(path.resolve()), trainable=trainable, resume_errored=False,
-                                  restart_errored=False, param_space=param_space)
+        # Restoring reads the stage's results where it left off, with a warning for every trial
+        # that had not started (no result file yet): they are simply pending.
+        analysis_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+        level = analysis_log.level
+        analysis_log.setLevel(logging.ERROR)
+        try:
+            return tune.Tuner.restore(str(path.resolve()), trainable=trainable, resume_errored=False,
+                                      restart_errored=False, param_space=param_space)
+        finally:
+            analysis_log.setLevel(level)
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_cfg,
                       run_config=_run_config(ctx, stage, resources, verbose, callback))
 

@@ -363,16 +363,13 @@ def run_telling_how_to_resume(argv: list[str]) -> int:
 
 
 def ray_died(names: list[str], folder: Path, argv: list[str]) -> None:
-    """End the process (status 1) with one line naming the local Ray's processes that died under
-    the study and how to go on; called from `LocalRayWatch`'s thread, as Ray is about to end the
-    process itself. The rows written so far are on disk (each write is atomic), the lock goes with
-    the process, and Ray's other processes with their parent (Ray's kernel fate-sharing)."""
+    """The one line that names the local Ray's processes that died under the study and says how
+    to go on (from `LocalRayWatch`'s thread, which then ends the process with status 1)."""
     went_on = (f"the finished trials are kept in {folder}; resume with: {resume_command(argv)}"
                if holds_study(folder) else f"run again: {shlex.join([sys.executable, '-m', 'study.launch', *argv])}")
     print(f"error: the study's local Ray died under it ({', '.join(names)} ended: killed, or out of memory); "
           f"{went_on}", file=sys.stderr, flush=True)
     sys.stdout.flush()
-    os._exit(1)
 
 
 def resume_command(argv: list[str]) -> str:

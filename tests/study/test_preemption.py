@@ -1,0 +1,44 @@
+"""A local Ray that dies under a study (one of its agents killed: the raylet fate-shares with it):
+one line naming what died and the command that resumes the study, exit status 1, and the resume
+finishes the study with every row once and no warning about the trials that had not started."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from test_accidents import ENV, ROOT, _assert_complete_once, _last_line, _start, _wait_for, assert_quiet_resume
+from test_faults import _alive_after, _descendants
+
+
+def test_a_killed_ray_agent_ends_the_study_with_one_line_and_resume_recovers(cache_root, smoke_inputs, tmp_path,
+                                                                           launch_args):
+    storage, log = tmp_path / "studies", tmp_path / "driver.log"
+    folder = storage / "smoke"
+    driver = _start(launch_args(storage), log)
+    try:
+        _wait_for(folder / "results" / "curves.parquet", driver, log)
+        ray_processes = _descendants(driver.pid)
+        agent = next(pid for pid, command in ray_processes.items() if command.startswith("ray::DashboardAgent"))
+        os.kill(agent, signal.SIGKILL)
+        killed = time.perf_counter()
+        code = driver.wait(timeout=60)
+        ended_s = time.perf_counter() - killed
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    output = log.read_text(errors="replace")
+    print(f"dashboard agent killed: exit {code} after {ended_s:.1f} s")
+    assert code == 1, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert _last_line(log) == (
+        "error: the study's local Ray died under it (dashboard_agent ended: killed, or out of memory); "
+        f"the finished trials are kept in {folder}; resume with: "
+        f"{sys.executable} -m study.launch {' '.join(launch_args(storage)[3:])} --resume")
+    assert not _alive_after(ray_processes, 30), "the dead Ray's other processes kept running"
+    resumed = subprocess.run(launch_args(storage, "--resume"), cwd=ROOT, env=ENV, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_quiet_resume(resumed)
+    _assert_complete_once(folder)
