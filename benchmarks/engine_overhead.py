@@ -74,8 +74,8 @@ def profile_breakdown(space_path: Path, top: int = 8) -> str:
     run_finetune(config, prepare_inputs(config))
     profiler.disable()
     stats = pstats.Stats(profiler).stats
-    parents = [("trainables/inputs.py", "prepare_inputs"), ("trainables/finetune.py", "run_finetune"),
-               ("trainables/training.py", "train_epoch"), ("trainables/training.py", "evaluate")]
+    parents = [("trainables/stages/inputs.py", "prepare_inputs"), ("trainables/stages/finetune.py", "run_finetune"),
+               ("trainables/core/training.py", "train_epoch"), ("trainables/core/training.py", "evaluate")]
     return "\n\n".join(callee_table(stats, parent, top) for parent in parents)
 
 

@@ -105,7 +105,7 @@ def compiled_view(model: torch.nn.Module) -> torch.nn.Module:
     # only fail its guards and pile up recompilations: one compiled model per process at a time.
     torch._dynamo.reset()
     view = mace_compile.simplify(_shallow_tree_copy(model))
-    fused = fuse_convolutions(view)  # the convolutions in a layout inductor vectorizes (trainables/fused_conv.py)
+    fused = fuse_convolutions(view)  # the convolutions in a layout inductor vectorizes (trainables/speed/fused_conv.py)
     compiled = torch.compile(view, fullgraph=True, dynamic=True, options=SERIAL_CPU_KERNELS)
     return _CompiledStep(compiled, (*_architecture_key(model, device_type_only=True), ("fused convolutions", fused)))
 
