@@ -55,7 +55,7 @@ from analysis.stats import (
     seed_ranks,
     seeds_needed,
 )
-from analysis.tables import lbfgs_gain, summary_table, table_metrics, with_total_wall_time
+from analysis.tables import failed_rows, lbfgs_gain, stopped_cells, summary_table, table_metrics, with_total_wall_time
 from analysis.verdicts import counted_words, verdict_counts, verdict_note
 from analysis.zero_shot import zero_shot_lines
 
@@ -269,10 +269,13 @@ def run_parts(manifest: dict, scores: pd.DataFrame) -> list[str]:
         counts = trials.groupby(machine).size().rename("trials")
         parts.append(subsection("Machine (trials per host and device)", html_table(counts.reset_index())))
     parts.append(subsection("Versions", key_value_table(versions(manifest, scores))))
-    failed = scores[scores["status"] != "ok"].drop_duplicates(["trial_id", "stage"])
+    failed = failed_rows(scores).drop_duplicates(["trial_id", "stage"])
     if not failed.empty:
         columns = present(failed, ("trial_id", "stage", "optimizer", "lr", "seed", "status", "error"))
         parts.append(subsection(f"Trials not ok ({len(failed)})", html_table(failed[columns])))
+    if not (stopped := stopped_cells(scores)).empty:
+        parts.append(subsection(f"Cells stopped early by the adaptive study ({len(stopped)}): no scores, "
+                                "neither finished nor failed", html_table(stopped)))
     if settings := {k: v for k, v in manifest.get("config", {}).items() if v not in (None, {}, [])}:
         parts.append(f"<details><summary>All settings ({len(settings)})</summary>{key_value_table(settings)}</details>")
     return parts

@@ -37,7 +37,7 @@ from scipy import stats
 
 from analysis.columns import distinct, present, require_columns, require_numeric, without_reference_sets
 from analysis.errors import AnalysisError
-from analysis.tables import check_one_row_per_seed, curve_summary, ok_rows
+from analysis.tables import check_one_row_per_seed, curve_summary, failed_rows, ok_rows
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE  # the level a 'better' or 'worse' must reach after Holm's correction
@@ -114,7 +114,8 @@ def chosen_lrs(scores: pd.DataFrame) -> pd.DataFrame:
     """Per context (study, system, mode, stage where present) and optimizer, the learning rate with
     the lowest seed-mean error on the validation set: its force RMSE, or its energy RMSE where the
     context's validation rows hold no forces (`selection_metric`). An lr where a trial did not end
-    ok (`failed`) is chosen only where every lr has such a trial. Columns: the context, optimizer,
+    ok (`failed`; a cell an adaptive study stopped has no scores, so it is no candidate, and
+    not failed either) is chosen only where every lr has such a trial. Columns: the context, optimizer,
     `lr`, `selection_metric`, `validation_mean` (its unit), `seeds`, `failed`, the grid the optimizer
     ran (`lrs`, `lr_min`, `lr_max`), `edge` ('largest', 'smallest', '' inside the grid, 'only' for a
     single lr) and `next_lr`, the value to try beyond an edge (`next_lr_beyond`)."""
@@ -145,7 +146,7 @@ def lr_candidates(validation: pd.DataFrame, context: list[str]) -> pd.DataFrame:
     keys = [*context, "optimizer", "lr"]
     scored = ok.dropna(subset=[metric]).groupby(keys, sort=False, dropna=False)[metric].agg(
         validation_mean="mean", seeds="count")
-    failed = validation[validation["status"] != "ok"].groupby(keys, sort=False, dropna=False)["seed"].nunique()
+    failed = failed_rows(validation).groupby(keys, sort=False, dropna=False)["seed"].nunique()
     table = scored.join(failed.rename("failed")).fillna({"failed": 0}).reset_index()
     return table.assign(selection_metric=metric, failed=table["failed"].astype(int))
 

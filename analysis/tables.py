@@ -132,6 +132,28 @@ def lbfgs_pairs(df: pd.DataFrame, metric: str = "force_rmse_mev_a") -> pd.DataFr
     return pairs
 
 
+STOPPED = "early_stopped"  # a trial an adaptive study stopped (study.adaptive): neither finished nor failed
+
+
+def failed_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of trials that failed: neither 'ok' nor stopped by an adaptive study."""
+    require_columns(df, ["status"])
+    return df[~df["status"].isin(("ok", STOPPED))]
+
+
+def stopped_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell an adaptive study stopped (context, stage, optimizer, lr, protocol where
+    present): its stopped `seeds` and `stopped_at_epoch`, the furthest epoch they reached (NaN for
+    rows written before the column existed). Empty where nothing was stopped."""
+    require_columns(df, ["status", "trial_id", "optimizer", "lr", "seed"])
+    trials = df[df["status"] == STOPPED].drop_duplicates(present(df, ("study", "trial_id", "stage")))
+    if "stopped_at_epoch" not in trials:
+        trials = trials.assign(stopped_at_epoch=np.nan)
+    keys = present(trials, ("study", "system", "mode", "stage", "optimizer", "lr", "protocol"))
+    return trials.groupby(keys, sort=False, dropna=False).agg(
+        seeds=("seed", "nunique"), stopped_at_epoch=("stopped_at_epoch", "max")).reset_index()
+
+
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Rows with status 'ok'; raises when there are none."""
     require_columns(df, ["status"])

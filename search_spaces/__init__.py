@@ -16,7 +16,10 @@ format, passed by path):
                                       # "evaluate" (last) the physical properties of every model
     search = "grid"                   # or "optuna": lr drawn log-uniformly per optimizer
     num_samples = 28                  # optuna: trials in all
-    asha = false                      # optuna: stop poor trials early (ASHA)
+    adaptive = "asha"                 # stop losing cells early (study.adaptive: Ray Tune's ASHA or
+    [adaptive]                        #   median rule; a cell's seeds stopped together), or a table:
+    scheduler = "asha"                #   scheduler, metric, grace_period (epochs), reduction_factor,
+    grace_period = 2                  #   brackets (asha), min_samples (median)
     [lr_ranges]                       # optuna: optimizer = [low, high]
     [fixed]                           # FinetuneConfig fields held fixed for every trial
     [hyper.ranger]                    # one optimizer's own hyper-parameters (k, alpha, betas, eps,
@@ -45,7 +48,7 @@ HERE = Path(__file__).parent
 STAGES = ("first_order", "lbfgs", "evaluate")  # in this order; first_order always, the others opt-in
 SEARCHES = ("grid", "optuna")
 _KEYS = {"description", "optimizers", "lrs", "lr_by_optimizer", "seeds", "protocols", "stages", "search",
-         "num_samples", "asha", "lr_ranges", "fixed", "hyper", "lbfgs", "properties"}
+         "num_samples", "adaptive", "lr_ranges", "fixed", "hyper", "lbfgs", "properties"}
 GRID_AXES = ("optimizer", "lr", "seed")  # config fields the grid sets: a protocol may not overlay them
 # [properties] keys that are not PropertySettings: a user's structures and references (ASE-readable
 # files). The minimum is the MD start and the geometry of vibrations / phonons at Gamma; the profile a
@@ -72,7 +75,7 @@ class SearchSpace:
     stages: tuple[str, ...] = ("first_order",)
     search: str = "grid"
     num_samples: int = 1
-    asha: bool = False
+    adaptive: dict[str, Any] = field(default_factory=dict)  # empty: every trial runs its whole budget
     lr_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     hyper: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -144,13 +147,18 @@ def space_from_dict(name: str, data: dict[str, Any]) -> SearchSpace:
         seeds=tuple(int(s) for s in data.get("seeds", (0,))), protocols=_protocols(name, data),
         stages=tuple(data.get("stages", ("first_order",))),
         search=data.get("search", "grid"), num_samples=int(data.get("num_samples", 1)),
-        asha=bool(data.get("asha", False)),
+        adaptive=_adaptive(data.get("adaptive", {})),
         lr_ranges={k: (float(v[0]), float(v[1])) for k, v in data.get("lr_ranges", {}).items()},
         fixed=_fixed_with_hyper(name, data), hyper=_hyper(name, data), lbfgs=dict(data.get("lbfgs", {})),
         properties=dict(data.get("properties", {})),
     )
     validate_space(space)
     return space
+
+
+def _adaptive(value: str | dict[str, Any]) -> dict[str, Any]:
+    """`adaptive = "asha"` as the table it stands for; a table as it is (checked by `check_adaptive`)."""
+    return {"scheduler": value} if isinstance(value, str) else value
 
 
 def _table(name: str, data: dict[str, Any], key: str) -> dict[str, Any]:
@@ -227,6 +235,15 @@ def validate_space(space: SearchSpace) -> None:
     check(space.has_evaluate or not space.properties, "[properties] needs 'evaluate' in stages")
     if space.has_evaluate:
         check_properties(space)
+    if space.adaptive:
+        check_adaptive(space)
+
+
+def check_adaptive(space: SearchSpace) -> None:
+    """[adaptive] against study.adaptive (imported here: it imports Ray Tune's schedulers)."""
+    from study.adaptive import AdaptiveSettings
+
+    AdaptiveSettings.from_dict(space.name, space.adaptive)
 
 
 def check_grid_lrs(space: SearchSpace) -> None:

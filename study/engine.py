@@ -28,6 +28,7 @@ from ray import tune
 from ray.tune.error import TuneError
 
 from search_spaces import PROPERTY_FILES, SearchSpace
+from study.adaptive import EPOCH, adaptive_scheduler
 from study.progress import ProgressCallback
 from study.results import ResultsStore, curve_row, property_rows, score_rows, write_text_atomically
 from trainables.core.config import FinetuneConfig
@@ -138,8 +139,9 @@ class RowsCallback(tune.Callback):
         result = trial.last_result or {}
         if result.get("kind") != "final" and not self.ctx.store.has_final(trial.trial_id, self.stage):
             steps = int(result.get("steps", 0) or 0)
-            self._add_scores(score_rows(self._meta(trial), {}, self.ctx.test_sets, "early_stopped",
-                                        float(result.get("wall_time_s", 0.0) or 0.0), steps))
+            rows = score_rows(self._meta(trial), {}, self.ctx.test_sets, "early_stopped",
+                              float(result.get("wall_time_s", 0.0) or 0.0), steps)
+            self._add_scores([{**row, "stopped_at_epoch": result.get(EPOCH, 0)} for row in rows])
 
     def on_experiment_end(self, trials, **info):
         self._flush_curves()
@@ -201,13 +203,11 @@ REUSE_ACTORS = True
 
 
 def tune_config(space: SearchSpace, resources: Resources, epochs: int) -> tune.TuneConfig:
+    """A grid or an Optuna search; with `[adaptive]`, Ray Tune's scheduler stopping losing cells (study.adaptive)."""
+    scheduler = adaptive_scheduler(space.adaptive, space.name, epochs) if space.adaptive else None
     if space.search == "grid":
-        return tune.TuneConfig(max_concurrent_trials=resources.max_concurrent or None, reuse_actors=REUSE_ACTORS)
-    scheduler = None
-    if space.asha:
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs + 1, grace_period=2)
+        return tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=resources.max_concurrent or None,
+                               reuse_actors=REUSE_ACTORS)
     return tune.TuneConfig(search_alg=optuna_search(space), scheduler=scheduler, num_samples=space.num_samples,
                            metric=METRIC, mode="min", max_concurrent_trials=resources.max_concurrent or None,
                            reuse_actors=REUSE_ACTORS)

@@ -9,7 +9,7 @@ def test_optuna_search_draws_each_lr_from_its_optimizers_range(cache_root, smoke
 search = "optuna"
 num_samples = 4
 seeds = [0]
-asha = true
+adaptive = "asha"
 [lr_ranges]
 adam = [1e-4, 1e-3]
 sgd = [1e-2, 5e-2]
