@@ -88,10 +88,9 @@ class LocalRayWatch:
     time enough for `say`; a raylet killed outright may end this process first. The study's
     rows written so far are on disk (each write is atomic), and its lock goes with the process."""
 
-    def __init__(self, say: Callable[[list[str]], None]):
-        node = ray._private.worker._global_node
-        self._vital = {info.process.pid: kind for kind in VITAL for info in node.all_processes.get(kind, [])}
-        self._raylet = next(pid for pid, kind in self._vital.items() if kind == ray_constants.PROCESS_TYPE_RAYLET)
+    def __init__(self, vital: dict[int, str], say: Callable[[list[str]], None]):
+        self._vital = vital
+        self._raylet = next(pid for pid, kind in vital.items() if kind == ray_constants.PROCESS_TYPE_RAYLET)
         self._say, self._stopped = say, threading.Event()
         self._stop_read, self._stop_write = os.pipe()
         threading.Thread(target=self._watch, name="local-ray-watch", daemon=True).start()
@@ -127,6 +126,14 @@ class LocalRayWatch:
         """Stop watching (before Ray is shut down on purpose)."""
         self._stopped.set()
         os.write(self._stop_write, b"x")
+
+
+def watch_local_ray(say: Callable[[list[str]], None]) -> LocalRayWatch | None:
+    """A `LocalRayWatch` of the Ray this process started; None where it joined a cluster (whose
+    processes it did not start)."""
+    node = ray._private.worker._global_node
+    vital = {info.process.pid: kind for kind in VITAL for info in node.all_processes.get(kind, [])}
+    return LocalRayWatch(vital, say) if ray_constants.PROCESS_TYPE_RAYLET in vital.values() else None
 
 
 def raylet_agents(raylet: int) -> dict[int, str]:

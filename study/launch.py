@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search_spaces import SearchSpace, get_space, known_spaces
-from study.cluster import LocalRayWatch, init_ray, shutdown_ray
+from study.cluster import init_ray, shutdown_ray, watch_local_ray
 from study.handoff import InputsHandoff, timed
 from study.lock import study_lock
 from study.results import ResultsStore, StorageError, write_text_atomically
@@ -187,8 +187,10 @@ class StopSignals:
     `--stop-signal` adds stop a study as Ctrl-C does: each is handed to whatever handles Ctrl-C
     at that moment (the engine's stop of a running stage, which lets its trials reach their next
     checkpoint, else KeyboardInterrupt), and `received` keeps the first for the exit status
-    (128 + its number). While Ray shuts down, Ctrl-C is held off (`study.cluster.shutdown_ray`):
-    so is a stop signal then, the study being over."""
+    (128 + its number). A repeated stop signal is ignored: a batch scheduler may send it to the
+    driver and to its batch script, which passes it on (`scripts/slurm/study.sbatch`), and
+    SIGKILL follows its grace period anyway (a second Ctrl-C still stops at once). While Ray shuts
+    down, Ctrl-C is held off (`study.cluster.shutdown_ray`): so is a stop signal then."""
 
     def __init__(self, argv: list[str], names: list[str]):
         self.argv = argv  # the command's arguments, for the line that says how to resume
@@ -200,7 +202,9 @@ class StopSignals:
             signal.signal(signum, self._stop)
 
     def _stop(self, signum, frame) -> None:
-        self.received = self.received or signum
+        if self.received is not None:
+            return
+        self.received = signum
         ctrl_c = signal.getsignal(signal.SIGINT)
         if ctrl_c is signal.SIG_IGN:
             return
@@ -259,7 +263,7 @@ def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folde
     A local Ray that dies under the study ends it with one line (`ray_died`), not Ray's traceback."""
     started_ray = timed(setup_s, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
     stop.install()  # after Ray's, which exits at SIGTERM
-    watch = LocalRayWatch(lambda died: ray_died(died, folder, stop.argv)) if started_ray else None
+    watch = watch_local_ray(lambda died: ray_died(died, folder, stop.argv)) if started_ray else None
     try:
         handoff.wait_imported()
         from trainables.stages.inputs import build_embedded_default, resolve_sources
@@ -271,8 +275,9 @@ def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folde
         handoff.start_checking()
         return run_stages(args, space, config, name, folder, sources, handoff, setup_s)
     finally:
-        if started_ray:
+        if watch is not None:
             watch.stop()
+        if started_ray:
             shutdown_ray()
 
 
@@ -364,7 +369,7 @@ def run_telling_how_to_resume(argv: list[str]) -> int:
 
 def ray_died(names: list[str], folder: Path, argv: list[str]) -> None:
     """The one line that names the local Ray's processes that died under the study and says how
-    to go on (from `LocalRayWatch`'s thread, which then ends the process with status 1)."""
+    to go on (from `study.cluster.LocalRayWatch`'s thread, which then ends the process with status 1)."""
     went_on = (f"the finished trials are kept in {folder}; resume with: {resume_command(argv)}"
                if holds_study(folder) else f"run again: {shlex.join([sys.executable, '-m', 'study.launch', *argv])}")
     print(f"error: the study's local Ray died under it ({', '.join(names)} ended: killed, or out of memory); "
