@@ -43,18 +43,26 @@ def load(*paths: str | Path, table: str = "scores", stage=None, optimizer=None, 
     frame = read_parquet(parquet_files(*paths, table=table))
     require_columns(frame, REQUIRED_COLUMNS[table], f"the {table} table")
     filters = dict(stage=stage, optimizer=optimizer, lr=lr, test_set=test_set, status=status)
-    return with_protocol_in_optimizer(select(frame, **{column: value for column, value in filters.items()
-                                                       if value is not None}))
+    return with_context_in_optimizer(select(frame, **{column: value for column, value in filters.items()
+                                                      if value is not None}))
 
 
-def with_protocol_in_optimizer(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows of a space with protocols (a `protocol` column, e.g. `protocol_ablation`) name their
-    optimizer with its protocol, `adam+ema`: each pair is a solver of its own, so (optimizer, lr,
-    seed) still names one trial in every analysis. Filters take the plain names."""
-    if "protocol" not in frame or frame["protocol"].isna().all():
+# Row columns of a space's grid axes that make each (optimizer, value) pair a solver of its own.
+SOLVER_CONTEXT = ("method", "protocol")
+
+
+def with_context_in_optimizer(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a space with methods or protocols (a `method` or `protocol` column, e.g.
+    `method_benchmark`, `protocol_ablation`) name their optimizer with them, `adam+lora`, `adam+ema`,
+    `adam+lora+ema`: each combination is a solver of its own, so (optimizer, lr, seed) still names
+    one trial in every analysis. Filters take the plain names."""
+    columns = [c for c in SOLVER_CONTEXT if c in frame and frame[c].notna().any()]
+    if not columns:
         return frame
-    labelled = frame["optimizer"] + "+" + frame["protocol"].astype("string")
-    return frame.assign(optimizer=labelled.where(frame["protocol"].notna(), frame["optimizer"]))
+    labelled = frame["optimizer"].astype("string")
+    for column in columns:
+        labelled = labelled.where(frame[column].isna(), labelled + "+" + frame[column].astype("string"))
+    return frame.assign(optimizer=labelled.astype(object))
 
 
 def parquet_files(*paths: str | Path, table: str = "scores", missing_ok: bool = False) -> list[Path]:

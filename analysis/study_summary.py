@@ -36,8 +36,9 @@ def study_summary(folder: Path, wall_time_s: float) -> str:
     lines = [f"study {folder.name}: {scores['trial_id'].nunique()} trials, wall time {wall_time_s:.0f} s",
              f"results: {folder / 'results'}", *recommendation_lines(scores),  # the answer first
              *zero_shot_lines(scores), *best_lr_found_lines(scores, searched)]
-    for (stage, *protocol), part in scores.groupby(["stage", *present(scores, ["protocol"])], sort=False):
-        stage = ", protocol ".join([stage, *protocol])  # a space's protocols: a table each
+    axes = present(scores, ["method", "protocol"])  # a space's methods and protocols: a table each
+    for (stage, *values), part in scores.groupby(["stage", *axes], sort=False):
+        stage = ", ".join([stage, *(f"{axis} {value}" for axis, value in zip(axes, values))])
         ok = part[part["status"] == "ok"]
         if searched:
             ok = at_chosen_lr_or_all(ok, scores)

@@ -38,7 +38,7 @@ VALIDATION_CURVES = {"val_force_rmse_mev_a": ("Validation force RMSE", "meV/Å")
                      "val_energy_rmse_mev_atom": ("Validation energy RMSE", "meV/atom")}
 # Errors with a sign (predicted - reference): the best is the one closest to zero, not the lowest.
 SIGNED_METRICS = ("barrier_error_mev",)
-CONFIGURATION = ("study", "stage", "optimizer", "lr", "system", "mode", "test_set")
+CONFIGURATION = ("study", "stage", "optimizer", "lr", "system", "mode", "method", "protocol", "test_set")
 
 
 def summary_table(df: pd.DataFrame, metric_cols: Sequence[str] = METRICS, by: Sequence[str] = ("optimizer",),

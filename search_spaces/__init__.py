@@ -9,6 +9,12 @@ format, passed by path):
     seeds = [0, 1, 2]
     [lr_by_optimizer]                 # grid, instead of lrs: each optimizer at its own lr
     adam = 1e-3
+    methods = ["naive", "lora", ...]  # grid: fine-tuning methods (trainables.core.methods), an axis;
+                                      #   the name is each row's `method` column
+    [lrs_by_method]                   # grid, instead of lrs: each method's own lrs
+    lora = [5e-3, 2e-2]               #   (every optimizer runs each)
+    [method.lora]                     # one method's own settings (rank, alpha; layers; lr factors),
+    rank = 8                          #   checked against that method
     [protocols.NAME]                  # grid: named overlays of FinetuneConfig fields on [fixed]
     schedule = "cosine"               #   (schedule, warmup_steps, ema_decay, ...), one axis of
                                       #   the grid; the name is each row's `protocol` column
@@ -47,9 +53,10 @@ from trainables.errors import ConfigError
 HERE = Path(__file__).parent
 STAGES = ("first_order", "lbfgs", "evaluate")  # in this order; first_order always, the others opt-in
 SEARCHES = ("grid", "optuna")
-_KEYS = {"description", "optimizers", "lrs", "lr_by_optimizer", "seeds", "protocols", "stages", "search",
+_KEYS = {"description", "optimizers", "lrs", "lr_by_optimizer", "seeds", "protocols", "methods", "lrs_by_method", "method", "stages", "search",
          "num_samples", "adaptive", "lr_ranges", "fixed", "hyper", "lbfgs", "properties"}
 GRID_AXES = ("optimizer", "lr", "seed")  # config fields the grid sets: a protocol may not overlay them
+METHOD_FIELDS = ("method", "mode", "method_settings")  # what `methods` and [method.NAME] set
 # [properties] keys that are not PropertySettings: a user's structures and references (ASE-readable
 # files). The minimum is the MD start and the geometry of vibrations / phonons at Gamma; the profile a
 # scan or path in order whose stored energies are its reference; the MD reference a trajectory of
@@ -63,7 +70,10 @@ class SearchSpace:
 
     `hyper` ({optimizer: {name: value}}) is also in `fixed` as the config's `optimizer_hyper`, so
     every trial gets the whole table and its optimizer takes its own entry. `protocols` ({name:
-    {field: value}}) overlay `fixed` for every trial of their grid axis (none: one plain axis)."""
+    {field: value}}) overlay `fixed` for every trial of their grid axis (none: one plain axis).
+    `methods` is a grid axis of fine-tuning methods (none: the config's own method); `method_settings`
+    ({method: {setting: value}}, the `[method.NAME]` tables) is also in `fixed` as the config's
+    `method_settings`, of which each trial's method takes its own entry."""
 
     name: str
     description: str = ""
@@ -72,6 +82,9 @@ class SearchSpace:
     lr_by_optimizer: dict[str, float] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
+    methods: tuple[str, ...] = ()
+    lrs_by_method: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     stages: tuple[str, ...] = ("first_order",)
     search: str = "grid"
     num_samples: int = 1
@@ -103,8 +116,12 @@ class SearchSpace:
     def num_first_order_trials(self) -> int:
         if self.search == "optuna":
             return self.num_samples * len(self.seeds)
+        if self.lrs_by_method:  # the (method, lr) pairs are one axis
+            pairs = sum(len(lrs) for lrs in self.lrs_by_method.values())
+            return len(self.optimizers) * pairs * len(self.seeds) * max(len(self.protocols), 1)
         lrs_each = 1 if self.lr_by_optimizer else len(self.lrs)
-        return len(self.optimizers) * lrs_each * len(self.seeds) * max(len(self.protocols), 1)
+        axes = max(len(self.protocols), 1) * max(len(self.methods), 1)
+        return len(self.optimizers) * lrs_each * len(self.seeds) * axes
 
 
 def known_spaces() -> list[str]:
@@ -145,11 +162,14 @@ def space_from_dict(name: str, data: dict[str, Any]) -> SearchSpace:
         optimizers=tuple(data.get("optimizers", ())), lrs=tuple(float(x) for x in data.get("lrs", ())),
         lr_by_optimizer={k: float(v) for k, v in _table(name, data, "lr_by_optimizer").items()},
         seeds=tuple(int(s) for s in data.get("seeds", (0,))), protocols=_protocols(name, data),
+        methods=tuple(data.get("methods", ())),
+        lrs_by_method={k: tuple(float(x) for x in v) for k, v in _table(name, data, "lrs_by_method").items()},
+        method_settings=_per_name_tables(name, data, "method", "method"),
         stages=tuple(data.get("stages", ("first_order",))),
         search=data.get("search", "grid"), num_samples=int(data.get("num_samples", 1)),
         adaptive=_adaptive(data.get("adaptive", {})),
         lr_ranges={k: (float(v[0]), float(v[1])) for k, v in data.get("lr_ranges", {}).items()},
-        fixed=_fixed_with_hyper(name, data), hyper=_hyper(name, data), lbfgs=dict(data.get("lbfgs", {})),
+        fixed=_fixed_with_tables(name, data), hyper=_hyper(name, data), lbfgs=dict(data.get("lbfgs", {})),
         properties=dict(data.get("properties", {})),
     )
     validate_space(space)
@@ -176,17 +196,28 @@ def _protocols(name: str, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _hyper(name: str, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    hyper = data.get("hyper", {})
-    if not isinstance(hyper, dict) or not all(isinstance(v, dict) for v in hyper.values()):
-        raise ConfigError(f"space {name!r}: [hyper] must hold one table per optimizer, e.g. [hyper.ranger]")
-    return {optimizer: dict(values) for optimizer, values in hyper.items()}
+    return _per_name_tables(name, data, "hyper", "optimizer")
 
 
-def _fixed_with_hyper(name: str, data: dict[str, Any]) -> dict[str, Any]:
-    fixed, hyper = dict(data.get("fixed", {})), _hyper(name, data)
-    if hyper and "optimizer_hyper" in fixed:
-        raise ConfigError(f"space {name!r}: give [hyper] or fixed.optimizer_hyper, not both")
-    return {**fixed, "optimizer_hyper": hyper} if hyper else fixed
+def _per_name_tables(name: str, data: dict[str, Any], key: str, what: str) -> dict[str, dict[str, Any]]:
+    """A `[KEY.NAME]` table per optimizer or method, as plain dicts."""
+    tables = data.get(key, {})
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        example = "[hyper.ranger]" if key == "hyper" else "[method.lora]"
+        raise ConfigError(f"space {name!r}: [{key}] must hold one table per {what}, e.g. {example}")
+    return {entry: dict(values) for entry, values in tables.items()}
+
+
+def _fixed_with_tables(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """[fixed] with the [hyper] and [method] tables as the config's `optimizer_hyper` and `method_settings`."""
+    fixed = dict(data.get("fixed", {}))
+    for key, what, config_key in (("hyper", "optimizer", "optimizer_hyper"), ("method", "method", "method_settings")):
+        tables = _per_name_tables(name, data, key, what)
+        if tables and config_key in fixed:
+            raise ConfigError(f"space {name!r}: give [{key}] or fixed.{config_key}, not both")
+        if tables:
+            fixed[config_key] = tables
+    return fixed
 
 
 def check_fixed_keys(space: SearchSpace) -> None:
@@ -230,6 +261,7 @@ def validate_space(space: SearchSpace) -> None:
     check_fixed_keys(space)
     check(not set(space.hyper) - set(names),
           f"[hyper] names optimizer(s) {sorted(set(space.hyper) - set(names))} that the space does not run")
+    check_methods(space)
     if space.has_lbfgs:
         split_options(space.lbfgs)
     check(space.has_evaluate or not space.properties, "[properties] needs 'evaluate' in stages")
@@ -246,11 +278,39 @@ def check_adaptive(space: SearchSpace) -> None:
     AdaptiveSettings.from_dict(space.name, space.adaptive)
 
 
-def check_grid_lrs(space: SearchSpace) -> None:
-    """A grid gives `lrs` (every optimizer) or `lr_by_optimizer` (one each, for exactly its optimizers)."""
+def check_methods(space: SearchSpace) -> None:
+    """`methods` are known names (or allowed NAME+replay combinations), run on a grid, and not also
+    fixed; each [method.NAME] table names a method the space runs and is checked against it."""
+    from trainables.core.methods import get_method_spec, resolve_method
+
     check = partial(_require, space)
-    check(not (space.lrs and space.lr_by_optimizer), "give lrs or [lr_by_optimizer], not both")
-    if space.lr_by_optimizer:
+    check(not space.methods or space.search == "grid", "methods need search = 'grid'")
+    check(len(set(space.methods)) == len(space.methods), f"methods lists a method twice: {list(space.methods)}")
+    fixed_method = sorted(set(space.fixed) & {"method", "mode"})
+    check(not (space.methods and fixed_method), f"methods is the grid's axis: drop {fixed_method} from [fixed]")
+    for protocol, values in space.protocols.items():
+        on_methods = sorted(set(values) & set(METHOD_FIELDS))
+        check(not on_methods, f"[protocols.{protocol}] sets {on_methods}: give methods and [method.NAME] instead")
+    named = space.methods or (space.fixed.get("method") or space.fixed.get("mode") or "naive",)
+    run = {resolve_method(method).weights.name for method in named}
+    check(not set(space.method_settings) - run,
+          f"[method] names method(s) {sorted(set(space.method_settings) - run)} that the space does not run")
+    for method, settings in space.method_settings.items():
+        get_method_spec(method).check_settings(settings)
+
+
+def check_grid_lrs(space: SearchSpace) -> None:
+    """A grid gives `lrs` (every optimizer), `lr_by_optimizer` (one each, for exactly its optimizers)
+    or `lrs_by_method` (a list each, for exactly its methods)."""
+    check = partial(_require, space)
+    given = [key for key in ("lrs", "lr_by_optimizer", "lrs_by_method") if getattr(space, key)]
+    check(len(given) <= 1, f"give one of lrs, [lr_by_optimizer], [lrs_by_method], not {given}")
+    if space.lrs_by_method:
+        check(set(space.lrs_by_method) == set(space.methods),
+              f"[lrs_by_method] must name each of the methods {list(space.methods)} once, "
+              f"got {sorted(space.lrs_by_method)}")
+        lrs = [lr for each in space.lrs_by_method.values() for lr in each] or [0.0]
+    elif space.lr_by_optimizer:
         check(set(space.lr_by_optimizer) == set(space.optimizers),
               f"[lr_by_optimizer] must name each of the optimizers {list(space.optimizers)} once, "
               f"got {sorted(space.lr_by_optimizer)}")

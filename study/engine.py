@@ -69,6 +69,7 @@ def trial_meta(ctx: StudyContext, trial_id: str, stage: str, config: dict[str, A
         "system": ctx.system, "mode": ctx.mode, "epochs": values.get("epochs"),
         "batch_size": values.get("batch_size"), "dtype": values.get("dtype"),
         **({"protocol": config["protocol"]} if "protocol" in config else {}),
+        **({"method": config["method"]} if "method" in config else {}),  # `mode` stays the study's: no context
     }
 
 
@@ -126,7 +127,8 @@ class RowsCallback(tune.Callback):
                                         result["wall_time_s"], int(result["steps"]),
                                         resumed_from_step=int(result.get("resumed_from_step", 0)),
                                         compile_time_s=result.get("compile_time_s", math.nan),
-                                        environment=json.loads(result.get("environment_json", "{}"))))
+                                        environment=json.loads(result.get("environment_json", "{}")),
+                                        cost=json.loads(result.get("cost_json", "{}"))))
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         self._flush_curves()
@@ -150,14 +152,23 @@ class RowsCallback(tune.Callback):
 def first_order_param_space(space: SearchSpace, base: FinetuneConfig) -> dict[str, Any]:
     """`base` is the study's config, the space's fixed values already under the run's flags and file
     (`study.launch.study_config`): the trials get it as it is, each protocol's overlay on top (checked
-    here, before any trial starts: `trial_values` merges it)."""
+    here, before any trial starts: `trial_values` merges it), and each method of a `methods` axis
+    (checked the same way; its name is each row's `method`)."""
     fixed = base.to_dict()
     if space.search != "grid":
         return {"finetune": fixed}
     lr = tune.sample_from(LrOfOptimizer(space.lr_by_optimizer)) if space.lr_by_optimizer else \
-        tune.grid_search(list(space.lrs))
+        tune.grid_search(list(space.lrs)) if space.lrs else None
     axes = {"finetune": fixed, "optimizer": tune.grid_search(list(space.optimizers)), "lr": lr,
             "seed": tune.grid_search(list(space.seeds))}
+    for method in space.methods:
+        base.replace(method=method)
+    if space.lrs_by_method:  # one axis of (method, lr) pairs, each named apart for the trial
+        pairs = [{"method": m, "lr": lr} for m, lrs in space.lrs_by_method.items() for lr in lrs]
+        axes.update(method_lr=tune.grid_search(pairs), method=tune.sample_from(OfMethodLr("method")),
+                    lr=tune.sample_from(OfMethodLr("lr")))
+    elif space.methods:
+        axes["method"] = tune.grid_search(list(space.methods))
     if not space.protocols:
         return axes
     for overlay in space.protocols.values():
@@ -174,6 +185,17 @@ class LrOfOptimizer:
 
     def __call__(self, config: dict[str, Any]) -> float:
         return self.lr_by_optimizer[config["optimizer"]]
+
+
+class OfMethodLr:
+    """A grid trial's method or lr where each method has its own lrs (`lrs_by_method`): one field
+    of its (method, lr) pair, for `tune.sample_from` (a class: Tune pickles the search space)."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __call__(self, config: dict[str, Any]) -> Any:
+        return config["method_lr"][self.key]
 
 
 class PerOptimizerLrSpace:

@@ -167,13 +167,15 @@ class ResultsStore:
 
 def score_rows(meta: dict[str, Any], scores: dict[str, dict[str, Any]], test_sets: list[str], status: str,
                wall_time_s: float, steps: int, error: str | None = None, resumed_from_step: int = 0,
-               compile_time_s: float = math.nan, environment: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+               compile_time_s: float = math.nan, environment: dict[str, Any] | None = None,
+               cost: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per test set; a failed trial (diverged, error) gets NaN metrics on every test set, a
     finished one rows for the test sets it scored, with every metric the set has (a path's or scan's
     relative-energy errors and profiles too). `resumed_from_step` > 0 marks a trial whose last
     attempt restarted from a checkpoint (a failed worker or node, a resumed study). The wall time is
     also split into `compile_time_s` (one-time compiling) and `training_time_s` (the rest), and the
-    trial's `environment` (host, device, threads, versions) goes on every row."""
+    trial's `environment` (host, device, threads, versions) and `cost` (its method's trainable
+    parameters, memory and step time: trainables.stages.finetune.run_cost) go on every row."""
     rows = []
     for name in test_sets if status != "ok" else [n for n in test_sets if n in scores]:
         metrics = scores.get(name, {})
@@ -182,7 +184,7 @@ def score_rows(meta: dict[str, Any], scores: dict[str, dict[str, Any]], test_set
                      "force_rmse_mev_a": metrics.get("force_rmse_mev_a", math.nan), **metrics,
                      "wall_time_s": wall_time_s, "compile_time_s": compile_time_s,
                      "training_time_s": wall_time_s - compile_time_s, "steps": steps,
-                     "resumed_from_step": resumed_from_step, "status": status, "error": error, **(environment or {})})
+                     "resumed_from_step": resumed_from_step, "status": status, "error": error, **(environment or {}), **(cost or {})})
     return rows
 
 

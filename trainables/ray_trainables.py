@@ -32,7 +32,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from trainables.core.config import FinetuneConfig
 from trainables.core.foundation import save_model
 from trainables.stages.finetune import MODEL_FILE, run_finetune
-from trainables.stages.inputs import PreparedInputs
+from trainables.stages.inputs import PreparedInputs, inputs_for_mode
 from trainables.stages.refine import refine_checkpoint
 
 
@@ -91,11 +91,14 @@ class SharedInputs:
 
 def trial_values(config: dict[str, Any]) -> dict[str, Any]:
     """The trial's FinetuneConfig fields: study-wide ones, its protocol's overlay (a space's
-    `[protocols.NAME]`), its optimizer, lr and seed."""
+    `[protocols.NAME]`), its method (a space's `methods` axis: the study's `mode` follows it), its
+    optimizer, lr and seed."""
     optimizer = config["optimizer"]
     lr = config.get("lr", config.get(f"lr_{optimizer}"))
     protocol = config.get("protocols", {}).get(config.get("protocol"), {})
-    return {**config["finetune"], **protocol, "optimizer": optimizer, "lr": lr, "seed": config["seed"]}
+    study = {k: v for k, v in config["finetune"].items() if not ("method" in config and k == "mode")}
+    method = {"method": config["method"]} if "method" in config else {}
+    return {**study, **protocol, **method, "optimizer": optimizer, "lr": lr, "seed": config["seed"]}
 
 
 def trial_config(config: dict[str, Any]) -> FinetuneConfig:
@@ -161,7 +164,8 @@ def first_order_trainable(config: dict[str, Any], shared: SharedInputs, checkpoi
         with checkpoint.as_directory() as folder:
             result = run_finetune(run, inputs, resume_from=Path(folder), on_epoch=epoch_report)
     if result.status == "ok":
-        _report_with_model(_final_metrics(result), lambda folder: save_model(result.model, folder / "model.pt"))
+        _report_with_model(_final_metrics(result, cost_json=json.dumps(result.cost)),
+                           lambda folder: save_model(result.model, folder / "model.pt"))
     else:
         tune.report(_final_metrics(result))
 
@@ -173,7 +177,7 @@ def lbfgs_trainable(config: dict[str, Any], shared: SharedInputs) -> None:
     config = config.get("point", config)
     run = trial_config(config)
     with tune.Checkpoint(config["parent_checkpoint"]).as_directory() as folder:
-        result = refine_checkpoint(run, Path(folder), shared.get(), config["lbfgs"])
+        result = refine_checkpoint(run, Path(folder), inputs_for_mode(shared.get(), run.mode), config["lbfgs"])
     for record in result.records[:-1]:
         tune.report({"kind": "step", **record})
     last = {"kind": "step", **result.records[-1]}

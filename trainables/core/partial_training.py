@@ -65,7 +65,7 @@ def block_groups(model: torch.nn.Module, lr: float, layers: int | None = None, *
 
 def inject_lora_layers(model: torch.nn.Module, rank: int, alpha: float) -> None:
     """mace's `inject_lora` (equivariant, dense and e3nn fully connected layers); only the LoRA
-    factors stay trainable. The factors A start at N(0, 1e-3) from torch's seeded generator, B at 0."""
+    factors stay trainable. The factors A start at N(0, 1e-3) from torch's generator, B at 0."""
     inject_lora(model, rank=rank, alpha=alpha, wrap_equivariant=True, wrap_dense=True)
 
 
@@ -75,11 +75,15 @@ def merged_lora(model: torch.nn.Module) -> torch.nn.Module:
     return merge_lora_weights(copy.deepcopy(model), inplace=True).eval()
 
 
-def adapt_model(model: torch.nn.Module, method: Method, settings: dict[str, Any]) -> torch.nn.Module:
-    """`model` made ready for the method's training (in place): parameters frozen, LoRA injected."""
+def adapt_model(model: torch.nn.Module, method: Method, settings: dict[str, Any], seed: int) -> torch.nn.Module:
+    """`model` made ready for the method's training (in place): parameters frozen, LoRA injected.
+    Random initial values (LoRA's A) are drawn from a generator seeded with `seed`, the global one
+    left as it was: the same seed gives the same start whatever the process drew before."""
     adapt = method.weights.resolve("adapt")
     if adapt is not None:
-        adapt(model, **settings)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            adapt(model, **settings)
     return model
 
 

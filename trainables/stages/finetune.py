@@ -233,7 +233,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     inputs = inputs_for_mode(inputs or prepare_inputs(config), config.mode)
     device, spec, method = resolve_device(config.device), get_optimizer_spec(config.optimizer), config.method_spec
     reset_peak_memory(device)
-    initial = adapt_model(inputs.initial_model(), method, config.method_options).to(device)
+    initial = adapt_model(inputs.initial_model(), method, config.method_options, config.seed).to(device)
     model, step_model, scoring_model = scoring_modules(initial, config, inputs.has_stress)  # shared parameters
     before = score_before_finetuning(scoring_model, inputs, config, device)
     loader = training_loader(inputs.graphs["train"], config.batch_size, seed=config.seed)
