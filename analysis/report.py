@@ -40,7 +40,7 @@ from analysis.charts import (
 from analysis.columns import distinct, present, without_reference_sets
 from analysis.energy_profile import study_profile_charts
 from analysis.errors import AnalysisError
-from analysis.load import load, parquet_files, read_parquet, with_protocol_in_optimizer
+from analysis.load import load, parquet_files, read_parquet, with_context_in_optimizer
 from analysis.properties import FREQUENCY_PROPERTIES, MEASURED, frequency_error_chart, md_survival_chart, property_table
 from analysis.recommend import ERRORS, first_order, recommendation, recommendation_text
 from analysis.render import display_cell, format_summary
@@ -63,8 +63,9 @@ BASELINE = "adam"
 BEFORE_TUNING = "replay_before"  # the foundation's score before fine-tuning: the same for every trial
 MACHINE = ("host", "device", "device_name", "torch_threads")
 VALIDATION_CURVES = ("val_force_rmse_mev_a", "val_energy_rmse_mev_atom")  # the first the curves hold is drawn
-SPACE_KEYS = ("name", "description", "optimizers", "lrs", "seeds", "stages", "search", "num_samples", "fixed",
-              "hyper", "lbfgs")
+SPACE_KEYS = ("name", "description", "optimizers", "lrs", "seeds", "methods", "stages", "search", "num_samples",
+              "fixed", "hyper", "method_settings", "lbfgs")
+METHOD_COST = ("trainable_params", "training_state_mb", "peak_memory_mb", "step_time_ms")  # finetune.run_cost
 RUN_KEYS = ("study", "started", "finished", "wall_time_s", "setup_s", "git_revision", "user")
 # vega-embed's menu offers PNG/SVG export; its editor and source links would need the network.
 EMBED_OPTIONS = {"renderer": "svg", "actions": {"export": True, "source": False, "compiled": False,
@@ -96,7 +97,7 @@ def report_html(study_folder: str | Path) -> str:
     manifest = read_manifest(folder)
     scores = load(folder, table="scores")
     files = parquet_files(folder, table="curves", missing_ok=True)
-    curves = with_protocol_in_optimizer(read_parquet(files)) if files else None  # named as `load` names the scores
+    curves = with_context_in_optimizer(read_parquet(files)) if files else None  # named as `load` names the scores
     name = manifest.get("study") or manifest.get("name") or folder.name
     page = Page()
     page.add("Recommendation", recommendation_part(scores) + zero_shot_part(scores))
@@ -130,7 +131,7 @@ def add_results(page: Page, scores: pd.DataFrame, ok: pd.DataFrame, curves: pd.D
     curves = None if curves is None else ordered(curves, order)
     first = ok[ok["stage"] == "first_order"]
     page.add("Summary tables", *summary_parts(scores))
-    page.add("Pareto fronts", frontier_part(page, ok), compile_part(ok))
+    page.add("Pareto fronts", frontier_part(page, ok), compile_part(ok), method_cost_part(ok))
     if profiled := study_profile_charts(scores[scores["stage"] == "first_order"]):
         page.add("Energy profiles", *(page.chart(chart, caption) for chart, caption in profiled))
     if curves is not None and not first.empty and (y := validation_curve(curves)):
@@ -189,6 +190,17 @@ def compile_part(ok: pd.DataFrame) -> str:
     medians = trials.groupby("optimizer", sort=False)[["compile_time_s", "training_time_s"]].median()
     return subsection("Compile time apart: median seconds per trial (first order)", html_table(medians),
                       "Compiling is a one-time cost per process and shape, which a longer run amortises.")
+
+
+def method_cost_part(ok: pd.DataFrame) -> str:
+    """Per fine-tuning method (a space's `methods`), the median cost of a first-order trial."""
+    if "method" not in ok or not set(METHOD_COST) & set(ok):
+        return ""
+    trials = ok[ok["stage"] == "first_order"].drop_duplicates("trial_id")
+    medians = trials.groupby("method", sort=False)[present(trials, METHOD_COST)].median()
+    return subsection("Cost per method: median per trial (first order)", html_table(medians),
+                      "Trainable parameters, MiB of parameters, gradients and optimizer state, the GPU's peak "
+                      "allocation (empty on a CPU) and the mean optimizer step in milliseconds.")
 
 
 def validation_curve(curves: pd.DataFrame) -> str | None:
