@@ -55,6 +55,7 @@ from analysis.stats import (
     seed_ranks,
     seeds_needed,
 )
+from analysis.study_summary import at_chosen_lr_or_all, best_lr_found_lines, searched_lrs
 from analysis.tables import failed_rows, lbfgs_gain, stopped_cells, summary_table, table_metrics, with_total_wall_time
 from analysis.verdicts import counted_words, verdict_counts, verdict_note
 from analysis.zero_shot import zero_shot_lines
@@ -304,11 +305,13 @@ def versions(manifest: dict, scores: pd.DataFrame) -> dict[str, str]:
 
 def summary_parts(scores: pd.DataFrame) -> list[str]:
     """Per stage and metric, optimizer (x lr) x test set: mean (std) over seeds, best two marked."""
-    parts = []
+    searched = searched_lrs(scores)  # a search's tables: each optimizer at its lr chosen on validation
+    parts = [f"<p>{html.escape(line)}</p>" for line in best_lr_found_lines(scores, searched) if line]
     for stage, rows in scores.groupby("stage", sort=False):
         if not (rows["status"] == "ok").any():
             continue
-        by = ["optimizer", "lr"] if rows["lr"].nunique() > 1 else ["optimizer"]
+        rows = at_chosen_lr_or_all(rows, scores) if searched else rows
+        by = ["optimizer", "lr"] if rows["lr"].nunique() > 1 and not searched else ["optimizer"]
         metrics = table_metrics(rows)
         summary = summary_table(rows, metrics, by=by)
         for metric in metrics:

@@ -43,3 +43,12 @@ def test_stopped_trials_are_neither_failed_nor_finished(tmp_path):
     assert set(failed_rows(scores)["status"]) == {"diverged"}
     cells = stopped_cells(scores)
     assert cells[["optimizer", "lr", "seeds", "stopped_at_epoch"]].values.tolist() == [["sgd", 0.02, 1, 2.0]]
+
+
+def test_the_report_of_a_search_gives_each_optimizer_once_and_its_best_lr(tmp_path):
+    from analysis.report import summary_parts
+
+    scores = pq.read_table(write_search(tmp_path / "search") / "results" / "scores.parquet").to_pandas()
+    page = "".join(summary_parts(scores))
+    assert "best lr found (on validation): adam 0.001 (3 trials, 0 stopped early)" in page
+    assert "0.002" not in page  # adam's other sampled lr: no row of its own
