@@ -151,11 +151,11 @@ class CellScheduler(FIFOScheduler):
             self._restore(cell, trial.last_result or {})
 
     def _restore(self, cell: tuple, last: dict[str, Any]) -> None:
-        if EPOCH not in last:
-            return
-        if last.get("kind") != "final":
+        if last.get("kind") == "final":  # finished: the cell was kept to the end, its siblings run on
+            self.furthest[cell] = self.epochs
+        elif EPOCH in last:  # stopped at its last epoch report
             self.stopped_at[cell] = min(self.stopped_at.get(cell, last[EPOCH]), last[EPOCH])
-        self.furthest[cell] = max(self.furthest.get(cell, 0.0), last[EPOCH])
+            self.furthest[cell] = max(self.furthest.get(cell, 0.0), last[EPOCH])
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict[str, Any]) -> str:
         epoch = result.get(EPOCH)

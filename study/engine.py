@@ -142,7 +142,8 @@ class RowsCallback(tune.Callback):
         if result.get("kind") != "final" and not self.ctx.store.has_final(trial.trial_id, self.stage):
             steps = int(result.get("steps", 0) or 0)
             rows = score_rows(self._meta(trial), {}, self.ctx.test_sets, "early_stopped",
-                              float(result.get("wall_time_s", 0.0) or 0.0), steps)
+                              float(result.get("wall_time_s", 0.0) or 0.0), steps,
+                              compile_time_s=float(result.get("compile_time_s", math.nan)))
             self._add_scores([{**row, "stopped_at_epoch": result.get(EPOCH, 0)} for row in rows])
 
     def on_experiment_end(self, trials, **info):

@@ -59,12 +59,14 @@ def test_the_last_epoch_is_never_stopped():
 def test_a_resumed_study_keeps_a_stopped_cell_stopped_where_it_was():
     scheduler = asha()
     stopped = trial(1e-6, 0, status=Trial.TERMINATED, last={"kind": "epoch", "epoch": 1})
-    finished = trial(1e-3, 0, status=Trial.TERMINATED, last={"kind": "final", "epoch": 4})
-    sibling_of_stopped, sibling_of_finished = trial(1e-6, 1), trial(1e-3, 1)
-    added(scheduler, stopped, finished, sibling_of_stopped, sibling_of_finished)
+    finished = trial(1e-3, 0, status=Trial.TERMINATED, last={"kind": "final", "val_force_rmse_mev_a": 9.0})
+    sibling_of_stopped, sibling_of_finished, other = trial(1e-6, 1), trial(1e-3, 1), trial(5e-4, 0)
+    added(scheduler, stopped, finished, sibling_of_stopped, sibling_of_finished, other)
     assert scheduler.stopped_at == {cell_of(sibling_of_stopped.config): 1}
     assert report(scheduler, sibling_of_stopped, 1, 1.0) == STOP
+    assert report(scheduler, other, 1, 1.0) == CONTINUE  # a rung's value that a pace-setter at 1e6 would fail
     assert report(scheduler, sibling_of_finished, 1, 1e6) == CONTINUE
+    assert report(scheduler, sibling_of_finished, 3, 1e6) == CONTINUE  # its cell was kept to the end
 
 
 @pytest.mark.parametrize("table, message", [
@@ -129,6 +131,7 @@ def test_the_planted_cell_is_stopped_at_the_grace_period_and_its_rows_say_so(pla
     scores = pq.read_table(folder / "results" / "scores.parquet").to_pandas().drop_duplicates("trial_id")
     stopped = scores[scores["status"] == "early_stopped"]
     assert sorted(stopped["optimizer"]) == ["sgd", "sgd"] and set(stopped["stopped_at_epoch"]) == {1}
+    assert (stopped["training_time_s"] > 0).all()  # wall time less compile time, up to the stop
     assert set(scores.loc[scores["optimizer"] != "sgd", "status"]) == {"ok"}
     curves = pq.read_table(folder / "results" / "curves.parquet").to_pandas()
     reached = curves.groupby("trial_id")["step"].max()
