@@ -123,8 +123,7 @@ STAGES = {  # where a Ctrl-C lands: what to wait for in the study folder, then s
 
 # Ctrl-C reaches the driver's whole process group (a terminal's); SIGTERM the driver alone (`kill`, a
 # batch scheduler's preemption or time limit): it stops the study as Ctrl-C does, with exit status 143.
-@pytest.mark.parametrize("stage, signum, twice", [("inputs", signal.SIGINT, False), ("first_order", signal.SIGINT, False),
-                                                  ("first_order", signal.SIGTERM, False),
+@pytest.mark.parametrize("stage, signum, twice", [("inputs", signal.SIGINT, False), ("first_order", signal.SIGTERM, False),
                                                   ("lbfgs", signal.SIGTERM, False), ("first_order", signal.SIGINT, True)])
 def test_ctrl_c_or_sigterm_stops_the_study_within_seconds_and_resume_finishes_it(stage, signum, twice, cache_root,
                                                                                   smoke_inputs, tmp_path, launch_args):
