@@ -46,6 +46,7 @@ def compare_dispersion(measured: Measurement, reference: Measurement | None) -> 
         return {prop: skipped("no reference dispersion") for prop in UNITS}
     errors = np.abs(np.asarray(measured["frequencies_thz"]) - np.asarray(reference["frequencies_thz"]))
     q, branch = np.unravel_index(int(errors.argmax()), errors.shape)
-    where = f"at q = {np.round(measured['qpoints'][q], 3).tolist()} (point {q} of path {measured['path']}), branch {branch}"
+    q_point = np.round(measured["qpoints"][q], 3).tolist()
+    where = f"at q = {q_point} (point {q} of path {measured['path']}), branch {branch}"
     return {"dispersion_mae": Outcome(float(errors.mean()), 0.0),
             "dispersion_max_error": Outcome(float(errors.max()), 0.0, note=where)}

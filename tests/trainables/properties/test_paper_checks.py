@@ -39,7 +39,8 @@ def by_property(rows):
 
 def cu3au_structures() -> PropertyStructures:
     supercell = embedded_emt.cu3au_supercell()
-    return PropertyStructures(minimum=supercell, cubic_cell=embedded_emt.l12_cu3au_cell(supercell.cell.lengths()[0] / 2))
+    unit_cell = embedded_emt.l12_cu3au_cell(supercell.cell.lengths()[0] / 2)
+    return PropertyStructures(minimum=supercell, cubic_cell=unit_cell)
 
 
 def test_emt_copper_dispersion_by_phonopy_matches_ases_phonons():
@@ -170,7 +171,8 @@ def test_cu3au_against_emt_itself_gives_zero_errors_and_a_skip_on_a_molecule():
                  "bond_angle_w1", "temperature_drift", "temperature_fluctuation"):
         assert rows[prop]["error"] == pytest.approx(0.0, abs=1e-9), prop
     assert rows["unstable_stacking_fault"]["value"] > 0.1  # J/m^2
-    assert "Nose-Hoover" in rows["self_diffusion"]["note"] and "MSD fit over lags 0.1-0.5" in rows["self_diffusion"]["note"]
+    note = rows["self_diffusion"]["note"]
+    assert "Nose-Hoover" in note and "MSD fit over lags 0.1-0.5" in note  # the thermostat and the fit window
     rows = evaluate_properties(EMT(), PropertyStructures(minimum=molecule("H2O"), cubic_cell=molecule("H2O")), None,
                                settings)
     assert {row["status"] for row in rows} == {SKIPPED}
