@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from mace.tools.scatter import scatter_sum
 
@@ -107,6 +108,7 @@ class ErrorAccumulator:
     force_components: int = 0
     seen: int = 0
     energies: list[tuple[float, float, str]] = field(default_factory=list)  # (predicted, reference) eV, curve
+    compositions: list[list[float]] = field(default_factory=list)  # atoms of each element, per energy above
 
     def add(self, batch, output: dict) -> None:
         has_energy = batch.energy_weight > 0
@@ -125,6 +127,8 @@ class ErrorAccumulator:
         curves = self.reference.curves if self.reference is not None and self.reference.curves else None
         self.energies.extend((float(predicted[k]), float(reference[k]), curves[i] if curves else ONE_CURVE)
                              for k, i in enumerate(indices) if has_energy[k])
+        counts = scatter_sum(batch.node_attrs.detach().double(), batch.batch, dim=0, dim_size=batch.num_graphs)
+        self.compositions.extend(counts[has_energy].tolist())
 
     def _reference_energies(self, batch, indices: range) -> torch.Tensor:
         if self.reference is None:
@@ -138,6 +142,19 @@ class ErrorAccumulator:
             "energy_rmse_mev_atom": _rms_mev(self.energy_sq_per_atom, self.energy_configs),
             "force_rmse_mev_a": _rms_mev(self.force_sq, self.force_components),
         }
+
+    def offset_removed_rmse(self) -> dict[str, float]:
+        """`energy_rmse_offset_removed_mev_atom`: the energy RMSE (meV/atom) left once the best
+        constant per element (least squares over the structures' compositions) is taken off the
+        errors: what a change of energy reference (level of theory, E0s) cannot explain. NaN
+        without energies."""
+        if not self.energies:
+            return {"energy_rmse_offset_removed_mev_atom": math.nan}
+        counts = np.asarray(self.compositions)
+        residual = np.array([reference - predicted for predicted, reference, _ in self.energies])
+        offsets = np.linalg.lstsq(counts, residual, rcond=None)[0]
+        left = (residual - counts @ offsets) / counts.sum(axis=1)
+        return {"energy_rmse_offset_removed_mev_atom": 1000.0 * float(np.sqrt(np.mean(left**2)))}
 
     def profile_errors(self) -> dict[str, float | list]:
         """Errors of relative energies along paths or scans, in meV, curve by curve: each structure's

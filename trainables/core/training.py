@@ -113,16 +113,17 @@ def train_epoch(model, loader: Iterable, optimizer, weights: LossWeights, device
 
 
 def evaluate(model, loader: Iterable, device: torch.device, profile: bool = False,
-             reference: SetReference | None = None) -> dict[str, Any]:
+             reference: SetReference | None = None, offsets: bool = False) -> dict[str, Any]:
     """Energy RMSE (meV/atom) and force RMSE (meV/A) of `model` over `loader` (NaN where the set has
     no such labels), energies in float64 against `reference` (the set's energies as read, in the
     loader's order) where given; with `profile` (paths or scans, in order) also the relative-energy
-    errors, curve by curve."""
+    errors, curve by curve; with `offsets`, the energy RMSE a per-element offset leaves."""
     errors = ErrorAccumulator(reference)
     for batch in loader:
         batch = on_device(batch, device)
         errors.add(batch, forward(model, batch, training=False))
-    return {**errors.rmse(), **(errors.profile_errors() if profile else {})}
+    return {**errors.rmse(), **(errors.profile_errors() if profile else {}),
+            **(errors.offset_removed_rmse() if offsets else {})}
 
 
 def save_training_state(path: Path, model, optimizer, scheduler, loader_generator: torch.Generator | None,

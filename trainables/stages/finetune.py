@@ -109,10 +109,13 @@ def scoring_loader(graphs, config: FinetuneConfig):
                        shuffle=False)
 
 
-def score_set(model, inputs: PreparedInputs, name: str, config: FinetuneConfig, device) -> dict[str, Any]:
-    """Errors on one set, energies against its float64 reference (paths and scans: relative energies too)."""
+def score_set(model, inputs: PreparedInputs, name: str, config: FinetuneConfig, device,
+              offsets: bool = False) -> dict[str, Any]:
+    """Errors on one set, energies against its float64 reference (paths and scans: relative energies
+    too; with `offsets`, what a per-element energy offset leaves)."""
     return evaluate(model, scoring_loader(inputs.graphs[name], config), device,
-                    profile=name in inputs.sources.profile_tests, reference=inputs.references.get(name))
+                    profile=name in inputs.sources.profile_tests, reference=inputs.references.get(name),
+                    offsets=offsets)
 
 
 def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, Any]]:
@@ -122,13 +125,15 @@ def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> 
 
 def score_before_finetuning(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
     """The not yet fine-tuned model's errors: "val_before" on the validation set (the foundation's
-    zero-shot score, with the run's E0s) and, with a replay set, "replay_before" on it. Every run on
+    zero-shot score, with the run's E0s, and the part of its energy error a per-element offset does
+    not explain) and, with a replay set, "replay_before" on it. Every run on
     `inputs` starts from the same model: a process (a reused Ray actor) scores it once."""
     key = (str(device), config.compile, config.batch_size, config.eval_batch_size)
     if key not in inputs.initial_scores:
         sets = {"val_before": "val", **({"replay_before": "replay"} if "replay" in inputs.graphs else {})}
-        inputs.initial_scores[key] = {before: score_set(model, inputs, name, config, device)
-                                      for before, name in sets.items()}
+        inputs.initial_scores[key] = {
+            before: score_set(model, inputs, name, config, device, offsets=before == "val_before")
+            for before, name in sets.items()}
     return {name: dict(rmses) for name, rmses in inputs.initial_scores[key].items()}
 
 

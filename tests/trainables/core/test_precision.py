@@ -116,3 +116,18 @@ def test_estimated_e0s_absorb_a_foundation_offset_per_element(smoke_inputs, smok
     moved_by = sum(counts[z] * (after[z] - estimated_e0s(foundation, items)[z]) for z in shift)
     assert moved_by == pytest.approx(sum(counts[z] * shift[z] for z in shift), abs=1e-3)
     assert set(after) == set(shift) and all(after[z] != before[z] for z in shift)
+
+
+def test_a_per_element_offset_is_found_in_the_zero_shot_errors():
+    """Energies moved by a constant per element leave no error once the best constants are removed;
+    noise on them is what remains."""
+    compositions = [[6, 6], [2, 1], [4, 2], [0, 2], [3, 8]]  # atoms of H and C per structure
+    shift = np.array([-3.0, -1000.0])
+    predicted = [-50.0, -12.0, -25.0, -8.0, -70.0]
+    errors = ErrorAccumulator(energies=[(p, p + float(np.dot(c, shift)), "x") for p, c in zip(predicted, compositions)],
+                              compositions=compositions)
+    assert errors.offset_removed_rmse()["energy_rmse_offset_removed_mev_atom"] < 1e-6
+    noise = [0.010, -0.020, 0.015, -0.005, 0.020]  # eV
+    errors.energies = [(p, r + n, c) for (p, r, c), n in zip(errors.energies, noise)]
+    left = errors.offset_removed_rmse()["energy_rmse_offset_removed_mev_atom"]
+    assert 0.5 < left < 1000.0 * max(abs(n) / sum(c) for n, c in zip(noise, compositions)) + 1e-9
