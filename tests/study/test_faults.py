@@ -48,7 +48,7 @@ compile = false  # the drills are about faults; a cold compile would only slow t
 """
 
 
-def _assert_complete(folder: Path, trials: int, test_sets: int = 5, epochs: int = 6) -> None:
+def _assert_complete(folder: Path, trials: int, test_sets: int = 6, epochs: int = 6) -> None:
     scores = _table(folder, "scores")
     assert scores.trial_id.nunique() == trials
     assert len(scores) == trials * test_sets
