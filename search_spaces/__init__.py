@@ -303,8 +303,9 @@ def check_grid_lrs(space: SearchSpace) -> None:
     """A grid gives `lrs` (every optimizer), `lr_by_optimizer` (one each, for exactly its optimizers)
     or `lrs_by_method` (a list each, for exactly its methods)."""
     check = partial(_require, space)
-    given = [key for key in ("lrs", "lr_by_optimizer", "lrs_by_method") if getattr(space, key)]
-    check(len(given) <= 1, f"give one of lrs, [lr_by_optimizer], [lrs_by_method], not {given}")
+    given = [name for key, name in (("lrs", "lrs"), ("lr_by_optimizer", "[lr_by_optimizer]"),
+                                    ("lrs_by_method", "[lrs_by_method]")) if getattr(space, key)]
+    check(len(given) <= 1, f"give {' or '.join(given)}, not both")
     if space.lrs_by_method:
         check(set(space.lrs_by_method) == set(space.methods),
               f"[lrs_by_method] must name each of the methods {list(space.methods)} once, "
