@@ -38,9 +38,7 @@ SMALL_VECTORS = np.array([v for v in itertools.product(range(-3, 4), repeat=3) i
 def in_plane_vectors(plane: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Two integer vectors of the cubic cell spanning its lattice in `plane`, right-handed about its
     normal: the shortest pair whose cell has the plane's primitive area, |hkl| / gcd(h, k, l) edges squared."""
-    normal = np.asarray(plane)
-    if not normal.any():
-        raise ConfigError("gsfe_plane must not be (0, 0, 0)")
+    normal = np.asarray(plane)  # not zero: PropertySettings.check
     in_plane = SMALL_VECTORS[SMALL_VECTORS @ normal == 0]
     in_plane = in_plane[np.argsort(np.linalg.norm(in_plane, axis=1), kind="stable")]
     area = np.linalg.norm(normal) / np.gcd.reduce(normal)
