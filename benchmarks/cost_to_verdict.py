@@ -1,0 +1,182 @@
+"""Cost to a verdict: a grid space and its adaptive twin (the same space with `[adaptive]`, study.adaptive)
+on the same data; how much of the grid's trial-seconds the twin used, and whether it reaches the grid's
+answer.
+
+    python benchmarks/cost_to_verdict.py [--space lr_ablation] [--optimizers sgd,adam,...] [--lrs 5e-3,...]
+        [--seeds 0,1] [--epochs 6] [--scheduler asha] [--grace-period 1] [--reduction-factor 3]
+        [--data-size full] [--gpus-per-trial 0] [--workdir DIR] [-- further study.launch arguments]
+
+Prints, per group of test sets (analysis.recommend), the grid's and the twin's recommendation (the
+optimizer and lr chosen on validation that wins the group), their top 3 (each optimizer at its lr
+chosen on validation, by seed-mean error), whether each matches, and Kendall's tau between the two
+studies' seed-mean errors over the (optimizer, lr) cells both finished; then the trial-seconds of
+each (the sum of the trials' own wall times: a stopped trial's up to its last epoch) and their ratio,
+GPU-hours where trials had GPUs, and the cells the twin stopped per optimizer (which optimizers early
+stopping penalises). A study already finished in DIR is read, not run again. The goal (issue 46):
+the same recommendation at <= 35% of the grid's trial-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import tomllib
+import yaml
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.errors import AnalysisError  # noqa: E402
+from analysis.load import load  # noqa: E402
+from analysis.recommend import first_order, group_scores, groups_of_test_sets, recommendation  # noqa: E402
+from analysis.stats import at_chosen_lr, chosen_lrs  # noqa: E402
+from analysis.tables import STOPPED, ok_rows, stopped_cells  # noqa: E402
+from benchmarks._common import launch  # noqa: E402
+from search_spaces import HERE as SPACES  # noqa: E402
+
+GOAL = 0.35  # the twin's share of the grid's trial-seconds for the same recommendation
+TOP = 3
+
+
+def space_tables(args: argparse.Namespace) -> tuple[dict, dict]:
+    """The grid (the space narrowed to the chosen optimizers, lrs, seeds and epochs) and its twin."""
+    grid = tomllib.loads((SPACES / f"{args.space}.toml").read_text())
+    for key, value in (("optimizers", args.optimizers), ("lrs", args.lrs), ("seeds", args.seeds)):
+        if value:
+            grid[key] = value
+    grid["fixed"] = {**grid.get("fixed", {}), "epochs": args.epochs, "data_size": args.data_size}
+    adaptive = {"scheduler": args.scheduler, "grace_period": args.grace_period}
+    if args.scheduler == "asha":
+        adaptive["reduction_factor"] = args.reduction_factor
+    return grid, {**grid, "adaptive": adaptive}
+
+
+def run_or_read(table: dict, name: str, workdir: Path, flags: list[str]) -> Path:
+    """The study folder of `table` run as `name` under `workdir`, run unless it finished there before."""
+    folder = workdir / "studies" / name
+    manifest = folder / "manifest.json"
+    if manifest.is_file() and "finished" in json.loads(manifest.read_text()):
+        print(f"{name}: finished before, read from {folder}", flush=True)
+        return folder
+    space = workdir / f"{name}.yaml"
+    space.write_text(yaml.safe_dump(table, sort_keys=False))
+    run = launch(space, workdir / "studies", name, flags)
+    if run.returncode != 0:
+        raise SystemExit(f"{name} failed (exit {run.returncode}); log {run.log}")
+    print(f"{name}: {run.study_s:.0f} s study wall time; log {run.log}", flush=True)
+    return folder
+
+
+def cell_errors(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per group of test sets and finished (optimizer, lr) cell: the seed-mean error (`value`)."""
+    rows = first_order(scores)
+    grouped, _ = group_scores(ok_rows(rows), groups_of_test_sets(rows))
+    grouped = grouped.rename(columns={"test_set": "group"})
+    return grouped.groupby(["group", "optimizer", "lr"], sort=False)["value"].mean().reset_index()
+
+
+def top(cells: pd.DataFrame, scores: pd.DataFrame) -> dict[str, list[str]]:
+    """Per group, the best `TOP` optimizers at their lr chosen on validation, as 'adam@0.001'."""
+    chosen = at_chosen_lr(cells, chosen_lrs(first_order(scores)))
+    return {group: [f"{r.optimizer}@{r.lr:g}" for r in part.nsmallest(TOP, "value").itertuples()]
+            for group, part in chosen.groupby("group", sort=False)}
+
+
+def winners(scores: pd.DataFrame) -> dict[str, str]:
+    """Per group, the recommendation's best optimizer at its lr, as 'adam@0.001' (or why there is none)."""
+    try:
+        table = recommendation(scores)
+    except AnalysisError as error:
+        return {"(none)": str(error)}
+    return {r.group: f"{r.best}@{r.best_lr:g}" for r in table.itertuples()}
+
+
+def kendall(grid: pd.DataFrame, twin: pd.DataFrame, group: str) -> tuple[float, int]:
+    both = grid[grid["group"] == group].merge(twin[twin["group"] == group], on=["optimizer", "lr"])
+    if len(both) < 2:
+        return float("nan"), len(both)
+    return float(stats.kendalltau(both["value_x"], both["value_y"]).statistic), len(both)
+
+
+def trial_seconds(scores: pd.DataFrame, column: str = "wall_time_s") -> float:
+    """The sum over trials of `column`: wall time, or training time (wall time less compiling)."""
+    return float(scores.drop_duplicates("trial_id")[column].sum())
+
+
+def comparison(grid: pd.DataFrame, twin: pd.DataFrame) -> pd.DataFrame:
+    grid_cells, twin_cells = cell_errors(grid), cell_errors(twin)
+    grid_best, twin_best = winners(grid), winners(twin)
+    grid_top, twin_top = top(grid_cells, grid), top(twin_cells, twin)
+    rows = []
+    for group in grid_best:
+        tau, n = kendall(grid_cells, twin_cells, group)
+        rows.append({"group": group, "grid best": grid_best[group], "adaptive best": twin_best.get(group, "-"),
+                     "same best": grid_best[group] == twin_best.get(group),
+                     "grid top 3": ", ".join(grid_top.get(group, [])),
+                     "adaptive top 3": ", ".join(twin_top.get(group, [])),
+                     "same top 3": grid_top.get(group) == twin_top.get(group),
+                     "tau": round(tau, 2), "cells in both": n})
+    return pd.DataFrame(rows)
+
+
+def cost_lines(grid: pd.DataFrame, twin: pd.DataFrame, gpus_per_trial: float) -> list[str]:
+    grid_s, twin_s = trial_seconds(grid), trial_seconds(twin)
+    share = twin_s / grid_s
+    lines = [f"trial-seconds: grid {grid_s:.0f}, adaptive {twin_s:.0f}: the adaptive study used {share:.1%} "
+             f"(goal <= {GOAL:.0%})",
+             f"training seconds (wall time less the one-time compile, paid by each study's first trials): grid "
+             f"{trial_seconds(grid, 'training_time_s'):.0f}, adaptive {trial_seconds(twin, 'training_time_s'):.0f}: "
+             f"{trial_seconds(twin, 'training_time_s') / trial_seconds(grid, 'training_time_s'):.1%}"]
+    if gpus_per_trial:
+        lines.append(f"GPU-hours: grid {grid_s * gpus_per_trial / 3600:.3f}, "
+                     f"adaptive {twin_s * gpus_per_trial / 3600:.3f}")
+    trials = twin.drop_duplicates("trial_id")
+    lines.append(f"adaptive: {(trials['status'] == STOPPED).sum()} of {len(trials)} trials stopped early")
+    cells = stopped_cells(twin)
+    for optimizer in dict.fromkeys(cells["optimizer"]):
+        mine = cells[cells["optimizer"] == optimizer]
+        lines.append(f"  stopped cells of {optimizer}: "
+                     + ", ".join(f"lr {r.lr:g} at epoch {r.stopped_at_epoch:g}" for r in mine.itertuples()))
+    return lines
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default="lr_ablation", help="a named grid space")
+    parser.add_argument("--optimizers", type=lambda s: s.split(","), default=None)
+    parser.add_argument("--lrs", type=lambda s: [float(x) for x in s.split(",")], default=None)
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--data-size", default="full")
+    parser.add_argument("--scheduler", default="asha")
+    parser.add_argument("--grace-period", type=float, default=1, help="epochs")
+    parser.add_argument("--reduction-factor", type=float, default=3)
+    parser.add_argument("--gpus-per-trial", type=float, default=0)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("extra", nargs="*", help="further study.launch arguments (after --)")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="optistudy-cost-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    flags = [*(["--gpus-per-trial", str(args.gpus_per_trial)] if args.gpus_per_trial else []), *args.extra]
+    grid_table, twin_table = space_tables(args)
+    grid = load(run_or_read(grid_table, f"{args.space}-grid", workdir, flags), table="scores")
+    twin = load(run_or_read(twin_table, f"{args.space}-adaptive", workdir, flags), table="scores")
+    print(f"\n{args.space}: {len(grid_table['optimizers'])} optimizers x {len(grid_table['lrs'])} lrs x "
+          f"{len(grid_table['seeds'])} seeds, {args.epochs} epochs, {args.data_size} data; adaptive: "
+          f"{twin_table['adaptive']}")
+    print(comparison(grid, twin).to_string(index=False))
+    print("\n".join(cost_lines(grid, twin, args.gpus_per_trial)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
