@@ -28,8 +28,9 @@ trainables.core.partial_training.
 Combinations: replay is about the data, freeze, block_lr and LoRA about the weights, so a weight
 method with `combines_with_replay` may be joined with it as `NAME+replay` (`freeze+replay`,
 `block_lr+replay`, `lora+replay`): its weights rule on the two-head model (the replay head's readout
-is a readout like the task head's). `naive+replay` is `replay`. Per-method settings are
-`method_settings[NAME]` (a space's `[method.NAME]` tables), checked against the entry's defaults.
+is a readout like the task head's). `naive`'s weights on the replay data are `replay` itself.
+Per-method settings are `method_settings[NAME]` (a space's `[method.NAME]` tables), checked against
+the entry's defaults.
 Reading the registry imports no torch: a study's settings are checked before the training stack loads.
 """
 

@@ -21,13 +21,15 @@ from trainables.core.methods import Method
 
 def _mace_groups(model: torch.nn.Module, lr: float, freeze: int | None, factors: dict[str, float]) -> list[dict]:
     """mace's optimizer groups of `model` (`get_params_options`), which also freezes what `freeze`
-    names (its `--freeze` levels). mace logs each frozen block at INFO; the run's method says it."""
+    names (its `--freeze` levels). A group without an lr of its own (mace's joint embedding and
+    embedding readout, where a model has them) takes `lr`, as in mace's optimizer. mace logs each
+    frozen block at INFO; the run's method says it."""
     args = SimpleNamespace(lr=lr, freeze=freeze, lr_params_factors=json.dumps(factors), weight_decay=0.0,
                            amsgrad=False, beta=0.9)
     previous = logging.root.manager.disable
     logging.disable(logging.INFO)
     try:
-        return get_params_options(args, model)["params"]
+        return [{"lr": lr, **group} for group in get_params_options(args, model)["params"]]
     finally:
         logging.disable(previous)
 
