@@ -42,6 +42,7 @@ from analysis.errors import AnalysisError
 from analysis.frontier import pareto_front
 from analysis.load import load, select
 from analysis.properties import (
+    FREQUENCY_PROPERTIES,
     frequency_error_chart,
     md_survival_chart,
     property_table,
@@ -267,9 +268,9 @@ def properties(args: argparse.Namespace) -> Output:
                "(closest to the reference)")
     sections, files = [(heading, table)], _table_files("properties", table)
     present_properties = set(rows["property"])
-    for name, build, needs in (("md_survival", md_survival_chart, "md_survival_time"),
-                               ("frequency_error", frequency_error_chart, "vib_frequency_mae")):
-        if needs in present_properties:
+    for name, build, needs in (("md_survival", md_survival_chart, {"md_survival_time"}),
+                               ("frequency_error", frequency_error_chart, set(FREQUENCY_PROPERTIES))):
+        if needs & present_properties:
             files |= _chart_files(name, build(rows))
     if args.property:
         scores = _load(args, "scores")
