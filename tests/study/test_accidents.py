@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -35,6 +36,25 @@ def _start(command: list[str], log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
         return subprocess.Popen(command, cwd=ROOT, env=ENV, start_new_session=True, stdout=out,
                                 stderr=subprocess.STDOUT, preexec_fn=ctrl_c_as_in_a_terminal)
+
+
+@contextmanager
+def _running(command: list[str], log: Path):
+    """`_start`'s driver, killed with its process group on leaving if it still runs."""
+    driver = _start(command, log)
+    try:
+        yield driver
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+
+
+def _ended_after(driver: subprocess.Popen, act) -> tuple[int, float]:
+    """`act()` (a signal sent, a process killed), then the driver's exit status and the seconds it took to end."""
+    sent = time.perf_counter()
+    act()
+    code = driver.wait(timeout=60)
+    return code, time.perf_counter() - sent
 
 
 def _wait_for(path: Path, driver: subprocess.Popen, log: Path, timeout: float = 300) -> None:
@@ -129,24 +149,18 @@ def test_ctrl_c_or_sigterm_stops_the_study_within_seconds_and_resume_finishes_it
                                                                                   smoke_inputs, tmp_path, launch_args):
     storage, log = tmp_path / "studies", tmp_path / "driver.log"
     folder = storage / "smoke"
-    driver = _start(launch_args(storage), log)
-    send = (lambda: os.killpg(driver.pid, signum)) if signum == signal.SIGINT else (lambda: os.kill(driver.pid, signum))
-    try:
+    with _running(launch_args(storage), log) as driver:
+        def stop():
+            for _ in range(2 if twice else 1):
+                os.killpg(driver.pid, signum) if signum == signal.SIGINT else os.kill(driver.pid, signum)
+                time.sleep(0.3)
+
         trigger, delay = STAGES[stage]
         _wait_for(folder / trigger, driver, log)
         time.sleep(delay)
         workers = _descendants(driver.pid)
         before = _table(folder, "scores")
-        sent = time.perf_counter()
-        send()
-        if twice:
-            time.sleep(0.3)
-            send()
-        code = driver.wait(timeout=60)
-        stopped_s = time.perf_counter() - sent
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+        code, stopped_s = _ended_after(driver, stop)
     output = log.read_text(errors="replace")
     print(f"{signal.Signals(signum).name} {'twice ' if twice else ''}at {stage}: exit {code} after {stopped_s:.1f} s")
     assert code == 128 + signum, output[-3000:]

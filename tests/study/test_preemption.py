@@ -6,9 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-from test_accidents import ENV, ROOT, _assert_complete_once, _last_line, _start, _wait_for, assert_quiet_resume
+from test_accidents import (ENV, ROOT, _assert_complete_once, _ended_after, _last_line, _running, _wait_for,
+                            assert_quiet_resume)
 from test_faults import _alive_after, _descendants
 
 
@@ -16,18 +16,11 @@ def test_a_killed_ray_agent_ends_the_study_with_one_line_and_resume_recovers(cac
                                                                            launch_args):
     storage, log = tmp_path / "studies", tmp_path / "driver.log"
     folder = storage / "smoke"
-    driver = _start(launch_args(storage), log)
-    try:
+    with _running(launch_args(storage), log) as driver:
         _wait_for(folder / "results" / "curves.parquet", driver, log)
         ray_processes = _descendants(driver.pid)
         agent = next(pid for pid, command in ray_processes.items() if command.startswith("ray::DashboardAgent"))
-        os.kill(agent, signal.SIGKILL)
-        killed = time.perf_counter()
-        code = driver.wait(timeout=60)
-        ended_s = time.perf_counter() - killed
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+        code, ended_s = _ended_after(driver, lambda: os.kill(agent, signal.SIGKILL))
     output = log.read_text(errors="replace")
     print(f"dashboard agent killed: exit {code} after {ended_s:.1f} s")
     assert code == 1, output[-3000:]
