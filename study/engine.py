@@ -352,16 +352,7 @@ def fit(tuner: tune.Tuner, store: ResultsStore) -> tune.ResultGrid:
             raise
     if ctrl_c.interrupted:
         raise KeyboardInterrupt
-    if grid.num_terminated + grid.num_errors < len(grid):
-        raise StoppedByTuneSignal
     return grid
-
-
-class StoppedByTuneSignal(KeyboardInterrupt):
-    """A stage that ended before its trials did: Tune's own stop signal, SIGUSR1 (which `sbatch
-    --signal` may send ahead of the time limit), reached Tune's handler, not the study's."""
-
-    signum = signal.SIGUSR1
 
 
 def run_first_order(ctx, space, base, shared, resources, resume, verbose=1) -> tune.ResultGrid:

@@ -178,8 +178,10 @@ class StudyInterrupted(KeyboardInterrupt):
         self.folder, self.signum = folder, signum
 
 
-# Signals `--stop-signal` may add to SIGTERM: what `sbatch --signal` sends ahead of the time limit.
-OPTIONAL_STOP_SIGNALS = {"USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2}
+# Signals `--stop-signal` may add to SIGTERM (`sbatch --signal=USR2@300` sends it ahead of the time
+# limit). Not SIGUSR1: it is Ray Tune's own stop signal, whose handler takes it during a stage and
+# ends the stage as if its trials had finished.
+OPTIONAL_STOP_SIGNALS = {"USR2": signal.SIGUSR2}
 
 
 class StopSignals:
@@ -235,9 +237,9 @@ def run(args: argparse.Namespace, stop: StopSignals) -> int:
             if handoff.check_failed() and not args.resume:
                 discard_unstarted_study(folder)
             raise
-        except KeyboardInterrupt as interrupt:
+        except KeyboardInterrupt:
             if holds_study(folder):
-                raise StudyInterrupted(folder, stop.received or getattr(interrupt, "signum", None)) from None
+                raise StudyInterrupted(folder, stop.received) from None
             raise
 
 
