@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted study of this name")
     parser.add_argument("--stop-signal", action="append", default=[], choices=list(OPTIONAL_STOP_SIGNALS),
                         help="also stop the study as on SIGTERM or Ctrl-C at this signal (what `sbatch "
-                             "--signal` sends before the time limit); repeatable")
+                             "--signal=USR2@SECONDS` sends before the time limit; not USR1, Ray Tune's own)")
     parser.add_argument("--quiet", action="store_true", help="print nothing while the trials run, only the end")
     parser.add_argument("--verbose", action="store_true", help="Ray Tune's own per-trial tables instead of the "
                         "compact progress lines")

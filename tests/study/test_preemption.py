@@ -1,11 +1,14 @@
 """A local Ray that dies under a study (one of its agents killed: the raylet fate-shares with it):
 one line naming what died and the command that resumes the study, exit status 1, and the resume
-finishes the study with every row once and no warning about the trials that had not started."""
+finishes the study with every row once and no warning about the trials that had not started; and
+which signals `--stop-signal` takes. SIGTERM itself is drilled with Ctrl-C (test_accidents.py)."""
 
 import os
 import signal
 import subprocess
 import sys
+
+import pytest
 
 from test_accidents import (ENV, ROOT, _assert_complete_once, _ended_after, _last_line, _running, _wait_for,
                             assert_quiet_resume)
@@ -35,3 +38,14 @@ def test_a_killed_ray_agent_ends_the_study_with_one_line_and_resume_recovers(cac
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_quiet_resume(resumed)
     _assert_complete_once(folder)
+
+
+def test_stop_signal_takes_usr2_and_refuses_ray_tunes_own_usr1(capsys):
+    from study.launch import build_parser
+
+    assert build_parser().parse_args(["--space", "smoke", "--stop-signal", "USR2"]).stop_signal == ["USR2"]
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["--space", "smoke", "--stop-signal", "USR1"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip() == ("error: argument --stop-signal: invalid choice: 'USR1' (choose from "
+                                               "'USR2') (see --help)")
