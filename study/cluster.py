@@ -102,7 +102,10 @@ class LocalRayWatch:
             for pid, kind in raylet_agents(self._raylet).items():  # started by the raylet, a second after it
                 if pid not in agents:
                     agents[pid] = kind
-                    watched[os.pidfd_open(pid)] = kind
+                    try:
+                        watched[os.pidfd_open(pid)] = kind
+                    except ProcessLookupError:  # gone already: the raylet follows, and is watched
+                        pass
             # until both agents run, look for them again every second
             ready, _, _ = select.select([*watched, self._stop_read], [], [],
                                         None if len(agents) == len(RAYLET_AGENTS) else 1.0)
@@ -130,10 +133,22 @@ class LocalRayWatch:
 
 def watch_local_ray(say: Callable[[list[str]], None]) -> LocalRayWatch | None:
     """A `LocalRayWatch` of the Ray this process started; None where it joined a cluster (whose
-    processes it did not start)."""
+    processes it did not start) or where the system cannot wait on a process it did not start
+    (Linux's pidfd, from kernel 5.3)."""
     node = ray._private.worker._global_node
     vital = {info.process.pid: kind for kind in VITAL for info in node.all_processes.get(kind, [])}
-    return LocalRayWatch(vital, say) if ray_constants.PROCESS_TYPE_RAYLET in vital.values() else None
+    if ray_constants.PROCESS_TYPE_RAYLET not in vital.values() or not waits_on_processes():
+        return None
+    return LocalRayWatch(vital, say)
+
+
+def waits_on_processes() -> bool:
+    """Whether this system has pidfds (a process's end as a readable file descriptor)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 def raylet_agents(raylet: int) -> dict[int, str]:
