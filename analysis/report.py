@@ -237,9 +237,10 @@ def curve_band_chart(curves: pd.DataFrame, y: str, subtitle: str = "") -> alt.La
         x=x, y=alt.Y("mean:Q", title=title(y), scale=scale), color=color,
         tooltip=["optimizer", "lr", "step", "mean", "low", "high", "seeds"])
     identity = present(data, ("trial_id", "optimizer", "lr", "seed"))
-    trials = alt.Chart(data[[*identity, "step", y]]).mark_line(opacity=0.6, strokeWidth=1).encode(
-        x=x, y=alt.Y(f"{y}:Q", scale=scale), color=color, detail="trial_id:N", tooltip=[*identity, "step", y]
-    ).transform_filter(every.name)
+    # hidden by opacity, not filtered out: an empty layer gives Vega an infinite extent for `step`
+    trials = alt.Chart(data[[*identity, "step", y]]).mark_line(strokeWidth=1).encode(
+        x=x, y=alt.Y(f"{y}:Q", scale=scale), color=color, detail="trial_id:N", tooltip=[*identity, "step", y],
+        opacity=alt.condition(every, alt.value(0.6), alt.value(0.0)))
     heading = alt.Title(title(y), subtitle=subtitle) if subtitle else title(y)
     return alt.layer(ranges, means, trials).add_params(every).properties(title=heading, width=WIDTH, height=HEIGHT)
 
