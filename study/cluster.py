@@ -1,4 +1,5 @@
-"""Ray itself: start a local, loopback-only Ray or join a cluster (Ray's core only, no Tune)."""
+"""Ray itself: start a local, loopback-only Ray or join a cluster, and watch a local one for its death
+(Ray's core only, no Tune)."""
 
 from __future__ import annotations
 
@@ -67,8 +68,6 @@ def listen_on_loopback_only() -> None:
     the processes Ray starts, and at import time by this one (hence the constant)."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
-
-
 
 
 # The processes of a local Ray that a study cannot run without: its own, and the raylet's agents
