@@ -177,7 +177,7 @@ def test_a_failed_graph_build_stops_the_study_with_its_error_and_resume_runs_it(
                                                "--num-cpus", "2"])
     try:
         with pytest.raises(RuntimeError, match="graph build failed"):
-            launcher.run(args)
+            launcher.run(args, launcher.StopSignals([], []))
     finally:
         ray.shutdown()
     assert not (tmp_path / "smoke" / "results" / "scores.parquet").exists()
