@@ -88,10 +88,11 @@ def narrow_space(space: SearchSpace, args: argparse.Namespace) -> SearchSpace:
         space = replace(space, optimizers=(given["optimizer"],) if space.optimizers else (),
                         lr_ranges={k: v for k, v in space.lr_ranges.items() if k == given["optimizer"]})
     if "lr" in given:
-        if space.search == "optuna" or space.lr_by_optimizer:
-            raise ConfigError(f"space {space.name!r} sets the lr itself ("
-                              f"{'drawn per optimizer' if space.search == 'optuna' else 'one per optimizer'}): "
-                              "--lr does not apply; use --optimizer to narrow it")
+        own = ("drawn per optimizer" if space.search == "optuna" else "one per optimizer" if space.lr_by_optimizer
+               else "its own per method" if space.lrs_by_method else None)
+        if own:
+            raise ConfigError(f"space {space.name!r} sets the lr itself ({own}): --lr does not apply; use "
+                              "--optimizer to narrow it")
         lr = next((lr for lr in space.lrs if math.isclose(lr, given["lr"], rel_tol=1e-9)), None)
         _check_among(space, "lr", given["lr"], space.lrs if lr is None else (given["lr"],))
         space = replace(space, lrs=(lr,))

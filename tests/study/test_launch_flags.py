@@ -50,3 +50,10 @@ def test_the_command_says_so_in_one_line_and_exits_2(tmp_path):
         "error: --lr 0.002 is not in space 'lr_ablation' (its lrs: 0.005, 0.001, 0.0005): the flags narrow the "
         "space's grid"]
     assert not any(tmp_path.iterdir())
+
+
+def test_an_lr_set_per_method_or_per_optimizer_is_refused():
+    with pytest.raises(ConfigError, match="space 'method_benchmark' sets the lr itself \\(its own per method\\)"):
+        _narrowed("method_benchmark", "--lr", "1e-3")
+    with pytest.raises(ConfigError, match="space 'protocol_ablation' sets the lr itself \\(one per optimizer\\)"):
+        _narrowed("protocol_ablation", "--lr", "1e-3")
