@@ -26,6 +26,9 @@ OFFSET_ADVICE = ("the foundation's energies are off from the data's by a constan
                  "reference (level of theory, E0s that are not the data's) or a systematic shift, which "
                  "fine-tuning spends its budget on. Try e0s = \"estimated\" (the foundation's E0s shifted per "
                  "element to fit the training energies), or the data's own isolated-atom energies (e0s_file)")
+UNSPLIT_ADVICE = ("the foundation's energies are far from the data's. Where its energy reference differs "
+                  "(level of theory, E0s that are not the data's), e0s = \"estimated\" shifts its E0s per element "
+                  "to fit the training energies")
 FAR_ADVICE = ("the foundation's energies are far from the data's and no constant per element explains it: "
               "check the labels' units and keys, and whether this foundation suits the data")
 
@@ -60,5 +63,6 @@ def zero_shot_lines(scores: pd.DataFrame) -> list[str]:
             f"{found['best_energy_rmse_mev_atom']:.1f} meV/atom, {found['best_force_rmse_mev_a']:.1f} meV/A")
     if not energy > FAR_ENERGY_RMSE_MEV_ATOM:
         return [line]
-    explained = math.isfinite(left) and left <= (1 - OFFSET_SHARE) * energy
-    return [line, f"warning: {OFFSET_ADVICE if explained else FAR_ADVICE}"]
+    if not math.isfinite(left):  # rows from before the offset was measured
+        return [line, f"warning: {UNSPLIT_ADVICE}"]
+    return [line, f"warning: {OFFSET_ADVICE if left <= (1 - OFFSET_SHARE) * energy else FAR_ADVICE}"]

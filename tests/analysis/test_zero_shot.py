@@ -33,3 +33,8 @@ def test_a_foundation_far_from_the_data_without_an_offset_is_not_told_to_fit_e0s
 def test_a_close_foundation_gets_one_line_and_old_studies_none():
     assert len(zero_shot_lines(_rows(12.0, 3.0))) == 1
     assert zero_shot_lines(_rows(12.0).query("test_set != 'val_before'")) == []
+
+
+def test_rows_without_the_offset_measure_get_advice_that_claims_neither_way():
+    lines = zero_shot_lines(_rows(400.0))
+    assert "no constant per element" not in lines[1] and "Where its energy reference differs" in lines[1]
