@@ -2,10 +2,11 @@
 
 Every trial scores the foundation before fine-tuning on the validation set (`val_before`, with the
 run's isolated-atom energies), with the energy RMSE left once the best constant per element is
-taken off its errors (`energy_rmse_offset_removed_mev_atom`). A foundation trained on another level of theory (xTB against DFT,
-PBE against a hybrid) or E0s that do not belong to the data put every energy off by an amount per
-element: the zero-shot energy RMSE is then hundreds of meV/atom, fine-tuning spends its budget
-shifting energies, and the energy scores say more about the reference than about the optimizers.
+taken off its errors (`energy_rmse_offset_removed_mev_atom`). A foundation trained on another
+level of theory (xTB against DFT, PBE against a hybrid) or E0s that do not belong to the data put
+every energy off by an amount per element: the zero-shot energy RMSE is then hundreds of
+meV/atom, fine-tuning spends its budget shifting energies, and the energy scores say more about
+the reference than about the optimizers.
 Pure functions of the score rows.
 """
 

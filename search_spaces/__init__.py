@@ -53,8 +53,8 @@ from trainables.errors import ConfigError
 HERE = Path(__file__).parent
 STAGES = ("first_order", "lbfgs", "evaluate")  # in this order; first_order always, the others opt-in
 SEARCHES = ("grid", "optuna")
-_KEYS = {"description", "optimizers", "lrs", "lr_by_optimizer", "seeds", "protocols", "methods", "lrs_by_method", "method", "stages", "search",
-         "num_samples", "adaptive", "lr_ranges", "fixed", "hyper", "lbfgs", "properties"}
+_KEYS = {"description", "optimizers", "lrs", "lr_by_optimizer", "seeds", "protocols", "methods", "lrs_by_method",
+         "method", "stages", "search", "num_samples", "adaptive", "lr_ranges", "fixed", "hyper", "lbfgs", "properties"}
 GRID_AXES = ("optimizer", "lr", "seed")  # config fields the grid sets: a protocol may not overlay them
 METHOD_FIELDS = ("method", "mode", "method_settings")  # what `methods` and [method.NAME] set
 # [properties] keys that are not PropertySettings: a user's structures and references (ASE-readable
