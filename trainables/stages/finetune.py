@@ -123,7 +123,8 @@ def score_all(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> 
     return {name: score_set(model, inputs, name, config, device) for name in ["val", *inputs.test_names]}
 
 
-def score_before_finetuning(model, inputs: PreparedInputs, config: FinetuneConfig, device) -> dict[str, dict[str, float]]:
+def score_before_finetuning(model, inputs: PreparedInputs, config: FinetuneConfig,
+                            device) -> dict[str, dict[str, float]]:
     """The not yet fine-tuned model's errors: "val_before" on the validation set (the foundation's
     zero-shot score, with the run's E0s, and the part of its energy error a per-element offset does
     not explain) and, with a replay set, "replay_before" on it. Every run on
@@ -241,9 +242,7 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     initial = adapt_model(inputs.initial_model(), method, config.method_options, config.seed).to(device)
     model, step_model, scoring_model = scoring_modules(initial, config, inputs.has_stress)  # shared parameters
     before = score_before_finetuning(scoring_model, inputs, config, device)
-    loader = training_loader(inputs.graphs["train"], config.batch_size, seed=config.seed)
-    val_loader = scoring_loader(inputs.graphs["val"], config)
-    total_steps = config.max_steps or config.epochs * len(loader)
+    loader, val_loader, total_steps = run_loaders(inputs, config)
     optimizer, scheduler, average = training_protocol(model, config, spec, total_steps)
     progress = start_progress(resume_from, model, optimizer, scheduler, loader.generator, average)
     steps_before, status, weights = progress["steps"], "ok", loss_weights(config)
@@ -254,14 +253,14 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
             return clock.timed_validation(lambda: evaluate(scoring_model, val_loader, device))
 
     def validate_within_epoch(steps_in_epoch: int) -> None:
-        steps, every = progress["steps"] + steps_in_epoch, config.val_every_steps
-        steps_this_epoch = min(len(loader), total_steps - progress["steps"])
-        if every is None or steps % every or steps_in_epoch >= steps_this_epoch:
-            return  # the epoch's end is validated anyway
+        fraction = within_epoch_point(progress["steps"], steps_in_epoch, config.val_every_steps, len(loader),
+                                      total_steps)
+        if fraction is None:
+            return
         val = validate()
         set_modes(model, optimizer, spec, train=True)
         if _finite(val):
-            record = clock.record(val, progress["epoch"] + steps_in_epoch / steps_this_epoch, steps, math.nan)
+            record = clock.record(val, progress["epoch"] + fraction, progress["steps"] + steps_in_epoch, math.nan)
             if on_epoch is not None:
                 on_epoch(record, None)  # no checkpoint within an epoch
 
@@ -277,24 +276,45 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
         val = validate() if stats.finite else {}
         progress["epoch"] += 1
         progress["steps"] += stats.steps
-        if not stats.finite or not _finite(val):
-            progress["elapsed_s"] = clock.elapsed()
-            status = "diverged"
+        if not (stats.finite and _finite(val)):
+            status, progress["elapsed_s"] = "diverged", clock.elapsed()
             break
-        scheduler.observe_validation(validation_loss(val, weights))
-        record = clock.record(val, progress["epoch"], progress["steps"], stats.loss)
-        record["scheduled_lr"] = scheduler.lr()  # the next step's (an optimizer's own warm-up not included)
+        record = epoch_record(clock, scheduler, val, progress, stats.loss, weights)
         if on_epoch is not None:
             on_epoch(record, write_checkpoint)
     end_on_scored_weights(model, optimizer, spec, average if status == "ok" else None)
     scores = {**score_all(scoring_model, inputs, config, device), **before} if status == "ok" else {}
     close_side_compile(step_model)
     initial.load_state_dict(model.state_dict())  # the run's own model: the compiled pair is reused by the next run
-    cost = run_cost(model, optimizer, progress, device)
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
                           wall_time_s=clock.elapsed(), model=exported_model(initial, method),
                           resumed_from_step=steps_before, compile_time_s=clock.compile_time(),
-                          environment=run_environment(device), cost=cost)
+                          environment=run_environment(device), cost=run_cost(model, optimizer, progress, device))
+
+
+def run_loaders(inputs: PreparedInputs, config: FinetuneConfig):
+    """(shuffled training batches, validation batches, the run's optimizer steps)."""
+    loader = training_loader(inputs.graphs["train"], config.batch_size, seed=config.seed)
+    return loader, scoring_loader(inputs.graphs["val"], config), config.max_steps or config.epochs * len(loader)
+
+
+def within_epoch_point(steps_before_epoch: int, steps_in_epoch: int, every: int | None, epoch_length: int,
+                       total_steps: int) -> float | None:
+    """The fraction of the epoch done when a validation within it is due (`val_every_steps`), else
+    None; the epoch's last step never counts, since the epoch's end is validated anyway."""
+    steps_this_epoch = min(epoch_length, total_steps - steps_before_epoch)
+    if every is None or (steps_before_epoch + steps_in_epoch) % every or steps_in_epoch >= steps_this_epoch:
+        return None
+    return steps_in_epoch / steps_this_epoch
+
+
+def epoch_record(clock: RunClock, scheduler, val: dict[str, float], progress: dict[str, Any], loss: float,
+                 weights: LossWeights) -> dict[str, Any]:
+    """An epoch's curve point, after the schedule has seen its validation loss (the plateau rule)."""
+    scheduler.observe_validation(validation_loss(val, weights))
+    record = clock.record(val, progress["epoch"], progress["steps"], loss)
+    record["scheduled_lr"] = scheduler.lr()  # the next step's (an optimizer's own warm-up not included)
+    return record
 
 
 def reset_peak_memory(device: torch.device) -> None:
