@@ -13,16 +13,12 @@ from trainables.core.foundation import load_foundation, save_model
 from trainables.core.loss import LossWeights
 from trainables.core.methods import METHODS, known_methods, resolve_method
 from trainables.core.partial_training import adapt_model, exported_model, optimizer_groups, trainable_parameters
-from trainables.core.training import forward, train_epoch
+from trainables.core.training import train_epoch
 from trainables.errors import ConfigError
 from trainables.stages.finetune import run_finetune
 from trainables.stages.inputs import inputs_for_mode, prepare_inputs
 
-
-def _predict(model, graphs):
-    batch = next(iter(make_loader(graphs, len(graphs), shuffle=False)))
-    out = forward(model, batch, training=False)
-    return out["energy"].detach(), out["forces"].detach()
+from test_replay import _predict  # energies and forces of a model on graphs, as the replay tests take them
 
 
 @pytest.fixture(scope="module")
