@@ -324,10 +324,10 @@ def check_grid_lrs(space: SearchSpace) -> None:
 def check_properties(space: SearchSpace) -> None:
     """[properties] against PropertySettings (imported here: ase and scipy take seconds, and only a
     space with an evaluate stage needs them)."""
-    from trainables.properties import PropertySettings
+    from trainables.properties import settings_from_dict
 
     try:
-        PropertySettings.from_dict(space.property_settings)
+        settings_from_dict(space.property_settings)
     except ConfigError as err:
         raise ConfigError(f"space {space.name!r}: [properties]: {err}") from None
     for key, path in space.property_files.items():

@@ -23,7 +23,7 @@ from trainables.properties.embedded import (
 from trainables.properties.md import reference_from_trajectory as md_reference_from_trajectory
 from trainables.properties.profile import reference_from_labels as profile_reference_from_labels
 from trainables.properties.registry import (
-    EVALUATORS, compute_references, evaluate_properties, get_evaluator, register, run_evaluator,
+    EVALUATORS, compute_references, evaluate_properties, get_evaluator, register, run_evaluator, settings_from_dict,
 )
 from trainables.properties.user import user_references, user_structures
 
@@ -32,5 +32,5 @@ __all__ = [
     "EvaluationFailed", "EvaluatorSpec", "PropertySettings", "PropertyStructures", "compute_references",
     "embedded_properties", "embedded_references", "embedded_structures", "evaluate_properties",
     "get_evaluator", "mace_calculator", "md_reference_from_trajectory", "profile_reference_from_labels",
-    "register", "run_evaluator", "user_references", "user_structures",
+    "register", "run_evaluator", "settings_from_dict", "user_references", "user_structures",
 ]

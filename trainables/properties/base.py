@@ -77,7 +77,8 @@ class PropertySettings:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PropertySettings:
-        """Settings from plain values; unknown names and non-positive numbers raise ConfigError."""
+        """Settings from plain values; unknown setting names and non-positive numbers raise ConfigError
+        (`registry.settings_from_dict` also checks the evaluator names)."""
         reject_unknown_keys(cls, values, "property setting(s)")
         values = dict(values)
         for name in ("evaluators", *VECTOR_SETTINGS):
@@ -88,10 +89,8 @@ class PropertySettings:
         return settings
 
     def check(self) -> None:
-        from trainables.properties.registry import get_evaluator
-
-        for name in self.evaluators:
-            get_evaluator(name)
+        """The values and their relations; the evaluator names are checked against the registry by
+        `trainables.properties.registry.settings_from_dict`."""
         for field in dataclasses.fields(self):
             value, wants_int = getattr(self, field.name), isinstance(field.default, int)
             if field.name == "evaluators":

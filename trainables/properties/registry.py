@@ -42,6 +42,14 @@ def get_evaluator(name: str) -> EvaluatorSpec:
         raise ConfigError(f"unknown property evaluator {name!r}; known: {', '.join(EVALUATORS)}") from None
 
 
+def settings_from_dict(values: Mapping[str, Any]) -> PropertySettings:
+    """`PropertySettings.from_dict`, every evaluator it names a registered one (else ConfigError)."""
+    settings = PropertySettings.from_dict(values)
+    for name in settings.evaluators:
+        get_evaluator(name)
+    return settings
+
+
 register(EvaluatorSpec(
     name="md", description=md.__doc__, structure="minimum", units=md.UNITS,
     measure=md.measure_md, compare=md.compare_md,
