@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -55,6 +55,7 @@ class LBFGSResult:
             "line_search_failed" (no trial step satisfied Armijo).
         records: one flat dict per step k (step 0 = the starting point), see `lbfgs_refine`.
         total_fevals: objective evaluations in all, including those of a failed last line search.
+        pairs: the curvature pairs stored at the end, oldest first (H_k of the last iterate).
     """
 
     x_best: torch.Tensor
@@ -62,6 +63,7 @@ class LBFGSResult:
     stop_reason: str
     records: list[dict[str, Any]]
     total_fevals: int
+    pairs: list[CurvaturePair] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -332,7 +334,7 @@ def lbfgs_refine(objective: Objective, x0: torch.Tensor, config: LBFGSConfig = L
         if score < best_score:
             best_x, best_step, best_score = x, step, score
         stop = _stop_reason(config, records[-1], previous_loss, step - best_step)
-    return LBFGSResult(best_x, best_step, stop, records, total_fevals)
+    return LBFGSResult(best_x, best_step, stop, records, total_fevals, list(pairs))
 
 
 def _checked_start(x0: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,9 @@ Code elsewhere branches on the capability flags, never on names:
   it too), so under either schedule it runs at its constant lr;
 - `warmup_argument`: the constructor argument through which the optimizer takes a linear warm-up of
   the run's `warmup_steps` itself (ScheduleFree's `warmup_steps`, which also weights its average by
-  the warmed-up lr); None: the warm-up is part of the lr schedule.
+  the warmed-up lr); None: the warm-up is part of the lr schedule;
+- `layerwise_trust_ratio`: P_t carries a per-tensor trust ratio (LAMB), which the curvature
+  measurement (trainables.core.curvature) rebuilds from the saved state.
 An EMA of the weights (`ema_decay`, trainables.core.averaging) applies to every optimizer; for one
 with train/eval modes it averages the weights the optimizer evaluates (ScheduleFree's x_t), an
 average on top of its own.
@@ -54,6 +56,7 @@ class OptimizerSpec:
     has_train_eval_modes: bool = False
     supports_schedule: bool = True
     warmup_argument: str | None = None
+    layerwise_trust_ratio: bool = False
 
     def build(self, params: Iterable[torch.nn.Parameter], *, lr: float, weight_decay: float | None = None,
               **hyper: Any) -> torch.optim.Optimizer:
@@ -166,6 +169,7 @@ register(OptimizerSpec(
     "moves a tensor 10x lr phi at the first step), weight_decouple=True, grad_averaging=True, "
     "pre_norm=False. You et al. 2020.",
     defaults={"weight_decay": 1e-2, "adam_debias": True, "weight_decouple": True},
+    layerwise_trust_ratio=True,
 ))
 register(OptimizerSpec(
     name="ranger",

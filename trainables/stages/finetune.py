@@ -18,6 +18,7 @@ import torch
 
 from trainables.core.averaging import averaged, make_average
 from trainables.core.config import FinetuneConfig
+from trainables.core.curvature import OptimizerRecord, first_order_record
 from trainables.core.data import even_batch_size, make_loader, training_loader
 from trainables.core.environment import run_environment
 from trainables.core.foundation import save_model
@@ -74,6 +75,7 @@ class FinetuneResult:
     compile_time_s: float = 0.0     # of wall_time_s, compiling (or loading compiled graphs); the rest is training
     environment: dict[str, Any] = field(default_factory=dict)  # trainables.core.environment.run_environment
     cost: dict[str, Any] = field(default_factory=dict)  # `run_cost`: trainable parameters, memory, step time
+    optimizer_record: OptimizerRecord | None = field(default=None, repr=False)  # the state at the final weights
 
 
 def loss_weights(config: FinetuneConfig) -> LossWeights:
@@ -289,7 +291,8 @@ def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, r
     return FinetuneResult(status=status, records=progress["records"], scores=scores, steps=progress["steps"],
                           wall_time_s=clock.elapsed(), model=exported_model(initial, method),
                           resumed_from_step=steps_before, compile_time_s=clock.compile_time(),
-                          environment=run_environment(device), cost=run_cost(model, optimizer, progress, device))
+                          environment=run_environment(device), cost=run_cost(model, optimizer, progress, device),
+                          optimizer_record=first_order_record(model, optimizer, config.optimizer, config.to_dict()))
 
 
 def run_loaders(inputs: PreparedInputs, config: FinetuneConfig):

@@ -29,6 +29,7 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from trainables.core.config import DEFAULT_CHUNK, FinetuneConfig, split_options
+from trainables.core.curvature import OptimizerRecord, lbfgs_record
 from trainables.core.data import even_batch_size, make_loader
 from trainables.core.environment import run_environment
 from trainables.core.foundation import load_foundation
@@ -63,6 +64,7 @@ class RefineResult:
     resumed_from_step: int = 0        # always 0: a stage is short and restarts from its parent's model
     compile_time_s: float = 0.0       # of wall_time_s, compiling (or loading compiled graphs)
     environment: dict[str, Any] = field(default_factory=dict)  # trainables.core.environment.run_environment
+    optimizer_record: OptimizerRecord | None = field(default=None, repr=False)  # the stage's last pairs
 
 
 def chunk_configurations(graphs, chunk_size: int, max_edges: int | None = None) -> int:
@@ -135,6 +137,7 @@ def run_refinement(config: FinetuneConfig, start_model: torch.nn.Module, inputs:
         steps=len(result.records) - 1, fevals=result.total_fevals,
         wall_time_s=time.perf_counter() - start, model=initial.eval(),
         compile_time_s=compile_seconds() - compiled_before, environment=run_environment(device),
+        optimizer_record=lbfgs_record(model, objective.params, result.pairs, config.to_dict()),
     )
 
 
