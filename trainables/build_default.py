@@ -27,6 +27,7 @@ from trainables.embedded.bundle import bundle_path, pack
 from trainables.embedded.pretrain import embedded_foundation
 from trainables.embedded.registry import data_paths
 from trainables.speed.shipped_steps import shipped_path
+from trainables.stages.inputs import WARM_COMPILE
 
 STUDY_STEP = {"mode": "replay", "replay_samples": 100, "batch_size": 5}  # as the search spaces fix it
 
@@ -38,7 +39,7 @@ def ship_compiled_step(name: str, size: str) -> Path:
     with tempfile.TemporaryDirectory(prefix="optistudy-ship-") as folder:
         (Path(folder) / "config.json").write_text(json.dumps(config.to_dict()))
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(folder) / "inductor")}
-        subprocess.run([sys.executable, "-m", "trainables.warm_compile", str(Path(folder) / "config.json"),
+        subprocess.run([sys.executable, "-m", WARM_COMPILE, str(Path(folder) / "config.json"),
                         "--save-compiled", str(path)], env=env, check=True)
     return path
 

@@ -1,79 +1,132 @@
-"""The trainables package's layers import one way: core <- speed <- embedded <- stages <- Ray wrapper
-and commands. The core imports without Ray, the compile machinery or any stage."""
+"""The packages import one way. Inside trainables: core <- speed <- embedded <- stages <- commands;
+above it the search spaces and the study; analysis imports none of them. The core imports without
+Ray, the compile machinery or any stage.
+
+A module started by name (`python -m trainables.stages.warm_compile`, a string naming a module of
+these packages) is a dependency as much as an import, and counts as one.
+"""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-PACKAGE = REPO / "trainables"
+import pytest
 
-# A module may import from its own layer and from lower ones only (function-level imports count).
+REPO = Path(__file__).resolve().parents[2]
+LAYERED = ("trainables", "search_spaces", "study")
+PACKAGES = (*LAYERED, "analysis")
+
+# A module may depend on its own layer and lower ones only (function-level imports count); a
+# module's layer is that of the longest name here that it starts with.
 LAYERS = {
-    "errors": 0, "files": 0,
-    "core": 1,
-    "speed": 2,
-    "embedded": 3,
-    "properties": 4, "stages": 4,
-    "ray_trainables": 5, "cli": 5,
-    "finetune": 6, "refine": 6, "warm_compile": 6, "build_default": 6,
+    "trainables.errors": 0, "trainables.files": 0,
+    "trainables.core": 1, "trainables.cli": 1,
+    "trainables.speed": 2,
+    "trainables.embedded": 3,
+    "trainables.properties": 4, "trainables.stages": 4,
+    "trainables.ray_trainables": 5,
+    "trainables.finetune": 6, "trainables.refine": 6, "trainables.build_default": 6,
+    # one layer: a space's [adaptive] table is checked against study.adaptive's schedulers
+    "search_spaces": 7, "study": 7,
 }
 
+# What a package must not depend on at all, whatever the layers say (a package's top-level names).
+FORBIDDEN = {
+    "analysis": ("trainables", "search_spaces", "study", "ray", "torch"),
+}
 
-def layer_of(module: str) -> str | None:
-    parts = module.split(".")
-    return parts[1] if parts[0] == "trainables" and len(parts) > 1 else None
+MODULE_NAME = re.compile(rf"^(?:{'|'.join(PACKAGES)})(?:\.\w+)+$")
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
+def module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path: Path) -> list[tuple[str, int]]:
+def modules(root: Path, package: str) -> dict[str, Path]:
+    return {module_name(path, root): path for path in sorted((root / package).rglob("*.py"))}
+
+
+def dependencies(path: Path) -> list[tuple[str, int]]:
+    """(module, line) of every import in `path`, and of every string naming a module of PACKAGES."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.module, node.lineno))
-            if node.module == "trainables":  # from trainables import core
-                found += [(f"trainables.{alias.name}", node.lineno) for alias in node.names]
+            found += [(f"{node.module}.{alias.name}", node.lineno) for alias in node.names
+                      if node.module in PACKAGES]  # from trainables import core
         elif isinstance(node, ast.Import):
             found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_NAME.match(node.value):
+            found.append((node.value, node.lineno))
     return found
 
 
-def upward_imports() -> list[str]:
+def layer_of(module: str) -> int | None:
+    prefixes = [name for name in LAYERS if module == name or module.startswith(name + ".")]
+    return LAYERS[max(prefixes, key=len)] if prefixes else None
+
+
+def upward_imports(root: Path = REPO) -> list[str]:
     wrong = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        module = module_name(path)
-        own = layer_of(module)
-        if own is None:
-            continue
-        for target, line in imported_modules(path):
-            other = layer_of(target)
-            if other is not None and other != own and LAYERS[other] > LAYERS[own]:
-                wrong.append(f"{module}:{line} imports {target}")
+    for package in LAYERED:
+        for module, path in modules(root, package).items():
+            own = layer_of(module)
+            wrong += [f"{module}:{line} imports {target}" for target, line in dependencies(path)
+                      if own is not None and (layer_of(target) or 0) > own]
+    return wrong
+
+
+def forbidden_imports(root: Path = REPO) -> list[str]:
+    wrong = []
+    for package, banned in FORBIDDEN.items():
+        for module, path in modules(root, package).items():
+            wrong += [f"{module}:{line} imports {target}" for target, line in dependencies(path)
+                      if target.split(".")[0] in banned]
     return wrong
 
 
 def test_every_module_is_placed_in_a_layer():
-    placed = {layer_of(module_name(path)) for path in PACKAGE.rglob("*.py")} - {None}
-    assert placed <= set(LAYERS), f"add {sorted(placed - set(LAYERS))} to LAYERS"
+    unplaced = [module for package in LAYERED for module in modules(REPO, package)
+                if module != package and layer_of(module) is None]
+    assert unplaced == [], "add them to LAYERS"
 
 
 def test_imports_point_down_the_layers():
     assert upward_imports() == []
 
 
-def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
-    """The checker itself: a core module importing a stage is reported."""
-    fake = tmp_path / "trainables" / "core"
-    fake.mkdir(parents=True)
-    (fake / "bad.py").write_text("def f():\n    from trainables.stages.finetune import run_finetune\n")
-    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
-    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "trainables")
-    assert upward_imports() == ["trainables.core.bad:2 imports trainables.stages.finetune"]
+def test_no_package_imports_what_it_must_not():
+    assert forbidden_imports() == []
+
+
+PLANTED = {
+    "an import inside a function": ("trainables/core/bad.py",
+                                    "def f():\n    from trainables.stages.finetune import run_finetune\n",
+                                    "trainables.core.bad:2 imports trainables.stages.finetune"),
+    "a module started by name": ("trainables/speed/bad.py",
+                                 "import subprocess, sys\n"
+                                 "subprocess.run([sys.executable, '-m', 'trainables.stages.warm_compile'])\n",
+                                 "trainables.speed.bad:2 imports trainables.stages.warm_compile"),
+    "a package above": ("trainables/stages/bad.py", "import study.launch\n",
+                        "trainables.stages.bad:1 imports study.launch"),
+}
+
+
+@pytest.mark.parametrize("planted", PLANTED, ids=list(PLANTED))
+def test_the_check_sees_an_upward_dependency(tmp_path, planted):
+    file, text, expected = PLANTED[planted]
+    (tmp_path / file).parent.mkdir(parents=True)
+    (tmp_path / file).write_text(text)
+    assert upward_imports(tmp_path) == [expected]
+
+
+def test_the_check_sees_a_forbidden_import(tmp_path):
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "bad.py").write_text("def f():\n    import torch\n")
+    assert forbidden_imports(tmp_path) == ["analysis.bad:2 imports torch"]
 
 
 def test_the_core_imports_without_ray_speed_or_stages():

@@ -28,11 +28,10 @@ from trainables.core.loss import LossWeights
 from trainables.core.optimizers import build_optimizer
 from trainables.core.training import evaluate, seed_everything, set_threads, train_epoch
 from trainables.speed.compiled import compiled_view, eager_copy
-from trainables.speed.warm_up import CompileWarmUp, worth_warming
 
 if TYPE_CHECKING:
-    from trainables.core.config import FinetuneConfig
     from trainables.embedded import SystemFiles
+    from trainables.speed.warm_up import CompileWarmUp
 
 FOUNDATION_FILE = "foundation.pt"
 
@@ -115,27 +114,23 @@ def pretrain(corpus: Path, e0s_file: Path, spec: PretrainSpec, progress: Callabl
 
 
 def embedded_foundation(files: "SystemFiles", rebuild: bool = False, progress: Callable[[str], None] = print,
-                        warm_for: "FinetuneConfig | None" = None) -> Path:
+                        warm_up: "Callable[[Callable[[str], None]], CompileWarmUp] | None" = None) -> Path:
     """Path of an embedded system's pretrained foundation (beside its data), pretraining it on first use.
-    With `warm_for`, the fine-tuning run it names (data, mode, batch size) has its compiled step
-    built in a second process meanwhile (trainables.speed.warm_up)."""
+    With `warm_up` (given `progress`, a compile warm-up: trainables.speed.warm_up), a fine-tuning
+    run's compiled step is built in a second process meanwhile, where the recipe allows it."""
     path, info_path = files.root / FOUNDATION_FILE, files.root / "foundation.json"
     digest = _recipe_digest(PRETRAIN[files.size], files.pretrain, files.e0s)
     if not rebuild and path.is_file() and info_path.is_file() and json.loads(info_path.read_text()).get("digest") == digest:
         return path
     start, spec = time.perf_counter(), PRETRAIN[files.size]
-    with _warm_up(warm_for if spec.warm_compile else None, progress) as warm_up:
-        model = pretrain(files.pretrain, files.e0s, spec, progress, on_initialised=warm_up and warm_up.start)
+    with (warm_up(progress) if warm_up and spec.warm_compile else contextlib.nullcontext()) as second_process:
+        model = pretrain(files.pretrain, files.e0s, spec, progress,
+                         on_initialised=second_process and second_process.start)
     save_model(model, path)
     info = {"spec": PRETRAIN[files.size].__dict__, "seconds": round(time.perf_counter() - start, 1),
             "parameters": sum(p.numel() for p in model.parameters()), "digest": digest}
     info_path.write_text(json.dumps(info, indent=2))
     return path
-
-
-def _warm_up(config: "FinetuneConfig | None", progress: Callable[[str], None]):
-    """A `CompileWarmUp` for `config` where one is worth it, else a context of None."""
-    return CompileWarmUp(config, progress) if worth_warming(config) else contextlib.nullcontext()
 
 
 # Raised when pretraining changes in a way PretrainSpec does not show (2: no partial last batch).

@@ -7,7 +7,7 @@ is tracing the joint graph and generating the kernels' C++ (Python, one core); w
 in the cache, Dynamo traces, the traced graph hits inductor's cache and only the C++ kernels are
 built (45 s measured on 2026-12-03). The entries are `torch.compiler.save_cache_artifacts()` of a
 process that compiled the step from an empty cache (`python -m trainables.build_default --bundle`
-writes them, through `python -m trainables.warm_compile --save-compiled`).
+writes them, through `python -m trainables.stages.warm_compile --save-compiled`).
 
 Torch keys every entry by the graph, the torch build and the compiler settings, so an entry that
 does not fit a step is never used. Those keys leave out the CPU's vector instruction set, which

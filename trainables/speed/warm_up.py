@@ -6,13 +6,10 @@ neighbours) into the graph as inputs. Inductor keeps what it compiles in an on-d
 by the graph. Pretraining starts from a model of the final architecture and then trains on one
 core for minutes, so a second process runs two steps of the run's own configuration on that
 untrained model meanwhile; the study's first trials then load the compiled step from the cache
-instead of each building it. On the embedded default (2 cores), a study of two trials from a
-foundation-less cache took 409 s instead of 468 s: pretraining took 49 s longer beside the second
-process, and the trials 111 s less.
+instead of each building it.
 
 A study's L-BFGS stage needs nothing more: on a CPU its chunks are kept to the first-order batches'
 variant of the step (trainables.stages.refine.chunk_configurations), which the trials load from the cache.
-(Until 2026-12-02 its chunks were a variant of their own, which a third process built here.)
 
 Pretraining's end does not wait for the process: what it still compiles, a trial that needs it
 waits for on the node's compile lock (trainables.speed.compile_lock), and the first-order trials start at once.
@@ -20,8 +17,8 @@ waits for on the node's compile lock (trainables.speed.compile_lock), and the fi
 Best effort: should the second process fail, one line says so and the trials compile for
 themselves, as they would without it.
 
-    python -m trainables.warm_compile CONFIG.json     # what the second process runs (a command
-                                                      # module: this one imports no training stage)
+The second process is `python -m MODULE CONFIG.json`, MODULE given by the caller (the stages layer's
+`trainables.stages.warm_compile`): this layer knows no training stage.
 """
 
 from __future__ import annotations
@@ -47,12 +44,12 @@ def worth_warming(config: FinetuneConfig | None) -> bool:
 
 
 class CompileWarmUp:
-    """The second process: `start(untrained)` launches it, `finish()` reports how it ended (from a
-    thread if it still runs; `wait()` for that); as a context manager, an error in the `with` block
-    stops it."""
+    """The second process, `python -m module` on `config`: `start(untrained)` launches it, `finish()`
+    reports how it ended (from a thread if it still runs; `wait()` for that); as a context manager,
+    an error in the `with` block stops it."""
 
-    def __init__(self, config: FinetuneConfig, progress: Callable[[str], None] = print):
-        self._config, self._progress = config, progress
+    def __init__(self, config: FinetuneConfig, module: str, progress: Callable[[str], None] = print):
+        self._config, self._module, self._progress = config, module, progress
         self._side = SideProcess("optistudy-warm-compile-")  # its files; removed at the end
         self.folder = self._side.folder
         self._reporter: threading.Thread | None = None
@@ -60,7 +57,7 @@ class CompileWarmUp:
     def start(self, untrained: torch.nn.Module) -> None:
         foundation = save_model(untrained, self.folder / "untrained_foundation.pt")
         config = self._config.replace(foundation=str(foundation), epochs=1, max_steps=WARM_STEPS, threads=1)
-        self._side.start("trainables.warm_compile", self._write("config.json", config.to_dict()))
+        self._side.start(self._module, self._write("config.json", config.to_dict()))
         self._progress("compiling the fine-tuning step in a second process while the foundation pretrains")
 
     def _write(self, name: str, values: Mapping[str, Any]) -> str:
@@ -68,9 +65,10 @@ class CompileWarmUp:
         return str(self.folder / name)
 
     def finish(self) -> None:
-        """Say how the second process ended; if it still runs, the caller goes on and a thread reports it when it ends. A trial that needs a step
-        the process is compiling waits for it on the node's compile lock (trainables.speed.compile_lock);
-        the process is ended at exit if the caller is done first."""
+        """Say how the second process ended; if it still runs, the caller goes on and a thread reports
+        it when it ends. A trial that needs a step the process is compiling waits for it on the node's
+        compile lock (trainables.speed.compile_lock); the process is ended at exit if the caller is
+        done first."""
         if not self._side.running():
             self._report()
             return

@@ -12,8 +12,9 @@ import copy
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from mace.data import AtomicData
@@ -44,6 +45,9 @@ from trainables.core.replay import (
 from trainables.embedded import build_system, default_system_name
 from trainables.embedded.pretrain import embedded_foundation
 from trainables.errors import ConfigError, DataError
+from trainables.speed.warm_up import CompileWarmUp, worth_warming
+
+WARM_COMPILE = "trainables.stages.warm_compile"  # the compile warm-up's second process (python -m)
 
 
 @dataclass(frozen=True)
@@ -230,10 +234,15 @@ def build_embedded_default(config: FinetuneConfig) -> None:
         embedded_sources(config)
 
 
+def compile_warm_up(config: FinetuneConfig) -> Callable[[Callable[[str], None]], CompileWarmUp] | None:
+    """`config`'s compile warm-up beside the embedded foundation's pretraining, where one is worth it."""
+    return partial(CompileWarmUp, config, WARM_COMPILE) if worth_warming(config) else None
+
+
 def embedded_sources(config: FinetuneConfig) -> Sources:
     name = config.system or default_system_name()
     files = build_system(name, config.data_size)
-    foundation = config.foundation or str(embedded_foundation(files, warm_for=config))
+    foundation = config.foundation or str(embedded_foundation(files, warm_up=compile_warm_up(config)))
     replay = Path(config.replay_file) if config.replay_file else files.pretrain if config.has_replay_set else None
     return Sources(train=files.train, valid=None, tests=dict(files.tests), e0s=files.e0s,
                    foundation=foundation, has_stress=files.has_stress and config.stress_weight > 0, replay=replay,

@@ -17,7 +17,7 @@ from trainables.embedded import build_system, default_system_name
 from trainables.embedded.pretrain import PRETRAIN, untrained_foundation
 from trainables.speed.compiled import _shallow_tree_copy, eager_copy
 from trainables.speed.warm_up import WARM_STEPS, CompileWarmUp
-from trainables.stages.inputs import prepare_inputs
+from trainables.stages.inputs import WARM_COMPILE, prepare_inputs
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_the_untrained_foundation_compiles_to_the_pretrained_ones_graph(smoke_co
 
 def test_the_second_process_runs_the_steps_and_cleans_up(smoke_config, untrained):
     lines = []
-    with CompileWarmUp(smoke_config, lines.append) as warm_up:
+    with CompileWarmUp(smoke_config, WARM_COMPILE, lines.append) as warm_up:
         warm_up.start(untrained)
     assert warm_up._side.running()  # the caller goes on while the process imports torch and runs
     assert lines[-1].startswith("pretraining done; going on while the second process compiles")
@@ -72,8 +72,9 @@ def test_a_process_still_compiling_when_its_caller_exits_is_ended(smoke_config, 
               "from trainables.core.config import FinetuneConfig\n"
               "from trainables.core.foundation import load_foundation\n"
               "from trainables.speed.warm_up import CompileWarmUp\n"
+              "from trainables.stages.inputs import WARM_COMPILE\n"
               f"config = FinetuneConfig.from_dict({smoke_config.to_dict()!r})\n"
-              "warm_up = CompileWarmUp(config, lambda line: None)\n"
+              "warm_up = CompileWarmUp(config, WARM_COMPILE, lambda line: None)\n"
               f"warm_up.start(load_foundation({str(foundation)!r}))\n"
               "warm_up.finish()\n"
               "print(warm_up._side.pid, warm_up._side.running(), warm_up.folder)\n")
@@ -89,7 +90,7 @@ def test_a_process_still_compiling_when_its_caller_exits_is_ended(smoke_config, 
 def test_a_failing_second_process_is_reported_in_one_line(smoke_config, untrained):
     lines = []
     config = smoke_config.replace(mode="replay", replay_samples=10_000)  # more than the corpus holds
-    with CompileWarmUp(config, lines.append) as warm_up:
+    with CompileWarmUp(config, WARM_COMPILE, lines.append) as warm_up:
         warm_up.start(untrained)
     warm_up.wait()
     assert "failed (exit 2" in lines[-1] and "error: replay_samples=10000" in lines[-1]
@@ -98,7 +99,7 @@ def test_a_failing_second_process_is_reported_in_one_line(smoke_config, untraine
 
 def test_an_error_during_pretraining_stops_the_second_process(smoke_config, untrained):
     with pytest.raises(KeyboardInterrupt):
-        with CompileWarmUp(smoke_config, lambda line: None) as warm_up:
+        with CompileWarmUp(smoke_config, WARM_COMPILE, lambda line: None) as warm_up:
             warm_up.start(untrained)
             raise KeyboardInterrupt
     assert warm_up._side.poll() is not None and not warm_up.folder.exists()

@@ -2,7 +2,7 @@
 run on the untrained foundation, so that the step it compiles is in the compiler cache when the
 study's trials start.
 
-    python -m trainables.warm_compile CONFIG.json [--save-compiled PATH]
+    python -m trainables.stages.warm_compile CONFIG.json [--save-compiled PATH]
 
 With `--save-compiled`, what the process compiled is written as a shipped compiled step
 (`trainables.speed.shipped_steps`; run it with an empty TORCHINDUCTOR_CACHE_DIR).
@@ -28,7 +28,7 @@ def warm_steps(config: FinetuneConfig) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m trainables.warm_compile", description=__doc__)
+    parser = OneLineParser(prog="python -m trainables.stages.warm_compile", description=__doc__)
     parser.add_argument("config", type=Path, help="a FinetuneConfig as JSON")
     parser.add_argument("--save-compiled", type=Path, default=None, help="write what was compiled here")
 
