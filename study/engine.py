@@ -30,9 +30,10 @@ from ray.tune.error import TuneError
 from search_spaces import PROPERTY_FILES, SearchSpace
 from study.adaptive import EPOCH, adaptive_scheduler
 from study.progress import ProgressCallback
-from study.results import ResultsStore, curve_row, property_rows, score_rows, write_text_atomically
+from study.results import ResultsStore, curve_row, property_rows, score_rows
 from trainables.core.config import FinetuneConfig
 from trainables.core.optimizers import OPTIMIZERS
+from trainables.files import write_text_atomically
 from trainables.ray_trainables import evaluate_trainable, first_order_trainable, lbfgs_trainable, trial_values
 
 METRIC = "val_force_rmse_mev_a"
@@ -475,7 +476,7 @@ def cached_references(path: Path, settings: dict[str, Any], compute) -> dict[str
         if cached.get("settings") == settings:
             return cached["references"]
     references = compute()
-    write_text_atomically(json.dumps({"settings": settings, "references": references}), path)
+    write_text_atomically(path, json.dumps({"settings": settings, "references": references}))
     return references
 
 
