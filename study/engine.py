@@ -31,10 +31,12 @@ from search_spaces import PROPERTY_FILES, SearchSpace
 from study.adaptive import EPOCH, adaptive_scheduler
 from study.progress import ProgressCallback
 from study.results import ResultsStore, curve_row, property_rows, score_rows
+from study.points import (PerOptimizerLrSpace, TrialPoint, first_order_param_space, later_stage_space, run_values,
+                          stage_config)
+from study.trials import evaluate_trainable, first_order_trainable, lbfgs_trainable
 from trainables.core.config import FinetuneConfig
 from trainables.core.optimizers import OPTIMIZERS
 from trainables.files import write_text_atomically
-from trainables.ray_trainables import evaluate_trainable, first_order_trainable, lbfgs_trainable, trial_values
 
 METRIC = "val_force_rmse_mev_a"
 
@@ -60,17 +62,17 @@ class StudyContext:
     store: ResultsStore
 
 
-def trial_meta(ctx: StudyContext, trial_id: str, stage: str, config: dict[str, Any],
-               parent: str | None) -> dict[str, Any]:
-    values = trial_values(config)
+def trial_meta(ctx: StudyContext, trial_id: str, stage: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of every row of a trial (`config`: its Ray config, of any stage), under `trial_id`
+    and `stage` (an evaluation's rows: those of the model it evaluated)."""
+    point, values = TrialPoint.of(config), run_values(config)
     return {
-        "study": ctx.name, "trial_id": trial_id, "stage": stage, "parent_trial_id": parent,
-        "optimizer": values["optimizer"], "optimizer_order": list(OPTIMIZERS).index(values["optimizer"]),
-        "lr": float(values["lr"]), "seed": int(values["seed"]),
+        "study": ctx.name, "trial_id": trial_id, "stage": stage, "parent_trial_id": point.parent_trial_id,
+        "optimizer": point.optimizer, "optimizer_order": list(OPTIMIZERS).index(point.optimizer),
+        "lr": float(point.lr), "seed": int(point.seed),
         "system": ctx.system, "mode": ctx.mode, "epochs": values.get("epochs"),
         "batch_size": values.get("batch_size"), "dtype": values.get("dtype"),
-        **({"protocol": config["protocol"]} if "protocol" in config else {}),
-        **({"method": config["method"]} if "method" in config else {}),  # `mode` stays the study's: no context
+        **point.axes(),  # `mode` stays the study's: no context
     }
 
 
@@ -111,8 +113,7 @@ class RowsCallback(tune.Callback):
         self.ctx.store.add("scores", rows)
 
     def _meta(self, trial) -> dict[str, Any]:
-        point = trial.config.get("point", trial.config)
-        return trial_meta(self.ctx, trial.trial_id, self.stage, point, point.get("parent_trial_id"))
+        return trial_meta(self.ctx, trial.trial_id, self.stage, trial.config)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self.ctx.store.has_final(trial.trial_id, self.stage):
@@ -149,69 +150,6 @@ class RowsCallback(tune.Callback):
 
     def on_experiment_end(self, trials, **info):
         self._flush_curves()
-
-
-def first_order_param_space(space: SearchSpace, base: FinetuneConfig) -> dict[str, Any]:
-    """`base` is the study's config, the space's fixed values already under the run's flags and file
-    (`study.launch.study_config`): the trials get it as it is, each protocol's overlay on top (checked
-    here, before any trial starts: `trial_values` merges it), and each method of a `methods` axis
-    (checked the same way; its name is each row's `method`)."""
-    fixed = base.to_dict()
-    if space.search != "grid":
-        return {"finetune": fixed}
-    lr = tune.sample_from(LrOfOptimizer(space.lr_by_optimizer)) if space.lr_by_optimizer else \
-        tune.grid_search(list(space.lrs)) if space.lrs else None
-    axes = {"finetune": fixed, "optimizer": tune.grid_search(list(space.optimizers)), "lr": lr,
-            "seed": tune.grid_search(list(space.seeds))}
-    for method in space.methods:
-        base.replace(method=method)
-    if space.lrs_by_method:  # one axis of (method, lr) pairs, each named apart for the trial
-        pairs = [{"method": m, "lr": lr} for m, lrs in space.lrs_by_method.items() for lr in lrs]
-        axes.update(method_lr=tune.grid_search(pairs), method=tune.sample_from(OfMethodLr("method")),
-                    lr=tune.sample_from(OfMethodLr("lr")))
-    elif space.methods:
-        axes["method"] = tune.grid_search(list(space.methods))
-    if not space.protocols:
-        return axes
-    for overlay in space.protocols.values():
-        base.replace(**overlay)
-    return {**axes, "protocols": space.protocols, "protocol": tune.grid_search(list(space.protocols))}
-
-
-class LrOfOptimizer:
-    """A grid trial's lr where each optimizer has its own (`lr_by_optimizer`), for `tune.sample_from`
-    (a class, not a closure: Tune pickles the search space with the experiment state)."""
-
-    def __init__(self, lr_by_optimizer: dict[str, float]):
-        self.lr_by_optimizer = dict(lr_by_optimizer)
-
-    def __call__(self, config: dict[str, Any]) -> float:
-        return self.lr_by_optimizer[config["optimizer"]]
-
-
-class OfMethodLr:
-    """A grid trial's method or lr where each method has its own lrs (`lrs_by_method`): one field
-    of its (method, lr) pair, for `tune.sample_from` (a class: Tune pickles the search space)."""
-
-    def __init__(self, key: str):
-        self.key = key
-
-    def __call__(self, config: dict[str, Any]) -> Any:
-        return config["method_lr"][self.key]
-
-
-class PerOptimizerLrSpace:
-    """Optuna's define-by-run space: an optimizer, then a log-uniform lr in that optimizer's range.
-    (A class, not a closure: Tune pickles the searcher with the experiment state.)"""
-
-    def __init__(self, lr_ranges: dict[str, tuple[float, float]], seeds: list[int]):
-        self.lr_ranges, self.seeds = lr_ranges, seeds
-
-    def __call__(self, trial) -> None:
-        optimizer = trial.suggest_categorical("optimizer", list(self.lr_ranges))
-        low, high = self.lr_ranges[optimizer]
-        trial.suggest_float(f"lr_{optimizer}", low, high, log=True)
-        trial.suggest_categorical("seed", list(self.seeds))
 
 
 def optuna_search(space: SearchSpace):
@@ -369,9 +307,8 @@ def lbfgs_param_space(grid: tune.ResultGrid, space: SearchSpace) -> dict[str, An
     parents = [r for r in grid if r.error is None and r.metrics.get("status") == "ok" and r.checkpoint]
     if not parents:
         return None
-    points = [{**r.config, "parent_trial_id": r.metrics["trial_id"], "parent_checkpoint": r.checkpoint.path,
-               "lbfgs": dict(space.lbfgs)} for r in parents]
-    return {"point": tune.grid_search(points)}
+    return later_stage_space([{**r.config, "parent_trial_id": r.metrics["trial_id"],
+                               "parent_checkpoint": r.checkpoint.path, "lbfgs": dict(space.lbfgs)} for r in parents])
 
 
 def run_lbfgs(ctx, space, grid, shared, resources, resume, verbose=1) -> tune.ResultGrid | None:
@@ -397,8 +334,8 @@ class PropertyRowsCallback(tune.Callback):
         self.ctx = ctx
 
     def _meta(self, trial) -> dict[str, Any]:
-        point = trial.config["point"]
-        return trial_meta(self.ctx, point["model_trial_id"], point["model_stage"], point, point.get("parent_trial_id"))
+        config = stage_config(trial.config)
+        return trial_meta(self.ctx, config["model_trial_id"], config["model_stage"], config)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get("kind") == "properties":
@@ -410,7 +347,7 @@ class PropertyRowsCallback(tune.Callback):
         from trainables.properties.base import Outcome
 
         outcome = Outcome(None, None, FAILED, trial_error_message(trial))
-        settings = PropertySettings.from_dict(trial.config["point"]["properties"])
+        settings = PropertySettings.from_dict(stage_config(trial.config)["properties"])
         rows = [row for name in settings.evaluators for row in get_evaluator(name).all_rows(outcome)]
         self.ctx.store.add("properties", property_rows(self._meta(trial), rows, trial.trial_id))
 
@@ -422,7 +359,7 @@ def finished_models(grids: dict[str, tune.ResultGrid | None]) -> list[dict[str, 
     for stage, grid in grids.items():
         for r in grid or ():
             if r.error is None and r.metrics.get("status") == "ok" and r.checkpoint:
-                config = r.config.get("point", r.config)
+                config = stage_config(r.config)
                 model = {k: v for k, v in config.items() if k not in ("parent_checkpoint", "lbfgs")}
                 points.append({**model, "model_trial_id": r.metrics["trial_id"], "model_stage": stage,
                                "model_checkpoint": r.checkpoint.path})
@@ -430,8 +367,8 @@ def finished_models(grids: dict[str, tune.ResultGrid | None]) -> list[dict[str, 
 
 
 def evaluate_param_space(grids: dict[str, tune.ResultGrid | None], space: SearchSpace) -> dict[str, Any] | None:
-    points = [{**point, "properties": space.property_settings} for point in finished_models(grids)]
-    return {"point": tune.grid_search(points)} if points else None
+    models = finished_models(grids)
+    return later_stage_space([{**model, "properties": space.property_settings} for model in models])
 
 
 def property_inputs(ctx: StudyContext, space: SearchSpace, config: FinetuneConfig):

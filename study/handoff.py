@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from trainables.core.config import FinetuneConfig
 
 if TYPE_CHECKING:
-    from trainables.ray_trainables import SharedInputs
+    from study.trials import SharedInputs
 
 
 def import_training_stack() -> None:

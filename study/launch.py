@@ -290,7 +290,7 @@ def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, fold
     """Start the trials while the data is checked and the inputs are built (their workers' start
     and imports take seconds), run the stages, write the manifest and summary."""
     from study.engine import Resources, run_evaluate, run_first_order, run_lbfgs
-    from trainables.ray_trainables import SharedInputs
+    from study.trials import SharedInputs
 
     shared = SharedInputs()
     handoff.hand_over_to(shared)

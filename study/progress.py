@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from ray import tune
 
-from trainables.ray_trainables import trial_values
+from study.points import TrialPoint
 
 DONE = ("TERMINATED",)
 FAILED = ("ERROR",)
@@ -43,13 +43,6 @@ def time_left(elapsed_s: float, finished: int, total: int) -> float:
     return math.inf if finished == 0 else elapsed_s / finished * (total - finished)
 
 
-def trial_label(config: dict[str, Any]) -> str:
-    point = config.get("point", config)
-    values = trial_values(point)
-    protocol = f" {point['protocol']}" if "protocol" in point else ""
-    return f"{values['optimizer']} lr {float(values['lr']):g} seed {values['seed']}{protocol}"
-
-
 class ProgressCallback(tune.Callback):
     """Prints a stage's progress (see the module's docstring) through `echo`."""
 
@@ -68,14 +61,14 @@ class ProgressCallback(tune.Callback):
         result = trial.last_result or {}
         value = result.get("val_force_rmse_mev_a", math.nan)
         if isinstance(value, (int, float)) and math.isfinite(value) and (self.best is None or value < self.best[0]):
-            self.best = (value, trial_label(trial.config))
+            self.best = (value, TrialPoint.of(trial.config).label())
         shown = f"val F {value:.1f} meV/A" if isinstance(value, (int, float)) and math.isfinite(value) else \
             f"status {result.get('status', 'done')}"
-        self.echo(f"[{self.stage}] done: {trial_label(trial.config)}  {shown}  "
+        self.echo(f"[{self.stage}] done: {TrialPoint.of(trial.config).label()}  {shown}  "
                   f"{format_duration(result.get('wall_time_s', math.nan))}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.echo(f"[{self.stage}] failed: {trial_label(trial.config)}")
+        self.echo(f"[{self.stage}] failed: {TrialPoint.of(trial.config).label()}")
 
     def on_step(self, iteration, trials, **info):
         counts = status_counts([t.status for t in trials])

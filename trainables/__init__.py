@@ -1,7 +1,7 @@
 """Fine-tuning core of optistudy: data, MACE foundation models, Eq. 1 loss, optimizers, L-BFGS.
 
-This layer knows nothing of Ray or Parquet (the study layer owns those), except for the Ray Tune
-wrappers in `trainables.ray_trainables`.
+This layer knows nothing of Ray or Parquet: the study layer owns those, and the Ray Tune wrappers
+that run its stages (`study.trials`).
 """
 
 import warnings

@@ -76,7 +76,7 @@ def test_flags_override_the_spaces_fixed_values_in_the_trials():
     """The smoke space fixes compile = false and epochs = 2; flags come last, in the manifest's
     config and in what every trial runs."""
     from search_spaces import get_space
-    from study.engine import first_order_param_space
+    from study.points import first_order_param_space
     from study.launch import build_parser, study_config
 
     space = get_space("smoke")

@@ -1,17 +1,14 @@
 """Ray Tune trainables: thin wrappers that build a run from the fine-tuning core, report, and resume.
 
-Each trainable is one function of Ray's `config`:
-- `config["finetune"]`: the FinetuneConfig fields fixed for the study;
-- `config["optimizer"]`, `config["lr"]` (or `config["lr_<optimizer>"]` from an Optuna space) and
-  `config["seed"]`: the trial's point in the search space;
-- L-BFGS stage only: `config["parent_checkpoint"]` (the first-order trial's final checkpoint) and
-  `config["lbfgs"]` (the stage's options);
-- evaluate stage only: `config["model_checkpoint"]` (a first-order or L-BFGS trial's final
-  checkpoint), `config["model_trial_id"]`, `config["model_stage"]` and `config["properties"]`
-  (PropertySettings fields).
+Each trainable is one function of Ray's `config`, in the format of `study.points`: the study's
+FinetuneConfig fields and the trial's point (`TrialPoint`), which `trial_config` turns into the
+FinetuneConfig the trial runs; the L-BFGS stage's trials add `parent_checkpoint` (the first-order
+trial's final checkpoint) and `lbfgs` (the stage's options), the evaluate stage's
+`model_checkpoint` (a first-order or L-BFGS trial's final checkpoint), `model_trial_id`,
+`model_stage` and `properties` (PropertySettings fields).
 Every report carries `kind`: "epoch" / "step" for curves, "final" for the scores (JSON in
 `scores_json`) with the model checkpoint, "properties" for the evaluate stage's rows (JSON in
-`rows_json`). This is the only module of `trainables` that imports Ray.
+`rows_json`).
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ import ray
 from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from study.points import run_values, stage_config
 from trainables.core.config import FinetuneConfig
 from trainables.core.foundation import save_model
 from trainables.stages.finetune import MODEL_FILE, run_finetune
@@ -89,23 +87,10 @@ class SharedInputs:
         return SharedInputs._fetched[self.key]
 
 
-def trial_values(config: dict[str, Any]) -> dict[str, Any]:
-    """The trial's FinetuneConfig fields: study-wide ones, its protocol's overlay (a space's
-    `[protocols.NAME]`), its method (a space's `methods` axis: the study's `mode` follows it), its
-    optimizer, lr and seed."""
-    optimizer = config["optimizer"]
-    lr = config.get("lr", config.get(f"lr_{optimizer}"))
-    protocol = config.get("protocols", {}).get(config.get("protocol"), {})
-    study = {k: v for k, v in config["finetune"].items() if not ("method" in config and k == "mode")}
-    method = {"method": config["method"]} if "method" in config else {}
-    return {**study, **protocol, **method, "optimizer": optimizer, "lr": lr, "seed": config["seed"]}
-
-
 def trial_config(config: dict[str, Any]) -> FinetuneConfig:
     """The FinetuneConfig a trial runs, on the device Ray gave it."""
-    values = trial_values(config)
-    values["device"] = trial_device(values.get("device", "auto"))
-    return FinetuneConfig.from_dict(values)
+    values = run_values(config)
+    return FinetuneConfig.from_dict({**values, "device": trial_device(values.get("device", "auto"))})
 
 
 def trial_device(requested: str) -> str:
@@ -173,8 +158,8 @@ def first_order_trainable(config: dict[str, Any], shared: SharedInputs, checkpoi
 def lbfgs_trainable(config: dict[str, Any], shared: SharedInputs) -> None:
     """Refine a first-order trial's final model with the L-BFGS stage (Algorithm 1).
 
-    The stage's grid holds whole trial points under `config["point"]`."""
-    config = config.get("point", config)
+    The stage's grid holds whole trial configs (`study.points.later_stage_space`)."""
+    config = stage_config(config)
     run = trial_config(config)
     with tune.Checkpoint(config["parent_checkpoint"]).as_directory() as folder:
         result = refine_checkpoint(run, Path(folder), inputs_for_mode(shared.get(), run.mode), config["lbfgs"])
@@ -194,12 +179,12 @@ def evaluate_trainable(config: dict[str, Any], structures, references: dict[str,
     from trainables.core.training import set_threads
     from trainables.properties import PropertySettings, evaluate_properties, mace_calculator
 
-    config = config.get("point", config)
-    values = trial_values(config)
-    set_threads(values["threads"])
+    config = stage_config(config)
+    run = trial_config(config)
+    set_threads(run.threads)
     settings = PropertySettings.from_dict(config["properties"])
     start = time.perf_counter()
     with tune.Checkpoint(config["model_checkpoint"]).as_directory() as folder:
-        calculator = mace_calculator(Path(folder) / MODEL_FILE, device=trial_device(values.get("device", "auto")))
+        calculator = mace_calculator(Path(folder) / MODEL_FILE, device=run.device)
     rows = evaluate_properties(calculator, structures, references, settings)
     tune.report({"kind": "properties", "rows_json": json.dumps(rows), "wall_time_s": time.perf_counter() - start})

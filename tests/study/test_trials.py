@@ -6,7 +6,7 @@ import pytest
 import ray
 from ray import tune
 
-from trainables.ray_trainables import SharedInputs, epoch_reporter
+from study.trials import SharedInputs, epoch_reporter
 
 
 @pytest.fixture(scope="module")
