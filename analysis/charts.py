@@ -211,7 +211,6 @@ def _frontier_title(df: pd.DataFrame, x: str, y: str) -> str:
     return f"{title(y)}{on} vs {title(x).lower()}"
 
 
-# Verdicts with confidence (issue 33): performance profiles.
 def performance_profile_chart(profiles: pd.DataFrame) -> alt.Chart:
     """Performance profiles of `analysis.stats.performance_profiles` output: rho(tau), the share of
     problems on which an optimizer is within a factor tau of the best, against tau (log x), one

@@ -1,4 +1,4 @@
-"""Physical properties of the fine-tuned models (the evaluate stage, issue 32; the paper's Figs. 3-5):
+"""Physical properties of the fine-tuned models (the evaluate stage; the paper's Figs. 3-5):
 optimizer x property tables, MD survival and frequency-error charts, and whether a lower force RMSE
 buys a better property (a Pareto front of the two).
 

@@ -47,11 +47,12 @@ def summary_table(df: pd.DataFrame, metric_cols: Sequence[str] = METRICS, by: Se
 
     Columns: `by`, `conditions`, then per metric `<m>_mean`, `<m>_std`, `<m>_n` (seeds) and
     `<m>_rank`, the rank of the mean among the first `by` column's values within its condition and
-    each value of the other `by` columns (1 = lowest, or for a `SIGNED_METRICS` one the closest to
-    zero; ties share the rank; NA where every mean of the group is equal, as for the replay set
-    before fine-tuning), so `rank <= 2` marks the best two. A group whose test set lacks a metric
-    (force RMSE of an energy-only set) has mean NaN and n 0 there. Put 'lr' in `by` for the
-    learning-rate ablation: optimizers are then ranked within each lr, as the paper's Table C1 marks them.
+    each value of the other `by` columns (`compared_within`; 1 = lowest, or for a `SIGNED_METRICS`
+    one the closest to zero; ties share the rank; NA where every mean of the group is equal, as for
+    the replay set before fine-tuning), so `rank <= 2` marks the best two. A group whose test set
+    lacks a metric (force RMSE of an energy-only set) has mean NaN and n 0 there. Put 'lr' in `by`
+    for the learning-rate ablation: optimizers are then ranked within each lr, as the paper's Table
+    C1 marks them.
     """
     metric_cols, by, conditions = names(metric_cols), names(by), names(conditions)
     keys = [*by, *conditions]
@@ -66,8 +67,18 @@ def summary_table(df: pd.DataFrame, metric_cols: Sequence[str] = METRICS, by: Se
     for metric in metric_cols:
         means = stats[f"{metric}_mean"]
         ranked = stats.assign(rank_by=means.abs() if metric in SIGNED_METRICS else means)
-        stats[f"{metric}_rank"] = rank_within(ranked, "rank_by", [*conditions, *by[1:]])
+        stats[f"{metric}_rank"] = rank_within(ranked, "rank_by", [*conditions, *compared_within(stats, by)])
     return stats
+
+
+def compared_within(summary: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    """The `by` columns within each value of which `summary_table` ranks the first one's values:
+    the others, but those nested in the first (each of their values occurs with one value of it,
+    as the solver `adam+lora` occurs with method `lora` alone). Grouping by a nested column would
+    leave one row per group, every one marked best; its rows are compared with each other instead."""
+    first, *others = names(by)
+    return [column for column in others
+            if (summary.groupby(column, dropna=False)[first].nunique(dropna=False) > 1).any()]
 
 
 def table_metrics(scores: pd.DataFrame) -> list[str]:
@@ -185,14 +196,25 @@ def check_one_row_per_seed(df: pd.DataFrame, keys: Sequence[str]) -> None:
     raise AnalysisError(f"several rows per seed for some ({', '.join(keys)}): {hint}")
 
 
+# Relative spread below which a group's values count as equal: a float32 model's rounding, as the
+# foundation's scores before fine-tuning show when trial processes compute them again.
+EQUAL_RTOL = 1e-6
+
+
 def rank_within(table: pd.DataFrame, column: str, conditions: Sequence[str]) -> pd.Series:
     """Rank of `column` within each `conditions` group (1 = lowest, ties share the lowest rank); NA
-    in a group of several rows whose values are all equal (nothing there is better than the rest)."""
+    in a group of several rows whose values are all equal to `EQUAL_RTOL` (nothing there is better
+    than the rest)."""
     groups = table.groupby(list(conditions), sort=False, dropna=False)[column] if conditions else None
     ranks = (groups.rank(method="min") if groups is not None else table[column].rank(method="min")).astype("Int64")
-    spread = groups.transform(lambda v: v.nunique() > 1 or len(v) == 1) if groups is not None else pd.Series(
-        table[column].nunique() > 1 or len(table) == 1, index=table.index)
+    spread = groups.transform(_differ) if groups is not None else pd.Series(_differ(table[column]), index=table.index)
     return ranks.where(spread.astype(bool))
+
+
+def _differ(values: pd.Series) -> bool:
+    """One value alone, or values that are not all equal to `EQUAL_RTOL`."""
+    known = values.dropna()
+    return len(values) == 1 or (len(known) > 0 and known.max() - known.min() > EQUAL_RTOL * known.abs().max())
 
 
 def curve_summary(curves: pd.DataFrame, y: str = "val_force_rmse_mev_a") -> pd.DataFrame:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
+from analysis.commands import COMMANDS
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -154,9 +155,27 @@ def test_help_lists_commands(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert all(command in out for command in ("frontier", "table", "improvement", "lbfgs", "curves", "lr", "sql"))
+    assert "storage/" not in out and "python -m analysis table results/lr_ablation --lr 1e-3" in out
 
 
-# Verdicts with confidence (issue 33)
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command.name)
+def test_every_command_has_a_working_help(capsys, command):
+    """Each declared command builds its parser and prints its help: a module moved or renamed under a
+    command breaks here, in process and fast, not in front of a user."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([command.name, "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and out.startswith(f"usage: python -m analysis {command.name} ")
+    assert " ".join(command.help.split()) in " ".join(out.split())
+    assert all(f"python -m analysis {command.name} {example}" in out for example in command.examples)
+
+
+def test_command_names_are_unique_and_each_has_an_example():
+    names = [command.name for command in COMMANDS]
+    assert len(set(names)) == len(names) and all(command.examples for command in COMMANDS)
+
+
+# Verdicts with confidence
 def test_compare_gives_verdicts_and_reads_the_p_floor(capsys, study, tmp_path):
     code, out, _ = run_main(capsys, "compare", study, "--baseline", "adam", "--out", tmp_path)
     lines = out.splitlines()

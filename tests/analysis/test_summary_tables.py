@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from analysis import AnalysisError, improvement_vs, lbfgs_gain, summary_table
-from analysis.tables import curve_summary, with_total_wall_time
+from analysis.tables import compared_within, curve_summary, with_total_wall_time
 
 
 def score(optimizer, seed, test_set, force, *, lr=1e-3, stage="first_order", status="ok", trial=None,
@@ -84,6 +84,27 @@ def test_a_column_whose_values_are_all_equal_gets_no_marks(scores):
     ranks = table.set_index(["optimizer", "test_set"])["force_rmse_mev_a_rank"]
     assert ranks.xs("replay_before", level="test_set").isna().all()
     assert ranks[("adam", "A")] == 1
+
+
+def test_solvers_named_with_their_method_are_ranked_within_each_lr_not_each_alone():
+    """`load` names a method's solver `adam+lora`: grouping by that name would leave one row per group,
+    every one marked best; with --by method,optimizer,lr the solvers at one lr are compared."""
+    forces = {("lora", "adam+lora"): 30.0, ("lora", "sgd+lora"): 40.0, ("naive", "adam+naive"): 20.0,
+              ("naive", "sgd+naive"): 50.0}
+    rows = pd.DataFrame([score(solver, s, "A", force + s, lr=lr) | {"method": method}
+                         for (method, solver), force in forces.items() for lr in (1e-3, 1e-2) for s in range(3)])
+    table = summary_table(rows, ["force_rmse_mev_a"], by=("method", "optimizer", "lr"))
+    assert compared_within(table, ["method", "optimizer", "lr"]) == ["lr"]
+    ranks = table.set_index(["optimizer", "lr"])["force_rmse_mev_a_rank"]
+    assert ranks.xs(1e-3, level="lr").to_dict() == {"adam+lora": 2, "sgd+lora": 3, "adam+naive": 1, "sgd+naive": 4}
+
+
+def test_scores_equal_but_for_float32_rounding_get_no_marks(scores):
+    same = pd.DataFrame([score(name, s, "replay_before", 129.1 + 1e-6 * (name == "sgd")) for name in FORCES
+                         for s in range(3)])
+    ranks = summary_table(pd.concat([scores, same]), ["force_rmse_mev_a"]).set_index(
+        ["optimizer", "test_set"])["force_rmse_mev_a_rank"]
+    assert ranks.xs("replay_before", level="test_set").isna().all() and ranks[("sgd", "A")] == 3
 
 
 def test_mixed_lrs_or_stages_are_refused_with_the_varying_column(scores):

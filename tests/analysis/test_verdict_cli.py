@@ -1,5 +1,5 @@
 """`compare`, `ranks` and `profiles` on a study on disk: the lr chosen on validation by default,
-the alternatives behind flags, the foundation's reference rows left out (issue 41)."""
+the alternatives behind flags, the foundation's reference rows left out."""
 
 import io
 
