@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
-import threading
 from pathlib import Path
 from typing import Callable
 
 import ray
+from ray import cloudpickle
 from ray._private import ray_constants
+
+from study.supervise import Handover, hand_over
 
 
 def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
@@ -77,77 +78,76 @@ RAYLET_AGENTS = {"ray::DashboardAgent": "dashboard_agent", "ray::RuntimeEnvAgent
 
 
 class LocalRayWatch:
-    """Watches the vital processes of the local Ray this process started (`init_ray`) from a
-    thread; when one ends before `stop()`, calls `say(names)` there, naming what ended, kills
-    what is left of that Ray and ends this process with status 1.
+    """The vital processes of the local Ray a study's driver started (`init_ray`), watched from
+    the process that supervises the driver (`study.supervise`): when one ends first, that process
+    ends the driver, kills what is left of that Ray, calls `say(names)` naming what ended, and ends
+    the command with status 1.
 
-    A thread, not an exception: once the raylet is gone, Ray's core worker ends this process
-    at once (`The connection to the plasma store is failed. Terminate the process`), before any
-    exception reaches the study. An agent's end precedes the raylet's by tens of milliseconds,
-    time enough for `say`; a raylet killed outright may end this process first. The study's
-    rows written so far are on disk (each write is atomic), and its lock goes with the process."""
+    Not from a thread of the driver: once the raylet is gone, Ray's core worker ends the driver at
+    once (`Exiting because the Raylet IPC connection failed`), often before any thread of it could
+    print. The study's rows written so far are on disk (each write is atomic), and its lock goes
+    with the driver. Made in the driver, pickled (`say` is usually a closure: cloudpickle), used
+    in the supervising process."""
 
     def __init__(self, vital: dict[int, str], say: Callable[[list[str]], None]):
-        self._vital = vital
-        self._raylet = next(pid for pid, kind in vital.items() if kind == ray_constants.PROCESS_TYPE_RAYLET)
-        self._say, self._stopped = say, threading.Event()
-        self._stop_read, self._stop_write = os.pipe()
-        threading.Thread(target=self._watch, name="local-ray-watch", daemon=True).start()
+        self.vital, self.say = vital, say
+        self.raylet = next(pid for pid, kind in vital.items() if kind == ray_constants.PROCESS_TYPE_RAYLET)
+        self._watched: dict[int, str] = {}  # pidfd -> kind, opened where the watch runs
+        self._agents: dict[int, str] = {}
+        self._gone: list[str] = []  # ended before it was watched
+        self._opened = False
 
-    def _watch(self) -> None:
-        watched = {os.pidfd_open(pid): kind for pid, kind in self._vital.items()}
-        agents: dict[int, str] = {}
-        while True:
-            for pid, kind in raylet_agents(self._raylet).items():  # started by the raylet, a second after it
-                if pid not in agents:
-                    agents[pid] = kind
-                    try:
-                        watched[os.pidfd_open(pid)] = kind
-                    except ProcessLookupError:  # gone already: the raylet follows, and is watched
-                        pass
-            # until both agents run, look for them again every second
-            ready, _, _ = select.select([*watched, self._stop_read], [], [],
-                                        None if len(agents) == len(RAYLET_AGENTS) else 1.0)
-            if self._stopped.is_set():
-                return
-            if ready:
-                self._say([watched[fd] for fd in ready])
-                self._kill_what_is_left(agents)
-                os._exit(1)
+    def pidfds(self) -> tuple[list[int], float | None]:
+        """The pidfds of the vital processes and of the raylet's agents running, and, until both
+        agents run (the raylet starts them a second after it), a second after which to look again."""
+        if not self._opened:
+            self._open(self.vital)
+            self._opened = True
+        if len(self._agents) < len(RAYLET_AGENTS):
+            self._open({pid: kind for pid, kind in raylet_agents(self.raylet).items() if pid not in self._agents})
+        return list(self._watched), None if len(self._agents) == len(RAYLET_AGENTS) else 1.0
 
-    def _kill_what_is_left(self, agents: dict[int, str]) -> None:
-        # Ray's own processes would die with this one (its fate-sharing), but not the raylet's
-        # agents, which outlived the raylet by minutes.
-        for pid in [*agents, *self._vital]:
+    def _open(self, processes: dict[int, str]) -> None:
+        for pid, kind in processes.items():
+            if kind in RAYLET_AGENTS.values():
+                self._agents[pid] = kind
             try:
-                os.kill(pid, signal.SIGKILL)
+                self._watched[os.pidfd_open(pid)] = kind
+            except ProcessLookupError:
+                if kind in VITAL:  # an agent gone before it is watched is left to the raylet's end
+                    self._gone.append(kind)
+
+    def died(self, ready: list[int]) -> list[str]:
+        """The kinds of the watched processes that ended (those whose pidfd is in `ready`)."""
+        return self._gone + [self._watched[fd] for fd in ready if fd in self._watched]
+
+    def kill_what_is_left(self) -> None:
+        """SIGKILL to the processes of this Ray still running: Ray's own would die with the driver
+        (its fate-sharing), but not the raylet's agents, which outlived the raylet by minutes."""
+        for fd in self._watched:
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self.close()
 
-    def stop(self) -> None:
-        """Stop watching (before Ray is shut down on purpose)."""
-        self._stopped.set()
-        os.write(self._stop_write, b"x")
+    def close(self) -> None:
+        """Stop watching."""
+        for fd in self._watched:
+            os.close(fd)
+        self._watched = {}
 
 
-def watch_local_ray(say: Callable[[list[str]], None]) -> LocalRayWatch | None:
-    """A `LocalRayWatch` of the Ray this process started; None where it joined a cluster (whose
-    processes it did not start) or where the system cannot wait on a process it did not start
-    (Linux's pidfd, from kernel 5.3)."""
+def watch_local_ray(say: Callable[[list[str]], None]) -> Handover | None:
+    """Have the process that supervises this one (`study.supervise`) watch the local Ray this
+    process started (`LocalRayWatch`); `stop()` the handle returned before shutting that Ray down.
+    None where this process joined a cluster (whose processes it did not start) or is not
+    supervised (its command did not start under `study.supervise`, or the system lacks pidfds)."""
     node = ray._private.worker._global_node
     vital = {info.process.pid: kind for kind in VITAL for info in node.all_processes.get(kind, [])}
-    if ray_constants.PROCESS_TYPE_RAYLET not in vital.values() or not waits_on_processes():
+    if ray_constants.PROCESS_TYPE_RAYLET not in vital.values():
         return None
-    return LocalRayWatch(vital, say)
-
-
-def waits_on_processes() -> bool:
-    """Whether this system has pidfds (a process's end as a readable file descriptor)."""
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-        return True
-    except (AttributeError, OSError):
-        return False
+    return hand_over(cloudpickle.dumps(LocalRayWatch(vital, say)))
 
 
 def raylet_agents(raylet: int) -> dict[int, str]:

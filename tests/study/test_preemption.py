@@ -1,38 +1,50 @@
-"""A local Ray that dies under a study (one of its agents killed: the raylet fate-shares with it):
-one line naming what died and the command that resumes the study, exit status 1, and the resume
-finishes the study with every row once and no warning about the trials that had not started; and
-which signals `--stop-signal` takes. SIGTERM itself is drilled with Ctrl-C (test_accidents.py)."""
+"""A local Ray that dies under a study (its raylet killed outright, or one of its agents, with
+which the raylet fate-shares): one line naming what died and the command that resumes the study,
+exit status 1, and the resume finishes the study with every row once and no warning about the
+trials that had not started; and which signals `--stop-signal` takes. SIGTERM itself is drilled
+with Ctrl-C (test_accidents.py)."""
 
 import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from test_accidents import (ENV, ROOT, _assert_complete_once, _ended_after, _last_line, _running, _wait_for,
-                            assert_quiet_resume)
+from test_accidents import (ENV, ROOT, STAGES, _assert_complete_once, _ended_after, _last_line, _running,
+                            _wait_for, assert_quiet_resume)
 from test_faults import _alive_after, _descendants
 
+# What is killed where (one study: each launch ends with a death, the last finishes it): the raylet
+# (Ray's core worker ends the driver at once, study.supervise speaks for it) while the first
+# epochs are written, then, in the resumed launch, the dashboard agent as the L-BFGS trials start.
+KILLED = {"raylet": ("first_order", lambda command: Path(command.split()[0]).name == "raylet"),
+          "dashboard_agent": ("lbfgs", lambda command: command.startswith("ray::DashboardAgent"))}
 
-def test_a_killed_ray_agent_ends_the_study_with_one_line_and_resume_recovers(cache_root, smoke_inputs, tmp_path,
-                                                                           launch_args):
+
+def test_a_killed_raylet_or_agent_ends_the_study_with_one_line_and_resume_recovers(cache_root, smoke_inputs,
+                                                                                   tmp_path, launch_args):
     storage, log = tmp_path / "studies", tmp_path / "driver.log"
     folder = storage / "smoke"
-    with _running(launch_args(storage), log) as driver:
-        _wait_for(folder / "results" / "curves.parquet", driver, log)
-        ray_processes = _descendants(driver.pid)
-        agent = next(pid for pid, command in ray_processes.items() if command.startswith("ray::DashboardAgent"))
-        code, ended_s = _ended_after(driver, lambda: os.kill(agent, signal.SIGKILL))
-    output = log.read_text(errors="replace")
-    print(f"dashboard agent killed: exit {code} after {ended_s:.1f} s")
-    assert code == 1, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    assert _last_line(log) == (
-        "error: the study's local Ray died under it (dashboard_agent ended: killed, or out of memory); "
-        f"the finished trials are kept in {folder}; resume with: "
-        f"{sys.executable} -m study.launch {' '.join(launch_args(storage)[3:])} --resume")
-    assert not _alive_after(ray_processes, 30), "the dead Ray's other processes kept running"
+    for resumes, (kind, (stage, is_it)) in enumerate(KILLED.items()):
+        with _running(launch_args(storage, *(["--resume"] if resumes else [])), log) as driver:
+            trigger, delay = STAGES[stage]
+            _wait_for(folder / trigger, driver, log)
+            time.sleep(delay)
+            ray_processes = _descendants(driver.pid)
+            victim = next(pid for pid, command in ray_processes.items() if is_it(command))
+            code, ended_s = _ended_after(driver, lambda: os.kill(victim, signal.SIGKILL))
+        output = log.read_text(errors="replace")
+        print(f"{kind} killed at {stage}: exit {code} after {ended_s:.1f} s")
+        assert code == 1, output[-3000:]
+        assert "Traceback" not in output, output[-3000:]
+        assert _last_line(log) == (
+            f"error: the study's local Ray died under it ({kind} ended: killed, or out of memory); "
+            f"the finished trials are kept in {folder}; resume with: "
+            f"{sys.executable} -m study.launch {' '.join(launch_args(storage, '--resume')[3:])}")
+        assert not _alive_after(ray_processes, 30), "the dead Ray's other processes kept running"
     resumed = subprocess.run(launch_args(storage, "--resume"), cwd=ROOT, env=ENV, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
