@@ -1,6 +1,15 @@
 """Adaptive studies (study.adaptive): Ray Tune's schedulers deciding per cell, the seeds of a cell
-stopped together, a resumed study's stopped cells kept stopped."""
+stopped together, a resumed study's stopped cells kept stopped (the planted study is interrupted
+and resumed through the CLI, with real Ray)."""
 
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from ray.tune.experiment import Trial
@@ -8,6 +17,7 @@ from ray.tune.schedulers import TrialScheduler
 
 from search_spaces import space_from_dict
 from study.adaptive import AdaptiveSettings, CellScheduler, cell_of
+from test_accidents import ENV, ROOT, _running, assert_quiet_resume
 from trainables.errors import ConfigError
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
@@ -114,20 +124,48 @@ compile = false
 
 
 @pytest.fixture(scope="module")
-def planted_study(cache_root, smoke_inputs, tmp_path_factory, launch):
+def planted_study(cache_root, smoke_inputs, tmp_path_factory, launch_args):
     """SGD at lr 1e-7 beside Adam and ScheduleFree at 1e-3: after one epoch it has barely moved from
     the foundation, the others have fine-tuned. One trial at a time, so the cells meet the median
-    rule in the grid's order (seed 0 of each cell first)."""
+    rule in the grid's order (seed 0 of each cell first, SGD's last). The study is stopped (SIGTERM)
+    once every trial but SGD's seed 1 has its rows, and resumed: SGD's seed 1 then runs alone, with
+    no other cell's epochs to compare it with, so only the restored verdict on its cell can stop it.
+    Returns the study folder, the resumed launch's output and the scores written before the stop."""
     folder = tmp_path_factory.mktemp("adaptive")
     space = folder / "planted.toml"
     space.write_text(PLANTED)
-    done = launch(folder / "studies", "--name", "planted", "--max-concurrent", "1", space=str(space))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return folder / "studies" / "planted", done.stdout
+    storage, log = folder / "studies", folder / "driver.log"
+    study = storage / "planted"
+    command = launch_args(storage, "--name", "planted", "--max-concurrent", "1", space=str(space))
+    with _running(command, log) as driver:
+        _wait_for_trials(study, 5, driver, log)
+        os.kill(driver.pid, signal.SIGTERM)
+        assert driver.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text(errors="replace")[-3000:]
+    before = pq.read_table(study / "results" / "scores.parquet").to_pandas()
+    resumed = subprocess.run(launch_args(storage, "--name", "planted", "--max-concurrent", "1", "--resume",
+                                         space=str(space)), cwd=ROOT, env=ENV, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_quiet_resume(resumed)
+    return study, resumed.stdout, before
+
+
+def _wait_for_trials(study: Path, trials: int, driver: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    """Until the study's scores hold the rows of `trials` trials; fails if the driver ends first."""
+    scores_file, deadline = study / "results" / "scores.parquet", time.time() + timeout
+    while time.time() < deadline:
+        assert driver.poll() is None, f"the study ended before it was stopped\n{log.read_text(errors='replace')[-3000:]}"
+        # The bytes first: the driver renames a new table over the file, which a reader that opens
+        # it twice (footer, then pages) may see between its two opens.
+        if scores_file.is_file() and len(set(pq.read_table(pa.BufferReader(scores_file.read_bytes()))
+                                             .column("trial_id").to_pylist())) >= trials:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no rows of {trials} trials within {timeout} s\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def test_the_planted_cell_is_stopped_at_the_grace_period_and_its_rows_say_so(planted_study):
-    folder, _ = planted_study
+    folder, _, _ = planted_study
     scores = pq.read_table(folder / "results" / "scores.parquet").to_pandas().drop_duplicates("trial_id")
     stopped = scores[scores["status"] == "early_stopped"]
     assert sorted(stopped["optimizer"]) == ["sgd", "sgd"] and set(stopped["stopped_at_epoch"]) == {1}
@@ -139,7 +177,28 @@ def test_the_planted_cell_is_stopped_at_the_grace_period_and_its_rows_say_so(pla
 
 
 def test_the_closing_tables_label_stopped_cells_apart_from_failures(planted_study):
-    _, stdout = planted_study
+    _, stdout, _ = planted_study
     assert "stopped early: sgd lr=1e-07 at epoch 1 (2 seeds)" in stdout
     assert "not ok" not in stdout
     assert "Recommendation: each optimizer" in stdout
+
+
+def test_a_resumed_study_keeps_its_stopped_cell_stopped_and_runs_every_other_trial_once(planted_study):
+    folder, _, before = planted_study
+    stopped_before = before.drop_duplicates("trial_id").query("status == 'early_stopped'")
+    assert len(before.drop_duplicates("trial_id")) == 5 and list(stopped_before["seed"]) == [0], \
+        "SGD's seed 1 finished before the study was stopped: the resume had nothing to decide"
+    scores = pq.read_table(folder / "results" / "scores.parquet").to_pandas()
+    assert not scores.duplicated(["trial_id", "stage", "test_set"]).any()
+    trials = scores.drop_duplicates("trial_id")
+    assert len(trials) == 6 and not trials.duplicated(["optimizer", "seed"]).any()
+    # The rows written before the stop stand as they were: none of their trials ran again.
+    key = ["trial_id", "stage", "test_set"]
+    pd.testing.assert_frame_equal(scores.set_index(key).loc[before.set_index(key).index, before.columns.drop(key)],
+                                  before.set_index(key), check_dtype=False)
+    stopped = trials[trials["status"] == "early_stopped"]
+    assert sorted(stopped["seed"]) == [0, 1] and set(stopped["stopped_at_epoch"]) == {1}
+    curves = pq.read_table(folder / "results" / "curves.parquet").to_pandas()
+    assert not curves.duplicated(["trial_id", "stage", "step"]).any()
+    for trial_id in trials.loc[trials["status"] == "ok", "trial_id"]:
+        assert sorted(curves.loc[curves["trial_id"] == trial_id, "step"]) == [1, 2, 3], trial_id
