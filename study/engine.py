@@ -31,23 +31,15 @@ from search_spaces import PROPERTY_FILES, SearchSpace
 from study.adaptive import EPOCH, adaptive_scheduler
 from study.progress import ProgressCallback
 from study.results import ResultsStore, curve_row, property_rows, score_rows
+from study.settings import Launch, Resources
 from study.points import (PerOptimizerLrSpace, TrialPoint, first_order_param_space, later_stage_space, run_values,
                           stage_config)
-from study.trials import evaluate_trainable, first_order_trainable, lbfgs_trainable
+from study.trials import SharedInputs, evaluate_trainable, first_order_trainable, lbfgs_trainable
 from trainables.core.config import FinetuneConfig
 from trainables.core.optimizers import OPTIMIZERS
 from trainables.files import write_text_atomically
 
 METRIC = "val_force_rmse_mev_a"
-
-
-@dataclass(frozen=True)
-class Resources:
-    cpus_per_trial: float = 1
-    gpus_per_trial: float = 0
-    max_concurrent: int = 0          # 0: as many as the resources allow
-    max_failures: int = 2            # retries of a trial that raises, from its last checkpoint
-    checkpoint_every_s: float = 30.0  # seconds between a trial's checkpoints (0: every epoch)
 
 
 @dataclass
@@ -164,15 +156,14 @@ def optuna_search(space: SearchSpace):
 REUSE_ACTORS = True
 
 
-def tune_config(space: SearchSpace, resources: Resources, epochs: int) -> tune.TuneConfig:
+def tune_config(launch: Launch) -> tune.TuneConfig:
     """A grid or an Optuna search; with `[adaptive]`, Ray Tune's scheduler stopping losing cells (study.adaptive)."""
-    scheduler = adaptive_scheduler(space.adaptive, space.name, epochs) if space.adaptive else None
+    space, concurrent = launch.space, launch.resources.max_concurrent or None
+    scheduler = adaptive_scheduler(space.adaptive, space.name, launch.config.epochs) if space.adaptive else None
     if space.search == "grid":
-        return tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=resources.max_concurrent or None,
-                               reuse_actors=REUSE_ACTORS)
+        return tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=concurrent, reuse_actors=REUSE_ACTORS)
     return tune.TuneConfig(search_alg=optuna_search(space), scheduler=scheduler, num_samples=space.num_samples,
-                           metric=METRIC, mode="min", max_concurrent_trials=resources.max_concurrent or None,
-                           reuse_actors=REUSE_ACTORS)
+                           metric=METRIC, mode="min", max_concurrent_trials=concurrent, reuse_actors=REUSE_ACTORS)
 
 
 def _with_resources(fn, resources: Resources, **parameters):
@@ -180,23 +171,21 @@ def _with_resources(fn, resources: Resources, **parameters):
                                {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
 
 
-def _run_config(ctx: StudyContext, stage: str, resources: Resources, verbose: int,
-                callback: tune.Callback | None = None) -> tune.RunConfig:
-    """`verbose`: 0 prints nothing while the stage runs, 1 a line per finished trial and a status
-    line now and then (study.progress), 2 Ray Tune's own tables."""
-    progress = [ProgressCallback(stage)] if verbose == 1 else []
+def _run_config(ctx: StudyContext, launch: Launch, stage: str, callback: tune.Callback | None = None) -> tune.RunConfig:
+    """The stage's storage, retries and callbacks; what it prints follows `launch.verbose`."""
+    progress = [ProgressCallback(stage)] if launch.verbose == 1 else []
     return tune.RunConfig(
         name=stage, storage_path=str((ctx.folder / "ray").resolve()),
-        failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+        failure_config=tune.FailureConfig(max_failures=launch.resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[callback or RowsCallback(ctx, stage), *progress], verbose=1 if verbose >= 2 else 0,
+        callbacks=[callback or RowsCallback(ctx, stage), *progress], verbose=1 if launch.verbose >= 2 else 0,
     )
 
 
-def _tuner(ctx: StudyContext, stage: str, trainable, param_space, tune_cfg, resources, resume: bool, verbose: int,
-           callback: tune.Callback | None = None):
+def _tuner(ctx: StudyContext, launch: Launch, stage: str, trainable, param_space, tune_cfg: tune.TuneConfig,
+           callback: tune.Callback | None = None) -> tune.Tuner:
     path = ctx.folder / "ray" / stage
-    if resume and tune.Tuner.can_restore(str(path.resolve())):
+    if launch.resume and tune.Tuner.can_restore(str(path.resolve())):
         # Restoring reads the stage's results where it left off, with a warning for every trial
         # that had not started (no result file yet): they are simply pending.
         analysis_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
@@ -208,7 +197,7 @@ def _tuner(ctx: StudyContext, stage: str, trainable, param_space, tune_cfg, reso
         finally:
             analysis_log.setLevel(level)
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_cfg,
-                      run_config=_run_config(ctx, stage, resources, verbose, callback))
+                      run_config=_run_config(ctx, launch, stage, callback))
 
 
 class StopOnCtrlC:
@@ -294,12 +283,12 @@ def fit(tuner: tune.Tuner, store: ResultsStore) -> tune.ResultGrid:
     return grid
 
 
-def run_first_order(ctx, space, base, shared, resources, resume, verbose=1) -> tune.ResultGrid:
-    trainable = _with_resources(first_order_trainable, resources, shared=shared,
-                                checkpoint_every_s=resources.checkpoint_every_s)
-    tuner = _tuner(ctx, "first_order", trainable, first_order_param_space(space, base),
-                   tune_config(space, resources, base.epochs), resources,
-                   resume, verbose)
+def run_first_order(ctx: StudyContext, launch: Launch, shared: SharedInputs) -> tune.ResultGrid:
+    """The first-order stage: the space's grid or Optuna search, one fine-tuning trial per point."""
+    trainable = _with_resources(first_order_trainable, launch.resources, shared=shared,
+                                checkpoint_every_s=launch.resources.checkpoint_every_s)
+    tuner = _tuner(ctx, launch, "first_order", trainable, first_order_param_space(launch.space, launch.config),
+                   tune_config(launch))
     return fit(tuner, ctx.store)
 
 
@@ -311,12 +300,13 @@ def lbfgs_param_space(grid: tune.ResultGrid, space: SearchSpace) -> dict[str, An
                                "parent_checkpoint": r.checkpoint.path, "lbfgs": dict(space.lbfgs)} for r in parents])
 
 
-def run_lbfgs(ctx, space, grid, shared, resources, resume, verbose=1) -> tune.ResultGrid | None:
-    param_space = lbfgs_param_space(grid, space)
+def run_lbfgs(ctx: StudyContext, launch: Launch, grid: tune.ResultGrid, shared: SharedInputs) -> tune.ResultGrid | None:
+    """The L-BFGS stage: one refinement trial per successful first-order trial of `grid`."""
+    param_space = lbfgs_param_space(grid, launch.space)
     if param_space is None:
         return None
-    trainable = _with_resources(lbfgs_trainable, resources, shared=shared)
-    tuner = _tuner(ctx, "lbfgs", trainable, param_space, tune.TuneConfig(reuse_actors=REUSE_ACTORS), resources, resume, verbose)
+    trainable = _with_resources(lbfgs_trainable, launch.resources, shared=shared)
+    tuner = _tuner(ctx, launch, "lbfgs", trainable, param_space, tune.TuneConfig(reuse_actors=REUSE_ACTORS))
     return fit(tuner, ctx.store)
 
 
@@ -417,14 +407,14 @@ def cached_references(path: Path, settings: dict[str, Any], compute) -> dict[str
     return references
 
 
-def run_evaluate(ctx, space, config, grids, resources, resume, verbose=1) -> tune.ResultGrid | None:
+def run_evaluate(ctx: StudyContext, launch: Launch, grids: dict[str, tune.ResultGrid | None]) -> tune.ResultGrid | None:
     """One evaluation trial per finished model of `grids` (stage -> its results), with the same
     resources as the other stages."""
-    param_space = evaluate_param_space(grids, space)
+    param_space = evaluate_param_space(grids, launch.space)
     if param_space is None:
         return None
-    structures, references = property_inputs(ctx, space, config)
-    trainable = _with_resources(evaluate_trainable, resources, structures=structures, references=references)
-    tuner = _tuner(ctx, "evaluate", trainable, param_space, tune.TuneConfig(reuse_actors=REUSE_ACTORS), resources,
-                   resume, verbose, callback=PropertyRowsCallback(ctx))
+    structures, references = property_inputs(ctx, launch.space, launch.config)
+    trainable = _with_resources(evaluate_trainable, launch.resources, structures=structures, references=references)
+    tuner = _tuner(ctx, launch, "evaluate", trainable, param_space, tune.TuneConfig(reuse_actors=REUSE_ACTORS),
+                   callback=PropertyRowsCallback(ctx))
     return fit(tuner, ctx.store)

@@ -52,15 +52,19 @@ class InputsHandoff:
     raised by `hand_over_to` if it came before it. After it, the error interrupts the main thread:
     Tune stops its waiting trials as after Ctrl-C (they have no inputs, so nothing is recorded),
     and `raise_if_failed` raises the thread's error. A new study whose data fails its check is
-    then removed (`discard_unstarted_study`)."""
+    then removed (`discard_unstarted_study`).
 
-    def __init__(self, config: FinetuneConfig, seconds: dict[str, float]):
+    `setup_s` holds the wall seconds of the study's parts before its trials: the thread's, and those
+    the main thread adds (`timed`); Ray's start overlaps the thread's parts."""
+
+    def __init__(self, config: FinetuneConfig):
+        self.setup_s: dict[str, float] = {}
         self._shared: SharedInputs | None = None
         self._imported, self._checked = Future(), Future()
         self._go, self._receiver_known, self._closed = threading.Event(), threading.Event(), False
         self._lock, self._failed = threading.Lock(), False  # the thread's error goes to hand_over_to or interrupts
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-inputs")
-        self._building = self._pool.submit(self._import_check_build_and_hand_over, config, seconds)
+        self._building = self._pool.submit(self._import_check_build_and_hand_over, config, self.setup_s)
         self._building.add_done_callback(self._interrupt_main_on_error)
 
     def _import_check_build_and_hand_over(self, config: FinetuneConfig, seconds: dict[str, float]) -> None:

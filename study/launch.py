@@ -33,6 +33,7 @@ from study.cluster import init_ray, shutdown_ray, watch_local_ray
 from study.handoff import InputsHandoff, timed
 from study.lock import study_lock
 from study.results import ResultsStore, StorageError
+from study.settings import Launch, Resources
 from trainables.cli import OneLineParser, add_config_arguments, config_values_from_args, run_cli
 from trainables.core.config import FinetuneConfig
 from trainables.errors import ConfigError, OptistudyError
@@ -160,15 +161,16 @@ def write_manifest(folder: Path, **fields: Any) -> None:
     write_text_atomically(path, json.dumps(manifest, indent=2, default=str))
 
 
-def context(name: str, folder: Path, config: FinetuneConfig, sources: Sources) -> StudyContext:
+def context(launch: Launch, sources: Sources) -> StudyContext:
     """The study's context, from where its data comes (no file read: the trials start while the
     data is checked)."""
     from study.engine import StudyContext
     from trainables.stages.inputs import planned_score_names
 
+    config = launch.config
     system = config.system or (sources.train.parent.name if config.train_file is None else "user")
-    return StudyContext(name=name, folder=folder, system=system, mode=config.mode,
-                        test_sets=planned_score_names(sources), store=ResultsStore.open(folder / "results"))
+    return StudyContext(name=launch.name, folder=launch.folder, system=system, mode=config.mode,
+                        test_sets=planned_score_names(sources), store=ResultsStore.open(launch.folder / "results"))
 
 
 class StudyInterrupted(KeyboardInterrupt):
@@ -222,34 +224,42 @@ def exit_status(signum: int | None) -> int:
     return 128 + (signum or signal.SIGINT)
 
 
-def run(args: argparse.Namespace, stop: StopSignals) -> int:
+def launch_of(args: argparse.Namespace) -> Launch:
+    """The study the command line asks for: its space narrowed by the flags, its config, its
+    folder, the Ray it runs on and the trials' resources."""
     space = get_space(args.space)
     config = study_config(args, space)
     space = narrow_space(space, args)
     name = args.name or space.name
+    resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent, args.max_failures,
+                          args.checkpoint_every)
+    return Launch(space=space, config=config, name=name, folder=args.storage / name, resources=resources,
+                  address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus, resume=args.resume,
+                  verbose=0 if args.quiet else 2 if args.verbose else 1)
+
+
+def run(args: argparse.Namespace, stop: StopSignals) -> int:
+    launch = launch_of(args)
     check_writable(args.storage)
-    folder = args.storage / name
-    with study_lock(folder):  # before anything is read or written in the folder
-        check_study_folder(folder, args.resume)
-        setup_s: dict[str, float] = {}  # wall seconds before the trials: ray_init overlaps the thread's parts
-        handoff = InputsHandoff(config, setup_s)
+    with study_lock(launch.folder):  # before anything is read or written in the folder
+        check_study_folder(launch.folder, launch.resume)
+        handoff = InputsHandoff(launch.config)
         try:
-            return run_with_handoff(args, space, config, name, folder, handoff, setup_s, stop)
+            return run_with_handoff(launch, handoff, stop)
         except OptistudyError:
-            if handoff.check_failed() and not args.resume:
-                discard_unstarted_study(folder)
+            if handoff.check_failed() and not launch.resume:
+                discard_unstarted_study(launch.folder)
             raise
         except KeyboardInterrupt:
-            if holds_study(folder):
-                raise StudyInterrupted(folder, stop.received) from None
+            if holds_study(launch.folder):
+                raise StudyInterrupted(launch.folder, stop.received) from None
             raise
 
 
-def run_with_handoff(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path,
-                     handoff: InputsHandoff, setup_s: dict[str, float], stop: StopSignals) -> int:
+def run_with_handoff(launch: Launch, handoff: InputsHandoff, stop: StopSignals) -> int:
     """`run_study`; when interrupted, the inputs thread's error if that is what interrupted it."""
     try:
-        return run_study(args, space, config, name, folder, handoff, setup_s, stop)
+        return run_study(launch, handoff, stop)
     except KeyboardInterrupt:
         handoff.close()
         if handoff.failed():
@@ -259,25 +269,24 @@ def run_with_handoff(args, space: SearchSpace, config: FinetuneConfig, name: str
         handoff.close()
 
 
-def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, handoff: InputsHandoff,
-              setup_s: dict[str, float], stop: StopSignals) -> int:
+def run_study(launch: Launch, handoff: InputsHandoff, stop: StopSignals) -> int:
     """Start Ray while the inputs thread imports the training stack, build the embedded default if
     the study uses it and it is not built yet, let the thread check the data, run the study, and
     stop a Ray started here as soon as the study ends or fails (an input error stops it at once).
     A local Ray that dies under the study ends it with one line (`ray_died`), not Ray's traceback."""
-    started_ray = timed(setup_s, "ray_init", init_ray, args.address, args.num_cpus, args.num_gpus)
+    started_ray = timed(handoff.setup_s, "ray_init", init_ray, launch.address, launch.num_cpus, launch.num_gpus)
     stop.install()  # after Ray's, which exits at SIGTERM
-    watch = watch_local_ray(lambda died: ray_died(died, folder, stop.argv)) if started_ray else None
+    watch = watch_local_ray(lambda died: ray_died(died, launch.folder, stop.argv)) if started_ray else None
     try:
         handoff.wait_imported()
         from trainables.stages.inputs import build_embedded_default, resolve_sources
 
         # The embedded default's first build (data, then pretraining: minutes) in this thread, so
         # that Ctrl-C stops it at once; a cached build is checked in milliseconds.
-        timed(setup_s, "embedded_default", build_embedded_default, config)
-        sources = resolve_sources(config)
+        timed(handoff.setup_s, "embedded_default", build_embedded_default, launch.config)
+        sources = resolve_sources(launch.config)
         handoff.start_checking()
-        return run_stages(args, space, config, name, folder, sources, handoff, setup_s)
+        return run_stages(launch, sources, handoff)
     finally:
         if watch is not None:
             watch.stop()
@@ -285,36 +294,35 @@ def run_study(args, space: SearchSpace, config: FinetuneConfig, name: str, folde
             shutdown_ray()
 
 
-def run_stages(args, space: SearchSpace, config: FinetuneConfig, name: str, folder: Path, sources: Sources,
-               handoff: InputsHandoff, setup_s: dict[str, float]) -> int:
+def run_stages(launch: Launch, sources: Sources, handoff: InputsHandoff) -> int:
     """Start the trials while the data is checked and the inputs are built (their workers' start
     and imports take seconds), run the stages, write the manifest and summary."""
-    from study.engine import Resources, run_evaluate, run_first_order, run_lbfgs
+    from study.engine import run_evaluate, run_first_order, run_lbfgs
     from study.trials import SharedInputs
 
-    shared = SharedInputs()
+    shared, folder = SharedInputs(), launch.folder
     handoff.hand_over_to(shared)
     folder.mkdir(parents=True, exist_ok=True)
-    ctx = context(name, folder, config, sources)
-    write_manifest(folder, study=name, space=asdict(space), config=config.to_dict(), versions=_versions(),
-                   git_revision=_git_revision(), user=getpass.getuser(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent, args.max_failures,
-                          args.checkpoint_every)
-    start, verbose = time.perf_counter(), 0 if args.quiet else 2 if args.verbose else 1
-    if verbose < 2:  # Tune's new console output prints each stage's setup box even when silent; the old prints nothing
+    ctx = context(launch, sources)
+    write_manifest(folder, study=launch.name, space=asdict(launch.space), config=launch.config.to_dict(),
+                   versions=_versions(), git_revision=_git_revision(), user=getpass.getuser(),
+                   started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    start = time.perf_counter()
+    # Tune's new console output prints each stage's setup box even when silent; the old prints nothing
+    if launch.verbose < 2:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    grid = run_first_order(ctx, space, config, shared, resources, args.resume, verbose)
+    grid = run_first_order(ctx, launch, shared)
     handoff.raise_if_failed()
-    write_manifest(folder, setup_s=setup_s)
-    refined = run_lbfgs(ctx, space, grid, shared, resources, args.resume, verbose) if space.has_lbfgs else None
-    if space.has_evaluate:
-        run_evaluate(ctx, space, config, {"first_order": grid, "lbfgs": refined}, resources, args.resume, verbose)
+    write_manifest(folder, setup_s=handoff.setup_s)
+    refined = run_lbfgs(ctx, launch, grid, shared) if launch.space.has_lbfgs else None
+    if launch.space.has_evaluate:
+        run_evaluate(ctx, launch, {"first_order": grid, "lbfgs": refined})
     wall = time.perf_counter() - start
     write_manifest(folder, finished=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1))
     from analysis.study_summary import study_summary
 
     print(study_summary(folder, wall))
-    if args.resume:
+    if launch.resume:
         print("resumed: its wall time counts this run only, from --resume to the end; its trials' own wall times "
               "are in the rows")
     print(f"report: {write_report(folder)}")
@@ -347,9 +355,7 @@ def discard_unstarted_study(folder: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from study.supervise import supervise  # the study runs in a child; this process waits, watching its local Ray
-
-    return supervise(lambda: run_cli(lambda: run_telling_how_to_resume(argv)))
+    return run_cli(lambda: run_telling_how_to_resume(argv))
 
 
 def run_telling_how_to_resume(argv: list[str]) -> int:
