@@ -41,6 +41,7 @@ from search_spaces import HERE as SPACES  # noqa: E402
 
 GOAL = 0.35  # the twin's share of the grid's trial-seconds for the same recommendation
 TOP = 3
+AXES = ("protocol", "method")  # a cell's axes besides optimizer and lr (study.adaptive.cell_of)
 
 
 def space_tables(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -56,20 +57,46 @@ def space_tables(args: argparse.Namespace) -> tuple[dict, dict]:
     return grid, {**grid, "adaptive": adaptive}
 
 
+def twin_name(space: str, adaptive: dict) -> str:
+    """The adaptive twin's study name, from its settings: twins of several grace periods (or
+    schedulers) share one workdir and its grid."""
+    return f"{space}-" + "-".join(f"{key}{value:g}" if isinstance(value, (int, float)) else str(value)
+                                  for key, value in adaptive.items())
+
+
+def space_text(table: dict, flags: list[str]) -> str:
+    """A study's space file, its further study.launch flags in its first line (a YAML comment)."""
+    return f"# study.launch flags: {' '.join(flags)}\n" + yaml.safe_dump(table, sort_keys=False)
+
+
 def run_or_read(table: dict, name: str, workdir: Path, flags: list[str]) -> Path:
-    """The study folder of `table` run as `name` under `workdir`, run unless it finished there before."""
+    """The study folder of `table` run as `name` under `workdir` with `flags`, run unless it finished
+    there before on the same space and flags (a finished study of others is refused, not read)."""
     folder = workdir / "studies" / name
     manifest = folder / "manifest.json"
+    space, text = workdir / f"{name}.yaml", space_text(table, flags)
     if manifest.is_file() and "finished" in json.loads(manifest.read_text()):
+        if not space.is_file() or space.read_text() != text:
+            raise SystemExit(f"{folder} holds a finished study of another space or flags than {name}'s (see "
+                             f"{space}): give another --workdir")
         print(f"{name}: finished before, read from {folder}", flush=True)
         return folder
-    space = workdir / f"{name}.yaml"
-    space.write_text(yaml.safe_dump(table, sort_keys=False))
+    space.write_text(text)
     run = launch(space, workdir / "studies", name, flags)
     if run.returncode != 0:
         raise SystemExit(f"{name} failed (exit {run.returncode}); log {run.log}")
     print(f"{name}: {run.study_s:.0f} s study wall time; log {run.log}", flush=True)
     return folder
+
+
+def cells_as_optimizers(scores: pd.DataFrame) -> pd.DataFrame:
+    """The scores with every further axis of a cell (`AXES`: a protocol, a method) folded into the
+    optimizer's label ('adam/cosine'): the recommendation then chooses among cells, as the
+    adaptive study decided them, instead of averaging a cell's protocols as if they were seeds."""
+    axes = [axis for axis in AXES if axis in scores and scores[axis].notna().any()]
+    if not axes:
+        return scores
+    return scores.assign(optimizer=scores[["optimizer", *axes]].astype(str).agg("/".join, axis=1))
 
 
 def cell_errors(scores: pd.DataFrame) -> pd.DataFrame:
@@ -168,11 +195,13 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     flags = [*(["--gpus-per-trial", str(args.gpus_per_trial)] if args.gpus_per_trial else []), *args.extra]
     grid_table, twin_table = space_tables(args)
-    grid = load(run_or_read(grid_table, f"{args.space}-grid", workdir, flags), table="scores")
-    twin = load(run_or_read(twin_table, f"{args.space}-adaptive", workdir, flags), table="scores")
-    print(f"\n{args.space}: {len(grid_table['optimizers'])} optimizers x {len(grid_table['lrs'])} lrs x "
-          f"{len(grid_table['seeds'])} seeds, {args.epochs} epochs, {args.data_size} data; adaptive: "
-          f"{twin_table['adaptive']}")
+    grid = cells_as_optimizers(load(run_or_read(grid_table, f"{args.space}-grid", workdir, flags), table="scores"))
+    twin_folder = run_or_read(twin_table, twin_name(args.space, twin_table["adaptive"]), workdir, flags)
+    twin = cells_as_optimizers(load(twin_folder, table="scores"))
+    axes = " x ".join(f"{len(grid_table[axis])} {axis}" for axis in ("optimizers", "lrs", "protocols", "seeds")
+                      if axis in grid_table)
+    print(f"\n{args.space}: {axes} ({grid['trial_id'].nunique()} trials), {args.epochs} epochs, {args.data_size} "
+          f"data, {' '.join(flags) or 'no further flags'}; adaptive: {twin_table['adaptive']}")
     print(comparison(grid, twin).to_string(index=False))
     print("\n".join(cost_lines(grid, twin, args.gpus_per_trial)))
     return 0

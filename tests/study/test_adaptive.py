@@ -154,7 +154,7 @@ def _wait_for_trials(study: Path, trials: int, driver: subprocess.Popen, log: Pa
     """Until the study's scores hold the rows of `trials` trials; fails if the driver ends first."""
     scores_file, deadline = study / "results" / "scores.parquet", time.time() + timeout
     while time.time() < deadline:
-        assert driver.poll() is None, f"the study ended before it was stopped\n{log.read_text(errors='replace')[-3000:]}"
+        assert driver.poll() is None, f"the study ended before its stop\n{log.read_text(errors='replace')[-3000:]}"
         # The bytes first: the driver renames a new table over the file, which a reader that opens
         # it twice (footer, then pages) may see between its two opens.
         if scores_file.is_file() and len(set(pq.read_table(pa.BufferReader(scores_file.read_bytes()))

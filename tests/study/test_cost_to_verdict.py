@@ -1,0 +1,43 @@
+"""benchmarks/cost_to_verdict.py's bookkeeping: twins of several settings share one workdir and its
+grid, a finished study of another space or flags is refused rather than read, and a cell's further
+axes (a protocol) stay apart in the comparison."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from benchmarks.cost_to_verdict import cells_as_optimizers, run_or_read, space_text, twin_name
+
+GRID = {"optimizers": ["adam", "sgd"], "lrs": [1e-3], "seeds": [0, 1], "fixed": {"epochs": 10}}
+
+
+def finished(workdir, name, table, flags):
+    """A study that finished in `workdir` as run_or_read leaves it: its space file and manifest."""
+    folder = workdir / "studies" / name
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"finished": "2026-12-07T11:00:00"}))
+    (workdir / f"{name}.yaml").write_text(space_text(table, flags))
+    return folder
+
+
+def test_twins_of_other_grace_periods_get_names_of_their_own():
+    names = {twin_name("lr_ablation", {"scheduler": "asha", "grace_period": grace, "reduction_factor": 3})
+             for grace in (1, 2, 3)}
+    assert len(names) == 3 and "lr_ablation-asha-grace_period2-reduction_factor3" in names
+
+
+@pytest.mark.parametrize("table, flags", [({**GRID, "fixed": {"epochs": 4}}, []), (GRID, ["--system", "cu3au-emt"])])
+def test_a_finished_study_of_another_space_or_flags_is_refused_not_read(tmp_path, table, flags):
+    folder = finished(tmp_path, "lr_ablation-grid", GRID, [])
+    assert run_or_read(GRID, "lr_ablation-grid", tmp_path, []) == folder  # the same space and flags: read
+    with pytest.raises(SystemExit, match=f"{folder} holds a finished study of another space or flags"):
+        run_or_read(table, "lr_ablation-grid", tmp_path, flags)
+
+
+def test_a_cells_protocol_joins_its_optimizer_and_a_plain_grid_is_left_as_it_is():
+    rows = pd.DataFrame({"optimizer": ["adam", "adam", "sgd"], "protocol": ["constant", "cosine", "constant"],
+                         "lr": [1e-3] * 3})
+    assert list(cells_as_optimizers(rows)["optimizer"]) == ["adam/constant", "adam/cosine", "sgd/constant"]
+    plain = rows.drop(columns="protocol")
+    assert cells_as_optimizers(plain) is plain
