@@ -6,10 +6,12 @@ exclusive `flock`, and under the project's cache folder. One place each, so that
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import tarfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterator, Mapping
 
 try:
     import fcntl
@@ -42,6 +44,22 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
     return write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def write_archive(path: str | Path, members: Mapping[str, bytes]) -> Path:
+    """Write `members` (name -> content) as a `.tar.xz` at `path`, atomically, in their order and
+    with fixed metadata (mode 0644, time 0): the same members give the same bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(path, lambda tmp: _write_tar_xz(tmp, members))
+
+
+def _write_tar_xz(tmp: Path, members: Mapping[str, bytes]) -> None:
+    with tarfile.open(tmp, "w:xz", preset=9) as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            archive.addfile(info, io.BytesIO(data))
 
 
 def try_lock(handle: IO) -> bool:

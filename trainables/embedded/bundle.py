@@ -12,13 +12,12 @@ matches the pretraining recipe; otherwise the system is generated and pretrained
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from trainables.files import write_atomically
+from trainables.files import write_archive, write_atomically
 
 BUNDLE_FOLDER = Path(__file__).parent / "bundled"
 MANIFEST = "manifest.json"
@@ -60,15 +59,4 @@ def pack(folder: Path, data_names: list[str], path: Path) -> Path:
     missing = [name for name in names if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder} lacks {missing}: build it first (python -m trainables.build_default)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda tmp: _write_archive(tmp, folder, names))
-    return path
-
-
-def _write_archive(tmp: Path, folder: Path, names: list[str]) -> None:
-    with tarfile.open(tmp, "w:xz", preset=9) as archive:
-        for name in names:
-            data = (folder / name).read_bytes()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            archive.addfile(info, io.BytesIO(data))
+    return write_archive(path, {name: (folder / name).read_bytes() for name in names})

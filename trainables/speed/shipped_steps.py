@@ -1,11 +1,11 @@
 """Compiled training steps shipped with the package: inductor's cache entries for the embedded
 default's study step, loaded into a node's compiler cache before the node first compiles a step.
 
-A study's first trial on a node with an empty compiler cache compiled its step for 131-141 s on the
-embedded default (2 cores), while the node's other trials waited on the compile lock. Most of that
-is tracing the joint graph and generating the kernels' C++ (Python, one core); with these entries
-in the cache, Dynamo traces, the traced graph hits inductor's cache and only the C++ kernels are
-built (45 s measured on 2026-12-03). The entries are `torch.compiler.save_cache_artifacts()` of a
+A study's first trial on a node with an empty compiler cache compiles its step for minutes, while
+the node's other trials wait on the compile lock. Most of that is tracing the joint graph and
+generating the kernels' C++ (Python, one core); with these entries in the cache, Dynamo traces,
+the traced graph hits inductor's cache and only the C++ kernels are built (about a third of the
+time: benchmarks/HISTORY.md). The entries are `torch.compiler.save_cache_artifacts()` of a
 process that compiled the step from an empty cache (`python -m trainables.build_default --bundle`
 writes them, through `python -m trainables.stages.warm_compile --save-compiled`).
 
@@ -20,7 +20,6 @@ graph makes it miss: rebuild it then).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import platform
 import sys
@@ -28,7 +27,7 @@ import tarfile
 from pathlib import Path
 from typing import Any, Callable
 
-from trainables.files import write_atomically
+from trainables.files import write_archive
 from trainables.speed.compile_lock import marker_folder
 
 SHIPPED_FOLDER = Path(__file__).parent / "shipped"
@@ -63,18 +62,7 @@ def save_compiled(path: Path) -> Path:
 
 def write_shipped(path: Path, identity: dict[str, str], artifacts: bytes) -> Path:
     """A shipped file: the machine identity and torch's cache artifacts, with fixed metadata."""
-    members = {IDENTITY: json.dumps(identity, indent=1).encode(), ARTIFACTS: artifacts}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda tmp: _write_archive(tmp, members))
-    return path
-
-
-def _write_archive(tmp: Path, members: dict[str, bytes]) -> None:
-    with tarfile.open(tmp, "w:xz", preset=9) as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            archive.addfile(info, io.BytesIO(data))
+    return write_archive(path, {IDENTITY: json.dumps(identity, indent=1).encode(), ARTIFACTS: artifacts})
 
 
 def read_shipped(path: Path) -> tuple[dict[str, Any], bytes]:
