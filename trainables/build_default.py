@@ -13,6 +13,7 @@ empty compiler cache and ships it (`trainables/speed/shipped/`; after a change t
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trainables.cli import OneLineParser, run_cli
+from trainables.cli import OneLineParser, run_command
 from trainables.core.config import FinetuneConfig
 from trainables.embedded import SYSTEMS, build_system, default_system_name
 from trainables.embedded.bundle import bundle_path, pack
@@ -44,28 +45,33 @@ def ship_compiled_step(name: str, size: str) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m trainables.build_default", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m trainables.build_default", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--system", default=None, help=f"one of {', '.join(SYSTEMS)} (default: "
                         f"{default_system_name()} here)")
     parser.add_argument("--size", default="full", help="full, or smoke (tiny, for tests)")
     parser.add_argument("--rebuild", action="store_true", help="regenerate the data and retrain the foundation")
     parser.add_argument("--bundle", action="store_true", help="then pack the build as the package's bundle")
+    return parser
 
-    def _main() -> int:
-        args = parser.parse_args(argv)
-        name = args.system or default_system_name()
-        files = build_system(name, args.size, rebuild=args.rebuild)
-        foundation = embedded_foundation(files, rebuild=args.rebuild)
-        print(f"data: {files.root}\nfoundation: {foundation}")
-        if args.bundle:
-            names = [path.name for path in data_paths(files).values()]
-            print(f"bundle: {pack(files.root, names, bundle_path(name, args.size))}")
-            if args.size == "full":
-                print(f"compiled step: {ship_compiled_step(name, args.size)}")
-        return 0
 
-    return run_cli(_main)
+def build_default(args: argparse.Namespace) -> int:
+    """The command: the system built (or found in the cache), and packed with `--bundle`."""
+    name = args.system or default_system_name()
+    files = build_system(name, args.size, rebuild=args.rebuild)
+    foundation = embedded_foundation(files, rebuild=args.rebuild)
+    print(f"data: {files.root}\nfoundation: {foundation}")
+    if args.bundle:
+        names = [path.name for path in data_paths(files).values()]
+        print(f"bundle: {pack(files.root, names, bundle_path(name, args.size))}")
+        if args.size == "full":
+            print(f"compiled step: {ship_compiled_step(name, args.size)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(_parser(), build_default, argv)
 
 
 if __name__ == "__main__":

@@ -133,8 +133,16 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     return FinetuneConfig.from_dict(config_values_from_args(args))
 
 
+def run_command(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace], int],
+                argv: list[str] | None = None) -> int:
+    """Every command's `main`: `command(args)` on `argv` (default: the process's arguments) parsed by
+    `parser`, under `run_cli`; returns the exit status."""
+    return run_cli(lambda: command(parser.parse_args(argv)))
+
+
 def run_cli(main: Callable[[], int]) -> int:
-    """Run `main`; user errors become one line `error: ...` on stderr and exit code 2."""
+    """Run `main`; user errors become one line `error: ...` on stderr and exit code 2, Ctrl-C the line
+    `interrupted` and exit code 130."""
     try:
         return main()
     except OptistudyError as err:

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trainables.cli import OneLineParser, add_config_arguments, config_from_args, format_scores, run_cli
+from trainables.cli import OneLineParser, add_config_arguments, config_from_args, format_scores, run_command
 from trainables.core.training import resolve_device, set_threads
 from trainables.stages.finetune import run_finetune, score_all, write_run_folder
 from trainables.stages.inputs import prepare_inputs
@@ -35,30 +35,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    def _main() -> int:
-        args = _parser().parse_args(argv)
-        config = config_from_args(args)
-        inputs = prepare_inputs(config)
-        if args.zero_shot:
-            set_threads(config.threads)
-            model = inputs.initial_model()
-            print(format_scores(score_all(model, inputs, config, resolve_device(config.device))))
-            return 0
-        result = run_finetune(config, inputs, resume_from=args.resume,
-                              on_epoch=lambda record, _: print(format_record(record), flush=True))
-        print(f"status: {result.status}  steps: {result.steps}  wall time: {result.wall_time_s:.1f} s "
-              f"(compiling {result.compile_time_s:.1f} s)")
-        if result.scores:
-            print(format_scores(result.scores))
-        if args.out:
-            write_run_folder(args.out, result.model, {
-                "config": config.to_dict(), "status": result.status, "records": result.records,
-                "scores": result.scores, "steps": result.steps, "wall_time_s": result.wall_time_s,
-                "compile_time_s": result.compile_time_s})
-        return 0 if result.status == "ok" else 1
+def finetune(args: argparse.Namespace) -> int:
+    """The command: 0 where the run finished, 1 where it diverged or failed."""
+    config = config_from_args(args)
+    inputs = prepare_inputs(config)
+    if args.zero_shot:
+        set_threads(config.threads)
+        model = inputs.initial_model()
+        print(format_scores(score_all(model, inputs, config, resolve_device(config.device))))
+        return 0
+    result = run_finetune(config, inputs, resume_from=args.resume,
+                          on_epoch=lambda record, _: print(format_record(record), flush=True))
+    print(f"status: {result.status}  steps: {result.steps}  wall time: {result.wall_time_s:.1f} s "
+          f"(compiling {result.compile_time_s:.1f} s)")
+    if result.scores:
+        print(format_scores(result.scores))
+    if args.out:
+        write_run_folder(args.out, result.model, {
+            "config": config.to_dict(), "status": result.status, "records": result.records,
+            "scores": result.scores, "steps": result.steps, "wall_time_s": result.wall_time_s,
+            "compile_time_s": result.compile_time_s})
+    return 0 if result.status == "ok" else 1
 
-    return run_cli(_main)
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(_parser(), finetune, argv)
 
 
 if __name__ == "__main__":

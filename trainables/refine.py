@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from trainables.cli import OneLineParser, format_scores, parse_bool, run_cli
+from trainables.cli import OneLineParser, format_scores, parse_bool, run_command
 from trainables.core.config import DEFAULT_CHUNK, FinetuneConfig
 from trainables.core.lbfgs import LBFGSConfig
 from trainables.errors import ConfigError
@@ -43,27 +43,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    def _main() -> int:
-        args = vars(_parser().parse_args(argv))
-        source, out = args.pop("source"), args.pop("out")
-        metrics = source / "metrics.json"
-        if not metrics.is_file():
-            raise ConfigError(f"{source} is not a first-order run folder (no metrics.json)")
-        saved = json.loads(metrics.read_text())["config"]
-        config = FinetuneConfig.from_dict({**saved, **({"compile": args.pop("compile")} if "compile" in args else {})})
-        result = refine_checkpoint(config, source, options=args)
-        for record in result.records:
-            print(format_step(record))
-        print(f"stop: {result.stop_reason}  best step: {result.best_step}  evaluations: {result.fevals}  "
-              f"wall time: {result.wall_time_s:.1f} s")
-        print(format_scores(result.scores))
-        if out:
-            write_run_folder(out, result.model, {"config": config.to_dict(), "lbfgs": args, "records": result.records,
-                                                 "scores": result.scores, "stop_reason": result.stop_reason})
-        return 0
+def refine(namespace: argparse.Namespace) -> int:
+    """The command: the run folder's model refined, its steps and scores printed."""
+    args = vars(namespace)
+    source, out = args.pop("source"), args.pop("out")
+    metrics = source / "metrics.json"
+    if not metrics.is_file():
+        raise ConfigError(f"{source} is not a first-order run folder (no metrics.json)")
+    saved = json.loads(metrics.read_text())["config"]
+    config = FinetuneConfig.from_dict({**saved, **({"compile": args.pop("compile")} if "compile" in args else {})})
+    result = refine_checkpoint(config, source, options=args)
+    for record in result.records:
+        print(format_step(record))
+    print(f"stop: {result.stop_reason}  best step: {result.best_step}  evaluations: {result.fevals}  "
+          f"wall time: {result.wall_time_s:.1f} s")
+    print(format_scores(result.scores))
+    if out:
+        write_run_folder(out, result.model, {"config": config.to_dict(), "lbfgs": args, "records": result.records,
+                                             "scores": result.scores, "stop_reason": result.stop_reason})
+    return 0
 
-    return run_cli(_main)
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(_parser(), refine, argv)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ With `--save-compiled`, what the process compiled is written as a shipped compil
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
 
-from trainables.cli import OneLineParser, run_cli
+from trainables.cli import OneLineParser, run_command
 from trainables.core.config import FinetuneConfig
 from trainables.speed.compiled import compiled_variants
 from trainables.speed.shipped_steps import save_compiled
@@ -27,21 +28,26 @@ def warm_steps(config: FinetuneConfig) -> str:
     return f"{result.steps} steps, {result.status} (compiled variants: {compiled_variants()})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m trainables.stages.warm_compile", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m trainables.stages.warm_compile", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path, help="a FinetuneConfig as JSON")
     parser.add_argument("--save-compiled", type=Path, default=None, help="write what was compiled here")
+    return parser
 
-    def _main() -> int:
-        start = time.perf_counter()
-        args = parser.parse_args(argv)
-        config = FinetuneConfig.from_dict(json.loads(args.config.read_text()))
-        print(f"{warm_steps(config)}; in {time.perf_counter() - start:.0f} s")
-        if args.save_compiled:
-            print(f"compiled step: {save_compiled(args.save_compiled)}")
-        return 0
 
-    return run_cli(_main)
+def warm_compile(args: argparse.Namespace) -> int:
+    """The command: the steps run, what they compiled saved with `--save-compiled`."""
+    start = time.perf_counter()
+    config = FinetuneConfig.from_dict(json.loads(args.config.read_text()))
+    print(f"{warm_steps(config)}; in {time.perf_counter() - start:.0f} s")
+    if args.save_compiled:
+        print(f"compiled step: {save_compiled(args.save_compiled)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(_parser(), warm_compile, argv)
 
 
 if __name__ == "__main__":
