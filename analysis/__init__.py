@@ -6,6 +6,7 @@ from analysis.charts import curves_chart, frontier_chart, improvement_chart, lr_
 from analysis.errors import AnalysisError
 from analysis.frontier import non_dominated, pareto_front
 from analysis.load import REQUIRED_COLUMNS, load, parquet_files, select
+from analysis.lr_sensitivity import lr_sensitivity
 from analysis.render import FORMATS, format_summary, mean_std, render
 from analysis.sql import connect, sql
 from analysis.tables import curve_summary, improvement_vs, lbfgs_gain, lbfgs_pairs, summary_table, with_total_wall_time
@@ -14,7 +15,8 @@ __all__ = [
     "AnalysisError", "FORMATS", "REQUIRED_COLUMNS",
     "load", "select", "parquet_files",
     "pareto_front", "non_dominated",
-    "summary_table", "improvement_vs", "lbfgs_gain", "lbfgs_pairs", "with_total_wall_time", "curve_summary",
+    "summary_table", "lr_sensitivity", "improvement_vs", "lbfgs_gain", "lbfgs_pairs", "with_total_wall_time",
+    "curve_summary",
     "format_summary", "mean_std", "render",
     "frontier_chart", "improvement_chart", "curves_chart", "lr_sensitivity_chart",
     "connect", "sql",

@@ -198,7 +198,8 @@ def rmse_vs_property(properties: pd.DataFrame, scores: pd.DataFrame, prop: str, 
     require_columns(scores, ["trial_id", "stage", "test_set", "status", metric], "the scores table")
     chosen = scores[(scores["test_set"] == test_set) & (scores["status"] == "ok")]
     if chosen.empty:
-        raise AnalysisError(f"no 'ok' scores on test set {test_set!r}; test sets: {', '.join(distinct(scores['test_set']))}")
+        raise AnalysisError(f"no 'ok' scores on test set {test_set!r}; test sets: "
+                            f"{', '.join(distinct(scores['test_set']))}")
     keys = present(rows, ("study", "trial_id", "stage"))
     identity = [c for c in present(rows, (*IDENTITY, "optimizer_order", "study")) if c != "test_set"]
     merged = rows[[*identity, "property", "unit", "abs_error"]].rename(columns={"abs_error": "property_abs_error"})

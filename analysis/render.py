@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 
 import pandas as pd
+from pandas.api.types import is_float_dtype
 
 from analysis.columns import require_columns
 from analysis.errors import AnalysisError
@@ -22,6 +23,8 @@ MARKS = {
     "latex": (r"\textbf{{{}}}", r"\underline{{{}}}"),
     "csv": ("{}", "{}"),
 }
+# Columns that count seeds: shown as whole numbers ('inf' where no number of seeds would do).
+COUNT_COLUMNS = ("seeds_needed", "extra_seeds")
 MARK_LEGEND = {"text": "** best, * second best", "markdown": "**bold** best, *italic* second best",
                "latex": r"\textbf{bold} best, \underline{underlined} second best", "csv": ""}
 
@@ -74,15 +77,26 @@ def _ordered_index(frame: pd.DataFrame, columns: list[str]) -> pd.Index:
 def render(frame: pd.DataFrame, fmt: str = "text") -> str:
     """`frame` as a `fmt` string; a named index becomes the leading column(s).
 
-    Floats are shown with 2 decimals (3 significant digits below 1) except in CSV, which keeps
-    full precision. LaTeX escapes _ % & # $ but keeps markup such as \\textbf{}.
+    Floats are shown with 2 decimals (3 significant digits below 1), counts of seeds as whole
+    numbers, except in CSV, which keeps full precision. LaTeX escapes _ % & # $ but keeps markup such as \\textbf{}.
     """
     check_format(fmt)
     table = frame.reset_index() if any(name is not None for name in frame.index.names) else frame
+    table = table if fmt == "csv" else with_whole_counts(table)
     header = [str(c) for c in table.columns]
     show = repr_cell if fmt == "csv" else display_cell
     rows = [[show(v) for v in row] for row in table.itertuples(index=False)]
     return _RENDERERS[fmt](header, rows)
+
+
+def with_whole_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its float `COUNT_COLUMNS` as text for people: '128488', 'inf', '' where missing."""
+    counts = [c for c in COUNT_COLUMNS if c in frame and is_float_dtype(frame[c])]
+    return frame.assign(**{column: frame[column].map(_whole) for column in counts}) if counts else frame
+
+
+def _whole(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.0f}" if math.isfinite(value) else str(value)
 
 
 def display_cell(value) -> str:

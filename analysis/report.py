@@ -43,7 +43,7 @@ from analysis.errors import AnalysisError
 from analysis.load import load, parquet_files, read_parquet, with_context_in_optimizer
 from analysis.properties import FREQUENCY_PROPERTIES, MEASURED, frequency_error_chart, md_survival_chart, property_table
 from analysis.recommend import ERRORS, first_order, recommendation, recommendation_text
-from analysis.render import display_cell, format_summary
+from analysis.render import display_cell, format_summary, with_whole_counts
 from analysis.stats import (
     CONTEXT,
     at_chosen_lr,
@@ -411,7 +411,7 @@ def value_text(value) -> str:
 def html_table(frame: pd.DataFrame) -> str:
     """`frame` as an HTML table (a named index becomes the leading columns); Markdown marks of
     `format_summary` cells become bold and italics, numbers are right-aligned."""
-    table = frame.reset_index() if any(name is not None for name in frame.index.names) else frame
+    table = with_whole_counts(frame.reset_index() if any(name is not None for name in frame.index.names) else frame)
     head = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
     body = "".join("<tr>" + "".join(map(html_cell, row)) + "</tr>" for row in table.itertuples(index=False))
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'

@@ -130,15 +130,30 @@ def test_other_formats_and_outputs_in_process(capsys, study, tmp_path):
         "table.csv", *(f"table_{m}.{e}" for m in ("energy_rmse_mev_atom", "force_rmse_mev_a") for e in ("md", "tex"))}
 
 
-def test_improvement_lr_and_curves_in_process(capsys, study, tmp_path):
+def test_improvement_and_curves_in_process(capsys, study, tmp_path):
     _, improvement, _ = run_main(capsys, "improvement", study, "--lr", "1e-3", "--format", "csv")
     pct = pd.read_csv(io.StringIO(improvement)).groupby("optimizer")["improvement_pct"]
     assert pct.min()["adamw"] > 0 and pct.max()["lamb"] < 0
-    _, lr, _ = run_main(capsys, "lr", study, "--test-set", "val")
-    assert cells(lr.splitlines()[5]) == ["adamw", "0.001", "37.00 (1.00) **"]
     code, curves, _ = run_main(capsys, "curves", study, "--optimizer", "adam", "--out", tmp_path)
     assert code == 0 and "adam_lr0.001_s0_lbfgs" in curves
     assert (tmp_path / "curves.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_lr_marks_each_optimizers_best_lrs_and_says_which_lr_validation_chose(capsys, study, tmp_path):
+    code, out, _ = run_main(capsys, "lr", study, "--test-set", "val,1200K", "--out", tmp_path)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].endswith("** best, * second best lr of each optimizer")
+    rows = {tuple(cells(line)[:2]): cells(line)[2:] for line in lines[3:9]}
+    assert rows[("adam", "0.0001")] == ["61.00 (1.00) *", "121.00 (1.00) *"]  # `table` ranks it within 1e-4 instead
+    assert rows[("lamb", "0.001")] == ["50.50 (0.71) **", "100.50 (0.71) **"]
+    sensitivity = {tuple(cells(line)[:2]): cells(line)[2:] for line in lines[13:19]}
+    assert sensitivity[("lamb", "1200K")] == ["2", "0.0001", "151.00", "0.001", "100.50", "0.0001", "151.00",
+                                              "50.25", "50.25", "0.001"]
+    assert "lr chosen on validation (force_rmse_mev_a on val): adamw 0.001 (the largest of its grid" in out
+    assert pd.read_csv(tmp_path / "lr_sensitivity.csv")["test_set"].unique().tolist() == ["val", "1200K"]
+    assert (tmp_path / "lr.png").read_bytes().startswith(PNG_MAGIC)
+    _, table, _ = run_main(capsys, "table", study, "--by", "optimizer,lr", "--test-set", "val,1200K")
+    assert table.splitlines()[0].endswith("second best within each lr") and table != out
 
 
 def test_frontier_with_both_stages_on_total_wall_time(capsys, study):
@@ -188,6 +203,8 @@ def test_compare_gives_verdicts_and_reads_the_p_floor(capsys, study, tmp_path):
     assert table.query("optimizer == 'adamw' and test_set == '300K'")["difference"].item() == pytest.approx(-4.8)
     assert table.query("optimizer == 'lamb'")["lr"].unique().tolist() == [1e-4]  # its 1e-3 lost a seed to divergence
     assert (tmp_path / "seeds_needed.csv").exists()
+    best_two = lines[lines.index(next(line for line in lines if line.startswith("The best two"))) + 3]
+    assert "with 80% power at level 0.05" in out and cells(best_two)[-2:] == ["7", "4"]  # seeds, whole numbers
     _, csv, _ = run_main(capsys, "compare", study, "--by-lr", "--format", "csv")
     by_lr = pd.read_csv(io.StringIO(csv))
     assert by_lr.query("optimizer == 'adamw' and lr == 0.001 and test_set == 'val'")["difference"].item() == -4.0

@@ -51,7 +51,8 @@ def properties():
 def scores():
     return pd.DataFrame([{"study": "s", "trial_id": f"{o}-{s}", "stage": "first_order", "optimizer": o, "lr": 1e-3,
                           "seed": s, "test_set": test_set, "status": "ok", "force_rmse_mev_a": rmse + shift}
-                         for (o, s), (*_, rmse) in MODELS.items() for test_set, shift in (("val", 0.0), ("1200K", 5.0))])
+                         for (o, s), (*_, rmse) in MODELS.items()
+                         for test_set, shift in (("val", 0.0), ("1200K", 5.0))])
 
 
 def test_the_table_is_optimizer_by_property_with_the_best_two_marked(properties):

@@ -77,3 +77,9 @@ def test_a_test_set_without_the_metric_has_no_column():
     assert list(format_summary(summary, "energy_rmse_mev_atom").columns) == ["300K", "scan"]
     with pytest.raises(AnalysisError, match="the summary holds no value of force_rmse_mev_a"):
         format_summary(summary[summary["test_set"] == "scan"], "force_rmse_mev_a")
+
+
+def test_counts_of_seeds_are_whole_numbers_for_people_and_full_precision_in_csv():
+    frame = pd.DataFrame({"difference": [-1.5, 0.0, 2.0], "seeds_needed": [128488.0, float("inf"), float("nan")]})
+    assert render(frame, "text").splitlines()[2:] == ["-1.50       128488", "0.00        inf", "2.00"]
+    assert render(frame, "csv").splitlines()[1] == "-1.5,128488.0"
