@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+import pandas as pd
+
 from analysis.commands.base import DIGITS, STUDIES, Command, Output, argument, filters, names
 from analysis.commands.output import load_rows, summary_output
 from analysis.tables import TABLE_METRICS, compared_within, summary_table, table_metrics
@@ -17,7 +19,7 @@ def run(args: argparse.Namespace) -> Output:
     return summary_output(summary, metrics, args.by, args, "table", marks_legend(summary, args.by))
 
 
-def marks_legend(summary, by: list[str]) -> str:
+def marks_legend(summary: pd.DataFrame, by: list[str]) -> str:
     """Where rows are grouped by more than the test set, which rows the marks compare."""
     within = compared_within(summary, by)
     return f" within each {', '.join(within)}" if within else ""
