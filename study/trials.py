@@ -138,6 +138,13 @@ def epoch_reporter(checkpoint_every_s: float) -> Callable[[dict[str, Any], Calla
     return report
 
 
+def _save_final(result, folder: Path) -> None:
+    """A stage's final checkpoint: the model and its optimizer's state at those weights (the spectrum
+    evaluator's preconditioner, trainables.core.curvature)."""
+    save_model(result.model, folder / MODEL_FILE)
+    result.optimizer_record.save(folder)
+
+
 def first_order_trainable(config: dict[str, Any], shared: SharedInputs, checkpoint_every_s: float = 0.0) -> None:
     """Fine-tune one (optimizer, lr, seed); resumes from Ray's last checkpoint after a failure."""
     run, inputs = trial_config(config), shared.get()
@@ -150,7 +157,7 @@ def first_order_trainable(config: dict[str, Any], shared: SharedInputs, checkpoi
             result = run_finetune(run, inputs, resume_from=Path(folder), on_epoch=epoch_report)
     if result.status == "ok":
         _report_with_model(_final_metrics(result, cost_json=json.dumps(result.cost)),
-                           lambda folder: save_model(result.model, folder / "model.pt"))
+                           lambda folder: _save_final(result, folder))
     else:
         tune.report(_final_metrics(result))
 
@@ -169,7 +176,7 @@ def lbfgs_trainable(config: dict[str, Any], shared: SharedInputs) -> None:
     tune.report(last)
     _report_with_model(_final_metrics(result, stop_reason=result.stop_reason, best_step=result.best_step,
                                       fevals=result.fevals),
-                       lambda folder: save_model(result.model, folder / "model.pt"))
+                       lambda folder: _save_final(result, folder))
 
 
 def evaluate_trainable(config: dict[str, Any], structures, references: dict[str, Any]) -> None:
@@ -186,5 +193,5 @@ def evaluate_trainable(config: dict[str, Any], structures, references: dict[str,
     start = time.perf_counter()
     with tune.Checkpoint(config["model_checkpoint"]).as_directory() as folder:
         calculator = mace_calculator(Path(folder) / MODEL_FILE, device=run.device)
-    rows = evaluate_properties(calculator, structures, references, settings)
+        rows = evaluate_properties(calculator, structures, references, settings)  # the spectrum reads the folder
     tune.report({"kind": "properties", "rows_json": json.dumps(rows), "wall_time_s": time.perf_counter() - start})

@@ -68,7 +68,7 @@ def test_bad_space_files(tmp_path, text, message):
 
 
 def test_unknown_space_lists_known_ones():
-    with pytest.raises(ConfigError, match="unknown search space 'tables'; known: lbfgs_refinement"):
+    with pytest.raises(ConfigError, match="unknown search space 'tables'; known: curvature, lbfgs_refinement"):
         get_space("tables")
 
 

@@ -55,6 +55,7 @@ def finetune(args: argparse.Namespace) -> int:
             "config": config.to_dict(), "status": result.status, "records": result.records,
             "scores": result.scores, "steps": result.steps, "wall_time_s": result.wall_time_s,
             "compile_time_s": result.compile_time_s})
+        result.optimizer_record.save(args.out)  # what the spectrum's preconditioner needs
     return 0 if result.status == "ok" else 1
 
 

@@ -61,6 +61,7 @@ def refine(namespace: argparse.Namespace) -> int:
     if out:
         write_run_folder(out, result.model, {"config": config.to_dict(), "lbfgs": args, "records": result.records,
                                              "scores": result.scores, "stop_reason": result.stop_reason})
+        result.optimizer_record.save(out)  # the stage's L-BFGS pairs, for the spectrum's preconditioner
     return 0
 
 

@@ -158,11 +158,14 @@ def spectral_density(quadrature: Quadrature, grid: np.ndarray, width: float) -> 
     return kernel @ weights
 
 
-def top_eigenvalues(operator: LinearOperator, k: int, tol: float = 1e-4, seed: int = 0) -> np.ndarray:
+def top_eigenvalues(operator: LinearOperator, k: int, tol: float = 1e-4, seed: int = 0,
+                    basis: int | None = None) -> np.ndarray:
     """The `k` largest (algebraic) eigenvalues of a symmetric operator, descending (scipy's eigsh,
-    implicitly restarted Lanczos, relative tolerance `tol`)."""
+    implicitly restarted Lanczos with `basis` vectors, scipy's default when None; relative
+    tolerance `tol`)."""
     start = np.random.default_rng(seed).standard_normal(operator.shape[0])
-    values = eigsh(operator, k=k, which="LA", tol=tol, v0=start, return_eigenvectors=False)
+    ncv = None if basis is None else min(operator.shape[0], max(basis, 2 * k + 1))
+    values = eigsh(operator, k=k, which="LA", tol=tol, v0=start, ncv=ncv, return_eigenvectors=False)
     return np.sort(values)[::-1]
 
 
@@ -259,6 +262,7 @@ class PreconditionerSpec:
     description: str
     applies: Callable[[OptimizerRecord], bool]
     root: Callable[[OptimizerRecord, dict[str, torch.Tensor]], LinearOperator]
+    claimed_alpha: float | None = None  # Appendix A's claim for this P (None: the paper claims none for the whole space)
 
 
 def _optimizer_state(record: OptimizerRecord) -> dict[int, dict[str, Any]]:
@@ -384,15 +388,16 @@ def register(spec: PreconditionerSpec) -> PreconditionerSpec:
 # Tried in order: the first that applies is the record's.
 register(PreconditionerSpec(
     "lbfgs_two_loop", "P = H_k, L-BFGS's inverse-Hessian approximation from the stage's saved pairs",
-    applies=lambda record: record.optimizer == LBFGS, root=_lbfgs_root))
+    applies=lambda record: record.optimizer == LBFGS, root=_lbfgs_root))  # H^-1 claimed on its Krylov subspace only
 register(PreconditionerSpec(
     "trust_ratio", "P = diag(phi(||theta||) / ||u||) per tensor x diag(1 / (sqrt(v_hat) + eps)) (LAMB)",
-    applies=_has_trust_ratio, root=_trust_ratio_root))
+    applies=_has_trust_ratio, root=_trust_ratio_root, claimed_alpha=1.0))
 register(PreconditionerSpec(
     "second_moment", "P = diag(1 / (sqrt(v_hat) + eps)), v_hat the bias-corrected second moment (Adam family, "
-    "ScheduleFree's own)", applies=_keeps_second_moment, root=_second_moment_root))
+    "ScheduleFree's own)", applies=_keeps_second_moment, root=_second_moment_root, claimed_alpha=1.0))
 register(PreconditionerSpec(
-    "identity", "P = I (SGD: no second moment kept)", applies=lambda record: True, root=_identity_root))
+    "identity", "P = I (SGD: no second moment kept)", applies=lambda record: True, root=_identity_root,
+    claimed_alpha=0.0))
 
 
 def preconditioner_for(record: OptimizerRecord) -> PreconditionerSpec:

@@ -74,6 +74,12 @@ class PropertySettings:
     msd_fit_end: float = 0.5
     rdf_max_A: float = 6.0
     rdf_bins: int = 60
+    spectrum_configurations: int = 8      # the fixed training sample of the curvature (spectrum.py), evenly spaced
+    spectrum_lanczos_steps: int = 15      # per SLQ probe; also eigsh's Lanczos basis
+    spectrum_probes: int = 2              # Rademacher probes of SLQ and Hutchinson's trace
+    spectrum_top_eigenvalues: int = 1     # asked of eigsh (the largest is reported)
+    spectrum_quantile: float = 0.1        # lambda_low: this quantile of the SLQ mass above the floor
+    spectrum_relative_floor: float = 1e-4  # "positive": above this fraction of lambda_max (below: the unresolved bulk)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PropertySettings:
@@ -115,6 +121,8 @@ class PropertySettings:
         if self.liquid_steps // self.md_sample_every < MIN_LIQUID_FRAMES:
             raise ConfigError(f"the liquid MD samples {self.liquid_steps // self.md_sample_every} frames "
                               f"(liquid_steps // md_sample_every); it needs {MIN_LIQUID_FRAMES} or more")
+        if not self.spectrum_quantile < 1:
+            raise ConfigError(f"spectrum_quantile must be below 1, got {self.spectrum_quantile}")
         if self.gsfe_points < 2:
             raise ConfigError(f"gsfe_points must be 2 or more (both ends of the path), got {self.gsfe_points}")
         if abs(sum(s * h for s, h in zip(self.gsfe_shift, self.gsfe_plane))) > 1e-9:
@@ -180,8 +188,10 @@ class EvaluatorSpec:
     on all axes), `needs_molecule` (no periodic axis), `needs_cubic`, `needs_reference` (only
     comparisons: without a reference it is not run and every property is "skipped"),
     `reference_from_calculator` (False: the reference comes from data, a trajectory or stored
-    energies, and `compute_references` leaves it out). `unranked` names the properties that are
-    sanity checks (rows with `ranked` False: analysis shows them and leaves them out of rankings)."""
+    energies, and `compute_references` leaves it out), `needs_structure` (False: it measures the run
+    behind the calculator, not a structure, and is never skipped for want of one). `unranked` names
+    the properties that are sanity checks (rows with `ranked` False: analysis shows them and leaves
+    them out of rankings)."""
 
     name: str
     description: str
@@ -194,10 +204,13 @@ class EvaluatorSpec:
     needs_cubic: bool = False
     needs_reference: bool = False
     reference_from_calculator: bool = True
+    needs_structure: bool = True
     unranked: tuple[str, ...] = ()
 
     def skip_reason(self, structures: PropertyStructures) -> str | None:
         """Why this evaluator cannot run on `structures` (a user's input, not the model), or None."""
+        if not self.needs_structure:
+            return None
         structure = getattr(structures, self.structure)
         if structure is None or (isinstance(structure, Sequence) and len(structure) < 2):
             return f"no {self.structure} structure{'s (2 or more)' if self.structure == 'profile' else ''} given"

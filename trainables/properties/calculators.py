@@ -11,9 +11,11 @@ def mace_calculator(model_file: str | Path, device: str = "cpu", dtype: str = "f
     """`mace.calculators.MACECalculator` on a model file this project wrote (`trainables.stages.finetune.MODEL_FILE`,
     a state_dict, read by `trainables.core.foundation.load_foundation`) or a pickled mace model, converted
     to `dtype`: float64, because Vibrations, Phonons and the elastic constants take finite
-    differences of forces and stresses."""
+    differences of forces and stresses. Its `directory` is the model file's folder, where evaluators
+    that read the run (the spectrum's optimizer state) find it."""
     from mace.calculators import MACECalculator
 
     from trainables.core.foundation import load_foundation
 
-    return MACECalculator(models=load_foundation(model_file), device=device, default_dtype=dtype)
+    return MACECalculator(models=load_foundation(model_file), device=device, default_dtype=dtype,
+                          directory=str(Path(model_file).parent))

@@ -17,7 +17,9 @@ import numpy as np
 from ase.calculators.calculator import Calculator, CalculationFailed
 
 from trainables.errors import ConfigError
-from trainables.properties import dispersion, elastic, liquid, md, phonons, profile, stacking_fault, vibrations
+from trainables.properties import (
+    dispersion, elastic, liquid, md, phonons, profile, spectrum, stacking_fault, vibrations,
+)
 from trainables.properties.base import (
     FAILED, EvaluationFailed, EvaluatorSpec, Measurement, Outcome, PropertySettings, PropertyStructures, skipped,
 )
@@ -93,6 +95,12 @@ register(EvaluatorSpec(
     name="energy_profile", description=profile.__doc__, structure="profile", units=profile.UNITS,
     measure=profile.measure_profile, compare=profile.compare_profile,
     needs_reference=True, reference_from_calculator=False,
+))
+
+register(EvaluatorSpec(
+    name="spectrum", description=spectrum.__doc__, structure="minimum", units=spectrum.UNITS,
+    measure=spectrum.measure_spectrum, compare=spectrum.compare_spectrum,
+    reference_from_calculator=False, needs_structure=False,
 ))
 
 

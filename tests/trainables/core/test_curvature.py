@@ -122,7 +122,7 @@ def test_lamb_root_carries_the_trust_ratio():
     parameters = dict(model.named_parameters())
     [denominator] = second_moment_denominators(record, parameters)
     state = next(iter(optimizer.state.values()))
-    ratio = min(float(parameters["weight"].norm()), 10.0) / float((state["exp_avg"].double() / denominator).norm())
+    ratio = min(float(parameters["weight"].detach().norm()), 10.0) / float((state["exp_avg"].double() / denominator).norm())
     root = preconditioner_for(record).root(record, parameters)
     np.testing.assert_allclose(root.matvec(np.ones(4)) ** 2, (ratio / denominator).numpy().ravel(), rtol=1e-6)
 
