@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from benchmarks.cost_to_verdict import cells_as_optimizers, run_or_read, space_text, twin_name
+from benchmarks.cost_to_verdict import at_grid_pace, cells_as_optimizers, run_or_read, space_text, twin_name
 
 GRID = {"optimizers": ["adam", "sgd"], "lrs": [1e-3], "seeds": [0, 1], "fixed": {"epochs": 10}}
 
@@ -41,3 +41,14 @@ def test_a_cells_protocol_joins_its_optimizer_and_a_plain_grid_is_left_as_it_is(
     assert list(cells_as_optimizers(rows)["optimizer"]) == ["adam/constant", "adam/cosine", "sgd/constant"]
     plain = rows.drop(columns="protocol")
     assert cells_as_optimizers(plain) is plain
+
+
+def test_at_the_grids_pace_a_stopped_trial_costs_the_grids_time_to_its_stop_epoch():
+    grid = pd.DataFrame({"trial_id": ["g0", "g1"], "optimizer": ["adam", "sgd"], "lr": [1e-3, 1e-3], "seed": [0, 0],
+                         "wall_time_s": [30.0, 40.0], "status": ["ok", "ok"]})
+    curves = pd.DataFrame({"optimizer": ["sgd"] * 3, "lr": [1e-3] * 3, "seed": [0] * 3, "step": [1, 2, 3],
+                           "wall_time_s": [11.0, 22.0, 33.0]})
+    twin = pd.DataFrame({"trial_id": ["t0", "t1"], "optimizer": ["adam", "sgd"], "lr": [1e-3, 1e-3], "seed": [0, 0],
+                         "wall_time_s": [90.0, 70.0], "status": ["ok", "early_stopped"],
+                         "stopped_at_epoch": [None, 2.0]})
+    assert at_grid_pace(twin, grid, curves) == 30.0 + 22.0  # the twin's own 160 s came on a busier machine
