@@ -297,7 +297,8 @@ def run_study(launch: Launch, handoff: InputsHandoff, stop: StopSignals) -> int:
 def run_stages(launch: Launch, sources: Sources, handoff: InputsHandoff) -> int:
     """Start the trials while the data is checked and the inputs are built (their workers' start
     and imports take seconds), run the stages, write the manifest and summary."""
-    from study.engine import run_evaluate, run_first_order, run_lbfgs
+    from study.engine import run_first_order, run_lbfgs
+    from study.evaluate import run_evaluate
     from study.trials import SharedInputs
 
     shared, folder = SharedInputs(), launch.folder

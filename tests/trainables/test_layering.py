@@ -26,7 +26,6 @@ LAYERS = {
     "trainables.speed": 2,
     "trainables.embedded": 3,
     "trainables.properties": 4, "trainables.stages": 4,
-    "trainables.ray_trainables": 5,
     "trainables.finetune": 6, "trainables.refine": 6, "trainables.build_default": 6,
     # one layer: a space's [adaptive] table is checked against study.adaptive's schedulers
     "search_spaces": 7, "study": 7,
@@ -35,6 +34,7 @@ LAYERS = {
 # What a package must not depend on at all, whatever the layers say (a package's top-level names).
 FORBIDDEN = {
     "analysis": ("trainables", "search_spaces", "study", "ray", "torch"),
+    "trainables": ("ray",),  # the study layer owns Ray: its trainables (study.trials) wrap the stages
 }
 
 MODULE_NAME = re.compile(rf"^(?:{'|'.join(PACKAGES)})(?:\.\w+)+$")
@@ -127,6 +127,12 @@ def test_the_check_sees_a_forbidden_import(tmp_path):
     (tmp_path / "analysis").mkdir()
     (tmp_path / "analysis" / "bad.py").write_text("def f():\n    import torch\n")
     assert forbidden_imports(tmp_path) == ["analysis.bad:2 imports torch"]
+
+
+def test_the_check_sees_ray_in_trainables(tmp_path):
+    (tmp_path / "trainables" / "stages").mkdir(parents=True)
+    (tmp_path / "trainables" / "stages" / "bad.py").write_text("import torch\nfrom ray import tune\n")
+    assert forbidden_imports(tmp_path) == ["trainables.stages.bad:2 imports ray"]
 
 
 def test_the_core_imports_without_ray_speed_or_stages():
