@@ -1,6 +1,7 @@
 """Command-line plumbing shared by the single-run command and the study launcher.
 
-Every scalar field of `FinetuneConfig` becomes a `--flag` (`--batch-size 8`); `--test NAME=PATH`
+Every scalar field of `FinetuneConfig` becomes a `--flag` (`--batch-size 8`), with the help and
+allowed values its declaration gives (`trainables.core.config.setting`); `--test NAME=PATH`
 adds test sets, `--opt KEY=VALUE` optimizer hyperparameters, and `--config FILE` (TOML or YAML)
 supplies any field. Precedence: defaults < file < flags. Errors the user can fix become one line
 on stderr and exit code 2.
@@ -20,11 +21,13 @@ from typing import Any, Callable
 import tomllib
 import yaml
 
-from trainables.core.config import FinetuneConfig, unknown_key_hint, unknown_keys
+from trainables.core.config import FinetuneConfig, choices_of, unknown_key_hint, unknown_keys
 from trainables.errors import ConfigError, OptistudyError
 
 PATH_KEYS = ("train_file", "valid_file", "e0s_file", "replay_file")  # data files, besides test_files
-_SPECIAL = {"test_files", "optimizer_kwargs", "profile_tests", "optimizer_hyper"}  # optimizer_hyper: --config only
+# flags of their own (--test, --profile-test, --opt), or tables that only --config gives
+_SPECIAL = {"test_files", "optimizer_kwargs", "profile_tests", "optimizer_hyper", "method_settings"}
+BOOLEAN_WORDS = {**dict.fromkeys(("1", "true", "yes", "on"), True), **dict.fromkeys(("0", "false", "no", "off"), False)}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -42,8 +45,11 @@ def _parse_scalar(text: str) -> Any:
 
 
 def parse_bool(text: str) -> bool:
-    """A command-line boolean: 1, true, yes or on (any case) is True, anything else False."""
-    return str(text).lower() in ("1", "true", "yes", "on")
+    """A command-line boolean: 1, true, yes or on (any case) is True; 0, false, no or off False."""
+    try:
+        return BOOLEAN_WORDS[str(text).lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}") from None
 
 
 def _field_type(field: dataclasses.Field) -> Callable[[str], Any]:
@@ -57,14 +63,26 @@ def _field_type(field: dataclasses.Field) -> Callable[[str], Any]:
     return lambda text: None if text.lower() == "none" else text
 
 
+def _field_values(field: dataclasses.Field) -> dict[str, Any]:
+    """How a flag reads its value, and what its help shows: the field's choices (checked with the rest
+    of the config, whose messages name the known values), true or false, or its type."""
+    parse, choices = _field_type(field), choices_of(field)
+    shown = "{true,false}" if parse is parse_bool else "{" + ",".join(choices) + "}" if choices else field.name.upper()
+    return {"type": parse, "metavar": shown}
+
+
+def _field_help(field: dataclasses.Field) -> str:
+    default = "" if field.default in (None, dataclasses.MISSING) else f" (default: {str(field.default).lower()})"
+    return field.metadata["help"] + default
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run configuration (any FinetuneConfig field)")
     group.add_argument("--config", type=Path, help="TOML or YAML file with config fields")
     for field in dataclasses.fields(FinetuneConfig):
-        if field.name in _SPECIAL:
-            continue
-        group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=_field_type(field),
-                           default=argparse.SUPPRESS, metavar=field.name.upper())
+        if field.name not in _SPECIAL:
+            group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=argparse.SUPPRESS,
+                               help=_field_help(field), **_field_values(field))
     group.add_argument("--test", dest="test_files", action="append", default=argparse.SUPPRESS,
                        metavar="NAME=PATH", help="a named test set (repeatable)")
     group.add_argument("--profile-test", dest="profile_tests", action="append", default=argparse.SUPPRESS,

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="folder for the refined model and metrics")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
                         help="most configurations per chunk of Eq. 1 (compiled on a CPU: fewer where a chunk would pass 4096 edges)")
-    parser.add_argument("--compile", type=parse_bool, default=argparse.SUPPRESS, metavar="true|false",
+    parser.add_argument("--compile", type=parse_bool, default=argparse.SUPPRESS, metavar="{true,false}",
                         help="evaluate Eq. 1 through the compiled training step (default: as the first-order run)")
     for f in dataclasses.fields(LBFGSConfig):
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default),

@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from trainables.core.methods import Method, get_method_spec, resolve_method
+from trainables.core.methods import Method, get_method_spec, known_methods, resolve_method
+from trainables.core.optimizers import OPTIMIZERS
 from trainables.core.schedules import SCHEDULES
 from trainables.errors import ConfigError
 
@@ -24,6 +25,24 @@ REPLAY_SELECTIONS = ("fps", "random")
 E0S_SOURCES = ("auto", "average", "estimated", "foundation")
 DAMPING_RULES = ("powell", "paper")
 DEFAULT_CHUNK = 32  # configurations per chunk of the L-BFGS objective (trainables.stages.refine)
+
+
+def setting(default: Any, description: str, choices: Any = None) -> Any:
+    """A `FinetuneConfig` field: its default (a type such as `dict`: an empty one per config), a
+    one-line description (the command line's help) and, for a closed set of values, `choices`: a
+    tuple, a registry (its names) or a function returning the names."""
+    metadata = {"help": description, "choices": choices}
+    if isinstance(default, type):
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def choices_of(field_: dataclasses.Field) -> tuple[str, ...] | None:
+    """The values a field allows, where they are a closed set."""
+    choices = field_.metadata.get("choices")
+    if choices is None:
+        return None
+    return tuple(choices() if callable(choices) else choices)
 
 
 @dataclass(frozen=True)
@@ -54,7 +73,7 @@ class FinetuneConfig:
     `[hyper.NAME]` tables), of which the run's optimizer takes its own, and `optimizer_kwargs` go on
     top for whichever optimizer runs (`hyper`). Names and values are checked against the optimizer.
     Budget: `epochs` (or `max_steps` when set), `batch_size`, gradient clipping.
-    Protocol, the same for every optimizer (issue 41): `schedule` of the lr, "constant", "cosine" or
+    Protocol, the same for every optimizer: `schedule` of the lr, "constant", "cosine" or
     "plateau" (mace's default, ReduceLROnPlateau by `plateau_factor` after `plateau_patience`
     validations without improvement), after a linear warm-up of `warmup_steps` optimizer steps
     (trainables.core.schedules); `ema_decay` (None or 0: off) keeps an exponential moving average of
@@ -62,7 +81,7 @@ class FinetuneConfig:
     trainables.core.averaging). How each applies to ScheduleFree is in trainables.core.optimizers.
     Curves: the validation set is scored at every epoch's end and, with `val_every_steps`, also
     every that many optimizer steps within epochs (for time-to-target; training is unchanged).
-    Method (issue 42; trainables.core.methods): `method` names which weights train and on which
+    Method (trainables.core.methods): `method` names which weights train and on which
     data: `naive`, `replay`, `freeze`, `block_lr`, `lora`, or a weight method with replay
     (`freeze+replay`, ...); `method_settings` holds settings per method name ({"lora": {"rank": 8}},
     a space's `[method.NAME]` tables), of which the run's method takes its own. `mode` is the data
@@ -82,59 +101,60 @@ class FinetuneConfig:
     first compile takes minutes.
     """
 
-    system: str | None = None
-    data_size: str = "full"
-    train_file: str | None = None
-    valid_file: str | None = None
-    test_files: dict[str, str] = field(default_factory=dict)
-    profile_tests: list[str] = field(default_factory=list)
-    profile_group_key: str | None = "config_type"
-    e0s_file: str | None = None
-    e0s: str = "auto"
-    energy_key: str | None = None
-    forces_key: str | None = None
-    stress_key: str | None = None
-    valid_fraction: float = 0.1
-    split_seed: int = 0
-    foundation: str | None = None
+    system: str | None = setting(None, "an embedded system (trainables.embedded; default: this machine's)")
+    data_size: str = setting("full", "the embedded system's size: full, or smoke (tiny, for tests)")
+    train_file: str | None = setting(None, "training structures (any ASE-readable file; extxyz with energy= / forces)")
+    valid_file: str | None = setting(None, "validation structures (default: a seeded split of the training file)")
+    test_files: dict[str, str] = setting(dict, "named test sets {name: path} (--test NAME=PATH)")
+    profile_tests: list[str] = setting(list, "test sets that are paths or scans, also scored on relative energies")
+    profile_group_key: str | None = setting("config_type", "the info key splitting a profile test set into curves")
+    e0s_file: str | None = setting(None, "isolated-atom energies (an extxyz of single atoms)")
+    e0s: str = setting("auto", "where the task head's E0s come from", choices=E0S_SOURCES)
+    energy_key: str | None = setting(None, "the energy label's key (default: REF_energy, then ASE's)")
+    forces_key: str | None = setting(None, "the forces label's key (default: REF_forces, then ASE's)")
+    stress_key: str | None = setting(None, "the stress label's key (default: REF_stress, then ASE's)")
+    valid_fraction: float = setting(0.1, "the validation split's fraction without a valid_file, in (0, 1)")
+    split_seed: int = setting(0, "seed of the validation split and of the replay selection")
+    foundation: str | None = setting(None, "a model file, a mace_mp name or embedded:SYSTEM (default: the system's)")
 
-    method: str | None = None
-    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    mode: str | None = None
-    replay_file: str | None = None
-    replay_samples: int | None = None
-    replay_selection: str = "fps"
-    replay_weight: float = 1.0
+    method: str | None = setting(None, "which weights train, on which data (default: naive)", choices=known_methods)
+    method_settings: dict[str, dict[str, Any]] = setting(dict, "settings per method name ({lora = {rank = 8}})")
+    mode: str | None = setting(None, "the data side of the method (older configs: alone, it names the method)",
+                               choices=MODES)
+    replay_file: str | None = setting(None, "pre-training structures for the replay head")
+    replay_samples: int | None = setting(None, "pre-training configurations replayed (and scored)")
+    replay_selection: str = setting("fps", "how the replay configurations are chosen", choices=REPLAY_SELECTIONS)
+    replay_weight: float = setting(1.0, "weight of each replay configuration in Eq. 1 (c_n)")
 
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float | None = None
-    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
-    optimizer_hyper: dict[str, dict[str, Any]] = field(default_factory=dict)
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    plateau_factor: float = 0.8
-    plateau_patience: int = 50
-    ema_decay: float | None = None
+    optimizer: str = setting("adam", "the first-order optimizer", choices=OPTIMIZERS)
+    lr: float = setting(1e-3, "peak learning rate")
+    weight_decay: float | None = setting(None, "weight decay (default: the optimizer's own)")
+    optimizer_kwargs: dict[str, Any] = setting(dict, "hyper-parameters of whichever optimizer runs (--opt KEY=VALUE)")
+    optimizer_hyper: dict[str, dict[str, Any]] = setting(dict, "hyper-parameters per optimizer name")
+    schedule: str = setting("constant", "the lr schedule after the warm-up", choices=SCHEDULES)
+    warmup_steps: int = setting(0, "optimizer steps of linear lr warm-up")
+    plateau_factor: float = setting(0.8, "plateau schedule: lr factor at each reduction, in (0, 1)")
+    plateau_patience: int = setting(50, "plateau schedule: validations without improvement before a reduction")
+    ema_decay: float | None = setting(None, "decay of the weights' moving average, in [0, 1) (0 or none: off)")
 
-    epochs: int = 10
-    max_steps: int | None = None
-    val_every_steps: int | None = None
-    batch_size: int = 5
-    clip_grad_norm: float | None = 10.0
+    epochs: int = setting(10, "epochs of training")
+    max_steps: int | None = setting(None, "optimizer steps of training instead of whole epochs")
+    val_every_steps: int | None = setting(None, "also validate every this many optimizer steps within epochs")
+    batch_size: int = setting(5, "configurations per training batch")
+    clip_grad_norm: float | None = setting(10.0, "gradient clipping at this norm (none: off)")
 
-    energy_weight: float = 1.0
-    forces_weight: float = 100.0
-    stress_weight: float = 0.0
-    per_atom_energy: bool = True
+    energy_weight: float = setting(1.0, "w_E of Eq. 1")
+    forces_weight: float = setting(100.0, "w_F of Eq. 1")
+    stress_weight: float = setting(0.0, "w_S of Eq. 1")
+    per_atom_energy: bool = setting(True, "energies per atom in Eq. 1, as mace trains")
 
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "float32"
-    threads: int = 1
-    eval_batch_size: int = 16
-    compile: bool = True
-    compile_aside: bool = False
+    seed: int = setting(0, "seed of the weights' initialisation and the batches' order")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    dtype: str = setting("float32", "training precision", choices=DTYPES)
+    threads: int = setting(1, "torch threads of the run")
+    eval_batch_size: int = setting(16, "configurations per scoring batch")
+    compile: bool = setting(True, "run the training step through torch.compile (same results to float rounding)")
+    compile_aside: bool = setting(False, "with compile: eager steps while a second process compiles on a cold cache")
 
     def __post_init__(self) -> None:
         """`method` and `mode` resolved together: the method (`mode` alone names it in older
@@ -187,6 +207,7 @@ class FinetuneConfig:
     def validate(self) -> None:
         _check(self.lr > 0, f"lr must be positive, got {self.lr}")
         self._validate_optimizer()
+        self._validate_choices()
         _check(self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
@@ -194,7 +215,6 @@ class FinetuneConfig:
                f"val_every_steps must be >= 1, got {self.val_every_steps}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(0 < self.valid_fraction < 1, f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
-        _check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         self._validate_protocol()
         self._validate_method()
         _check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
@@ -207,7 +227,6 @@ class FinetuneConfig:
             self.system is None or self.train_file is None,
             "give either an embedded `system` or a `train_file`, not both",
         )
-        _check(self.e0s in E0S_SOURCES, f"e0s must be one of {E0S_SOURCES}, got {self.e0s!r}")
         _check(self.e0s == "auto" or self.e0s_file is None,
                f"e0s = {self.e0s!r} and an e0s_file exclude each other: drop one")
         unknown_profiles = sorted(set(self.profile_tests) - set(self.test_files)) if self.train_file else []
@@ -226,10 +245,16 @@ class FinetuneConfig:
         if self.optimizer_kwargs:
             spec.check_hyper(self.hyper, self.lr)
 
+    def _validate_choices(self) -> None:
+        """Every field with a closed set of values (`setting`'s choices) holds one of them, or None."""
+        for field_ in dataclasses.fields(self):
+            value, choices = getattr(self, field_.name), choices_of(field_)
+            _check(choices is None or value is None or value in choices,
+                   f"{field_.name} must be one of {choices}, got {value!r}")
+
     def _validate_protocol(self) -> None:
         from trainables.core.optimizers import get_optimizer_spec
 
-        _check(self.schedule in SCHEDULES, f"schedule must be one of {tuple(SCHEDULES)}, got {self.schedule!r}")
         _check(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         _check(0 < self.plateau_factor < 1, f"plateau_factor must be in (0, 1), got {self.plateau_factor}")
         _check(self.plateau_patience >= 0, f"plateau_patience must be >= 0, got {self.plateau_patience}")
@@ -261,8 +286,6 @@ class FinetuneConfig:
                or self.foundation_is_embedded,
                "a replay set with train_file needs replay_file (only an embedded:SYSTEM foundation brings a "
                "pre-training corpus)")
-        _check(self.replay_selection in REPLAY_SELECTIONS,
-               f"replay_selection must be one of {REPLAY_SELECTIONS}, got {self.replay_selection!r}")
         _check(self.replay_weight >= 0, f"replay_weight must be >= 0, got {self.replay_weight}")
 
     @property
