@@ -75,14 +75,18 @@ def supervise(run: Callable[[], int]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)  # held until the parent passes them on
     child = os.fork()
     if child == 0:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
         from_child.close()
         _to_parent = to_parent
         _die_with(parent)
         return run()
     to_parent.close()
-    code = Parent(child, from_child).wait()
+    waiting = Parent(child, from_child)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    code = waiting.wait()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

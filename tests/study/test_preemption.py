@@ -15,7 +15,7 @@ import pytest
 
 from test_accidents import (ENV, ROOT, STAGES, _assert_complete_once, _ended_after, _last_line, _running,
                             _wait_for, assert_quiet_resume)
-from test_faults import _alive_after, _descendants
+from test_faults import _alive_after, _command, _descendants
 
 # What is killed where (one study: each launch ends with a death, the last finishes it): the raylet
 # (Ray's core worker ends the driver at once, study.supervise speaks for it) while the first
@@ -50,6 +50,39 @@ def test_a_killed_raylet_or_agent_ends_the_study_with_one_line_and_resume_recove
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_quiet_resume(resumed)
     _assert_complete_once(folder)
+
+
+SUPERVISED = """
+import os, signal, sys, time
+from study.supervise import supervise
+
+def run():
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    print(os.getpid(), flush=True)
+    try:
+        time.sleep(60)
+    except SystemExit as stopped:
+        return stopped.code
+
+code = supervise(run)
+print("after supervise", flush=True)  # the caller's code goes on in the child only
+sys.exit(code)
+"""
+
+
+# SIGTERM: the child stops and the caller's code goes on there; SIGKILL: Popen's status of a killed process
+@pytest.mark.parametrize("signum, status, printed", [(signal.SIGTERM, 143, "after supervise\n"),
+                                                     (signal.SIGKILL, -signal.SIGKILL, "")])
+def test_the_supervising_parent_passes_sigterm_on_and_takes_the_child_with_it_when_killed(signum, status, printed):
+    """SIGTERM to the command's process reaches the study's process, whose exit status the command
+    takes; the command killed outright, its child dies with it (nothing of the study runs on)."""
+    parent = subprocess.Popen([sys.executable, "-c", SUPERVISED], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    running = {child: _command(child)}
+    os.kill(parent.pid, signum)
+    assert parent.wait(timeout=10) == status
+    assert parent.stdout.read() == printed
+    assert not _alive_after(running, 5)
 
 
 def test_stop_signal_takes_usr2_and_refuses_ray_tunes_own_usr1(capsys):
