@@ -6,6 +6,9 @@ that run its stages (`study.trials`).
 
 import warnings
 
+from trainables import quiet_imports
+
+quiet_imports.install()  # before anything imports mace's modules: its import-time notices
 # mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD on import (e3nn's own constants need it), so it must be
 # imported before e3nn; torch then warns once per e3nn load. This project's loads pass weights_only.
 warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
