@@ -53,6 +53,8 @@ def space_tables(args: argparse.Namespace) -> tuple[dict, dict]:
     for key, value in (("optimizers", args.optimizers), ("lrs", args.lrs), ("seeds", args.seeds)):
         if value:
             grid[key] = value
+    if args.optimizers and "lr_by_optimizer" in grid:  # a space of an lr per optimizer: those of the chosen
+        grid["lr_by_optimizer"] = {name: lr for name, lr in grid["lr_by_optimizer"].items() if name in args.optimizers}
     grid["fixed"] = {**grid.get("fixed", {}), "epochs": args.epochs, "data_size": args.data_size}
     adaptive = {"scheduler": args.scheduler, "grace_period": args.grace_period}
     if args.scheduler == "asha":

@@ -2,12 +2,15 @@
 grid, a finished study of another space or flags is refused rather than read, and a cell's further
 axes (a protocol) stay apart in the comparison."""
 
+import argparse
 import json
 
 import pandas as pd
 import pytest
 
-from benchmarks.cost_to_verdict import at_grid_pace, cells_as_optimizers, run_or_read, space_text, twin_name
+from benchmarks.cost_to_verdict import (at_grid_pace, cells_as_optimizers, run_or_read, space_tables, space_text,
+                                        twin_name)
+from search_spaces import space_from_dict
 
 GRID = {"optimizers": ["adam", "sgd"], "lrs": [1e-3], "seeds": [0, 1], "fixed": {"epochs": 10}}
 
@@ -52,3 +55,12 @@ def test_at_the_grids_pace_a_stopped_trial_costs_the_grids_time_to_its_stop_epoc
                          "wall_time_s": [90.0, 70.0], "status": ["ok", "early_stopped"],
                          "stopped_at_epoch": [None, 2.0]})
     assert at_grid_pace(twin, grid, curves) == 30.0 + 22.0  # the twin's own 160 s came on a busier machine
+
+
+def test_a_space_of_an_lr_per_optimizer_narrowed_to_some_optimizers_keeps_their_lrs():
+    args = argparse.Namespace(space="protocol_ablation", optimizers=["sgd", "schedulefree"], lrs=None, seeds=[0],
+                              epochs=10, data_size="full", scheduler="asha", grace_period=1.0, reduction_factor=3.0)
+    grid, twin = space_tables(args)
+    assert grid["lr_by_optimizer"] == {"sgd": 1e-3, "schedulefree": 5e-3}
+    space = space_from_dict("twin", twin)  # a valid space: each optimizer named once, with its [adaptive]
+    assert space.optimizers == ("sgd", "schedulefree") and space.adaptive["grace_period"] == 1.0
