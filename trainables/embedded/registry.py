@@ -40,6 +40,9 @@ from trainables.files import cache_root, held_lock, write_text_atomically
 
 DATA_VERSION = "v1"
 MANIFEST_NAME = "manifest.json"
+# Builds already reported as cached in this process: a study resolves its inputs more than once
+# (the launcher, then the data check), and says so once.
+_REPORTED_CACHED: set[Path] = set()
 
 
 class UnknownSystemError(ConfigError):
@@ -169,7 +172,9 @@ def build_system(
     files.root.mkdir(parents=True, exist_ok=True)
     with held_lock(files.root / ".lock"):  # concurrent processes build it once
         if not rebuild and _cached(files, expected):
-            progress(f"{name} ({size}): using cached files in {files.root}")
+            if files.root not in _REPORTED_CACHED:
+                _REPORTED_CACHED.add(files.root)
+                progress(f"{name} ({size}): using cached files in {files.root}")
             return files
         bundle_file = bundle.bundle_path(name, size)
         if not rebuild and bundled and bundle.matches(bundle.bundled_manifest(bundle_file), expected):

@@ -370,9 +370,10 @@ def planned_score_names(sources: Sources) -> list[str]:
     return score_names([n for n in sources.tests if n not in ("train", "val")], sources.replay is not None)
 
 
-def check_data(config: FinetuneConfig) -> CheckedData:
+def check_data(config: FinetuneConfig, progress: Callable[[str], None] = print) -> CheckedData:
     """Read and check every file (data, labels, elements, E0s, the foundation): fast, and the step
-    that raises for bad input. The embedded default is built here on first use."""
+    that raises for bad input. The embedded default is built here on first use. A replay set drawn
+    from the embedded pre-training corpus, no `replay_file` given, is said in one line to `progress`."""
     sources = resolve_sources(config)
     keys = D.LabelKeys(config.energy_key, config.forces_key, config.stress_key)
     foundation = load_foundation(sources.foundation)
@@ -382,6 +383,9 @@ def check_data(config: FinetuneConfig) -> CheckedData:
     check_elements(foundation, D.elements_of([*sets.values(), replay_items]))  # any replay item may be selected
     if replay_items:
         check_replay_samples(config.replay_samples, len(replay_items))
+        if config.replay_file is None:
+            progress(f"replay set: {config.replay_samples} of the {len(replay_items)} configurations of the embedded "
+                     f"pre-training corpus {sources.replay} (no replay_file given)")
     e0s = resolve_e0s(sources, keys, foundation, config.e0s, sets["train"])
     check_target_e0s(sources, e0s, target_elements)
     curves = {name: D.profile_curves(sets[name], config.profile_group_key, name, sources.tests.get(name, name))

@@ -109,6 +109,9 @@ def test_a_fresh_cache_unpacks_the_bundle_and_pretrains_nothing(tmp_path):
     assert not any("pretraining" in message for message in messages)
     assert build_system(SYSTEM, "smoke", cache_root=tmp_path, progress=messages.append) == files
     assert "using cached files" in messages[-1]
+    reported = len(messages)
+    build_system(SYSTEM, "smoke", cache_root=tmp_path, progress=messages.append)  # as a study's data check
+    assert len(messages) == reported  # said once per process
 
 
 def test_a_bundle_from_another_generator_version_is_not_used(tmp_path, monkeypatch):

@@ -195,9 +195,15 @@ def test_an_embedded_foundation_brings_its_corpus_as_replay_data(smoke_files, st
     config = FinetuneConfig.from_dict({"train_file": str(train), "foundation": f"embedded:{default_system_name()}",
                                        "data_size": "smoke", "e0s_file": str(smoke_files.e0s), "mode": "replay",
                                        "replay_samples": 4})
-    checked = check_data(config)
+    said = []
+    checked = check_data(config, said.append)
     assert checked.sources.foundation == smoke_files.foundation
     assert checked.sources.replay == smoke_files.train.parent / "pretrain.extxyz"
     assert len(checked.replay_items) >= 4
+    assert said == [f"replay set: 4 of the {len(checked.replay_items)} configurations of the embedded pre-training "
+                    f"corpus {checked.sources.replay} (no replay_file given)"]
+    said.clear()
+    check_data(config.replace(replay_file=str(checked.sources.replay)), said.append)
+    assert said == []  # a replay_file given: nothing to say
     with pytest.raises(ConfigError, match="unknown system 'nowhere'"):
         check_data(config.replace(foundation="embedded:nowhere"))
