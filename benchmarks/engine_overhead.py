@@ -21,6 +21,7 @@ Before anything is timed, one two-step run builds the embedded default and compi
 from __future__ import annotations
 
 import cProfile
+import inspect
 import pstats
 import statistics
 import sys
@@ -29,6 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 for category in (UserWarning, DeprecationWarning):  # mace's TorchScript warnings would bury the table
@@ -63,7 +65,7 @@ def ray_fixed_cost(folder: Path) -> dict[str, float]:
 
 def profile_breakdown(space_path: Path, top: int = 8) -> str:
     """cProfile of prepare_inputs and one plain trial: each one's direct callees by cumulative time."""
-    from trainables.core.training import set_threads
+    from trainables.core.training import evaluate, set_threads, train_epoch
     from trainables.stages.finetune import run_finetune
     from trainables.stages.inputs import prepare_inputs
 
@@ -74,18 +76,19 @@ def profile_breakdown(space_path: Path, top: int = 8) -> str:
     run_finetune(config, prepare_inputs(config))
     profiler.disable()
     stats = pstats.Stats(profiler).stats
-    parents = [("trainables/stages/inputs.py", "prepare_inputs"), ("trainables/stages/finetune.py", "run_finetune"),
-               ("trainables/core/training.py", "train_epoch"), ("trainables/core/training.py", "evaluate")]
+    parents = (prepare_inputs, run_finetune, train_epoch, evaluate)
     return "\n\n".join(callee_table(stats, parent, top) for parent in parents)
 
 
-def callee_table(stats: dict, parent: tuple[str, str], top: int) -> str:
-    """The functions `parent` called directly, with the cumulative seconds spent in them from there."""
-    key = next(k for k in stats if k[0].endswith(parent[0]) and k[2] == parent[1])
+def callee_table(stats: dict, parent: Callable, top: int) -> str:
+    """The functions `parent` called directly, with the cumulative seconds spent in them from there
+    (cProfile keys a function by its code's file, first line and name)."""
+    code = inspect.unwrap(parent).__code__
+    key = (code.co_filename, code.co_firstlineno, code.co_name)
     total = stats[key][3]
     calls = [(f"{Path(k[0]).name}:{k[2]}", callers[key][3]) for k, (*_, callers) in stats.items() if key in callers]
     calls.sort(key=lambda item: -item[1])
-    lines = [f"{parent[1]}: {total:.1f} s under cProfile, direct callees:"]
+    lines = [f"{parent.__name__}: {total:.1f} s under cProfile, direct callees:"]
     lines += [f"  {name:<48} {seconds:>7.2f} s {100 * seconds / total:>5.1f} %" for name, seconds in calls[:top]]
     rest = total - sum(seconds for _, seconds in calls[:top])
     return "\n".join(lines + [f"  {'(its own code and the rest)':<48} {rest:>7.2f} s {100 * rest / total:>5.1f} %"])

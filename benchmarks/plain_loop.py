@@ -8,6 +8,7 @@ thread: what a user would write instead of a study engine (or run K of, one per 
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -61,10 +62,13 @@ class PlainProcess:
         return wall, json.loads(out.strip().splitlines()[-1])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("space", type=Path, help="a search space's .toml file (or a named space)")
+    args = parser.parse_args(argv)
     for category in (UserWarning, DeprecationWarning):
         warnings.simplefilter("ignore", category)
-    print(json.dumps(plain_loop(Path(sys.argv[1]))))
+    print(json.dumps(plain_loop(args.space)))
     return 0
 
 
