@@ -13,7 +13,9 @@ studies' seed-mean errors over the cells both finished; then the trial-seconds o
 the trials' own wall times: a stopped trial's up to its last epoch) and their ratio, the same for
 optimizer steps (the share free of the machine's other load, which moves wall times), GPU-hours
 where trials had GPUs, and the cells the twin stopped per optimizer (which optimizers early stopping
-penalises). A cell's protocol or method is part of its label ('adam/cosine'). A study already
+penalises); last, the twin replayed from the grid's own curves through the same scheduler with 2
+trials at a time and with every cell at once (`replayed_epochs`: what concurrency does to the
+share, at no cost). A cell's protocol or method is part of its label ('adam/cosine'). A study already
 finished in DIR on the same space and flags is read, not run again; twins of other settings get
 names of their own there and share the grid. The goal (issue 46): the same recommendation at <= 35%
 of the grid's trial-seconds.
@@ -22,6 +24,7 @@ of the grid's trial-seconds.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import sys
 import tempfile
@@ -30,6 +33,8 @@ from pathlib import Path
 import pandas as pd
 import tomllib
 import yaml
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,6 +46,7 @@ from analysis.stats import at_chosen_lr, chosen_lrs  # noqa: E402
 from analysis.tables import STOPPED, ok_rows, stopped_cells  # noqa: E402
 from benchmarks._common import launch  # noqa: E402
 from search_spaces import HERE as SPACES  # noqa: E402
+from study.adaptive import EPOCH, AdaptiveSettings, CellScheduler  # noqa: E402
 
 GOAL = 0.35  # the twin's share of the grid's trial-seconds for the same recommendation
 TOP = 3
@@ -148,7 +154,7 @@ def at_grid_pace(twin: pd.DataFrame, grid: pd.DataFrame, grid_curves: pd.DataFra
     keys = ["optimizer", "lr", "seed"]
     trials = twin.drop_duplicates("trial_id")[[*keys, "status", "stopped_at_epoch"]]
     whole = grid.drop_duplicates("trial_id").set_index(keys)["wall_time_s"]
-    at_epoch = cells_as_optimizers(grid_curves).set_index([*keys, "step"])["wall_time_s"]
+    at_epoch = grid_curves.set_index([*keys, "step"])["wall_time_s"]
     return float(sum(at_epoch[(*cell, trial.stopped_at_epoch)] if trial.status == STOPPED else whole[cell]
                      for trial in trials.itertuples() for cell in [(trial.optimizer, trial.lr, trial.seed)]))
 
@@ -195,6 +201,58 @@ def cost_lines(grid: pd.DataFrame, twin: pd.DataFrame, grid_curves: pd.DataFrame
     return lines
 
 
+def replayed_epochs(curves: pd.DataFrame, adaptive: dict, epochs: int, workers: int) -> dict[tuple, float]:
+    """The epoch each (optimizer, lr) cell would reach in the adaptive twin, replayed from the grid's
+    own curves through study.adaptive.CellScheduler: the cells' first seeds run `workers` at a time
+    in the grid's order, each epoch reported when it was in the grid (after its trial's start), each
+    cell stopped where the scheduler says. The twin's share at another concurrency, for nothing."""
+    first = curves[curves["seed"] == curves["seed"].min()].sort_values(["trial_id", "step"])
+    cells = {cell: part.set_index("step")[["wall_time_s", "val_force_rmse_mev_a"]]
+             for cell, part in first.groupby(["optimizer", "lr"], sort=False)}
+    settings = AdaptiveSettings(**adaptive)
+    scheduler = CellScheduler(settings, epochs)
+    trials = {cell: Trial("replay", config={"optimizer": cell[0], "lr": cell[1]}, stub=True) for cell in cells}
+    for trial in trials.values():
+        scheduler.on_trial_add(None, trial)
+    waiting, events, started, reached = list(cells), [], {}, {}
+
+    def report(cell: tuple, epoch: float) -> None:
+        heapq.heappush(events, (started[cell] + cells[cell].at[epoch, "wall_time_s"], epoch, len(events), cell))
+
+    def start_next(at: float) -> None:
+        if waiting:
+            cell = waiting.pop(0)
+            started[cell] = at
+            report(cell, cells[cell].index[0])
+
+    for _ in range(workers):
+        start_next(0.0)
+    while events:
+        at, epoch, _, cell = heapq.heappop(events)
+        result = {EPOCH: epoch, settings.metric: cells[cell].at[epoch, settings.metric]}
+        later = cells[cell].index[cells[cell].index > epoch]
+        if scheduler.on_trial_result(None, trials[cell], result) == TrialScheduler.STOP or later.empty:
+            reached[cell] = epoch
+            start_next(at)
+        else:
+            report(cell, later[0])
+    return reached
+
+
+def replay_lines(curves: pd.DataFrame, adaptive: dict, epochs: int) -> list[str]:
+    """The twin replayed from the grid's curves (`replayed_epochs`) with 2 trials at a time (this
+    machine's) and with every cell at once (a cluster with a slot per cell)."""
+    cells = curves.groupby(["optimizer", "lr"]).ngroups
+    lines = ["replayed from the grid's curves (its first seed's validation through the same scheduler; "
+             "the other seeds stop with their cell):"]
+    for workers in (2, cells):
+        reached = replayed_epochs(curves, adaptive, epochs, workers)
+        kept = ", ".join(f"{optimizer}@{lr:g}" for (optimizer, lr), epoch in reached.items() if epoch >= epochs)
+        lines.append(f"  {workers} trials at a time: {sum(reached.values()) / (cells * epochs):.1%} of the grid's "
+                     f"trial-epochs; finished: {kept}")
+    return lines
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="lr_ablation", help="a named grid space")
@@ -227,7 +285,9 @@ def main() -> int:
     print(f"\n{args.space}: {axes} ({grid['trial_id'].nunique()} trials), {args.epochs} epochs, {args.data_size} "
           f"data, {' '.join(flags) or 'no further flags'}; adaptive: {twin_table['adaptive']}")
     print(comparison(grid, twin).to_string(index=False))
-    print("\n".join(cost_lines(grid, twin, load(grid_folder, table="curves"), args.gpus_per_trial)))
+    grid_curves = cells_as_optimizers(load(grid_folder, table="curves"))
+    print("\n".join(cost_lines(grid, twin, grid_curves, args.gpus_per_trial)))
+    print("\n".join(replay_lines(grid_curves, twin_table["adaptive"], args.epochs)))
     return 0
 
 

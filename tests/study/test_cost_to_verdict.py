@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from benchmarks.cost_to_verdict import (at_grid_pace, cells_as_optimizers, run_or_read, space_tables, space_text,
-                                        twin_name)
+from benchmarks.cost_to_verdict import (at_grid_pace, cells_as_optimizers, replayed_epochs, run_or_read, space_tables,
+                                        space_text, twin_name)
 from search_spaces import space_from_dict
 
 GRID = {"optimizers": ["adam", "sgd"], "lrs": [1e-3], "seeds": [0, 1], "fixed": {"epochs": 10}}
@@ -64,3 +64,20 @@ def test_a_space_of_an_lr_per_optimizer_narrowed_to_some_optimizers_keeps_their_
     assert grid["lr_by_optimizer"] == {"sgd": 1e-3, "schedulefree": 5e-3}
     space = space_from_dict("twin", twin)  # a valid space: each optimizer named once, with its [adaptive]
     assert space.optimizers == ("sgd", "schedulefree") and space.adaptive["grace_period"] == 1.0
+
+
+def planted_curves(cells: list[tuple[str, float]]) -> pd.DataFrame:
+    """Four epochs of 10 s for each (optimizer, validation error) cell, in the grid's order as given."""
+    return pd.DataFrame([{"trial_id": f"t{number}", "optimizer": optimizer, "lr": 1e-3, "seed": 0, "step": step,
+                          "wall_time_s": 10.0 * step, "val_force_rmse_mev_a": value}
+                         for number, (optimizer, value) in enumerate(cells) for step in (1, 2, 3, 4)])
+
+
+def test_the_replay_stops_a_cell_worse_at_the_grace_period_and_keeps_the_others_to_the_end():
+    adaptive = {"grace_period": 1, "reduction_factor": 2}
+    curves = planted_curves([("adam", 10.0), ("schedulefree", 10.0), ("sgd", 100.0)])
+    reached = replayed_epochs(curves, adaptive, epochs=4, workers=3)
+    assert reached == {("adam", 1e-3): 4, ("schedulefree", 1e-3): 4, ("sgd", 1e-3): 1}
+    # One trial at a time with SGD first in the grid: it reaches the rung alone and passes it.
+    curves = planted_curves([("sgd", 100.0), ("adam", 10.0), ("schedulefree", 10.0)])
+    assert replayed_epochs(curves, adaptive, epochs=4, workers=1)[("sgd", 1e-3)] == 4
