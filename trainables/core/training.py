@@ -26,8 +26,8 @@ from trainables.files import write_atomically
 # another float order: a process's first fine-tuning run differed from its later ones with the same
 # seed (6.7e-6 in the weights after 10 steps of the smoke size), so seeds were reproducible only
 # after something else had warmed the executor up. Without fusion every run of a seed gives the same
-# bits; eager steps took as long (60 steps of the default, 5.6-6.3 s either way on 2026-12-03). The
-# compiled step (torch.compile) does not use TorchScript.
+# bits, and eager steps take as long without fusion (benchmarks/HISTORY.md). The compiled step
+# (torch.compile) does not use TorchScript.
 torch.jit.set_fusion_strategy([("STATIC", 0), ("DYNAMIC", 0)])
 
 

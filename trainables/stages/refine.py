@@ -4,15 +4,14 @@ the whole training set, started from a first-order run's saved model.
 The objective is computed in deterministic chunks of at most `chunk_size` configurations, of
 near-equal sizes (gradients accumulated), so memory stays bounded and every evaluation sees the
 same sum. With `compile` (the default) the chunks go through the same compiled step as the
-first-order run's batches (trainables.speed.compiled; a reused Ray actor has it already): an L-BFGS step
-of the embedded default (one evaluation and the validation) took 2.5 s instead of 4.3 s eagerly
-on 2026-12-01's CPU. On a CPU the chunks are kept within 4096 edges (`chunk_configurations`),
-which is the variant of the step that batches of a few configurations run: a longer chunk is a
-variant of its own (inductor sums long reductions in blocks), which took a new L-BFGS trial about a
-minute to compile on the embedded default, while chunks of 11 configurations instead of 31 changed
-its time per step by 1% (2026-12-02). The
-validation after each step and the final scores go through the compiled step as well
-(`trainables.stages.finetune.scoring_modules`). The validation force RMSE picks the returned checkpoint, the starting point included, so the stage
+first-order run's batches (trainables.speed.compiled; a reused Ray actor has it already), which
+makes an L-BFGS step of the embedded default about 1.7x as fast as eager. On a CPU the chunks are
+kept within 4096 edges (`chunk_configurations`), the variant of the step that batches of a few
+configurations run: a longer chunk is a variant of its own (inductor sums long reductions in
+blocks), which a new L-BFGS trial would compile for about a minute, while shorter chunks cost no
+measurable time per step (benchmarks/HISTORY.md). The validation after each step and the final
+scores go through the compiled step as well (`trainables.stages.finetune.scoring_modules`). The
+validation force RMSE picks the returned checkpoint, the starting point included, so the stage
 never ends worse than it began on validation.
 
 Its single-run command is `python -m trainables.refine` (trainables/refine.py).
