@@ -1,4 +1,4 @@
-"""Fine-tuning methods (issue 42) on the smoke system's real MACE models: frozen parameters stay
+"""Fine-tuning methods on the smoke system's real MACE models: frozen parameters stay
 bit-identical and the rest move, LoRA starts at the foundation's predictions and exports a merged
 plain MACE model, trainable parameters match a count by hand, bad settings say what is wrong."""
 
