@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trainables.cli import OneLineParser, run_command
+from trainables.cli import command_parser, run_command
 from trainables.core.config import FinetuneConfig
 from trainables.embedded import SYSTEMS, build_system, default_system_name
 from trainables.embedded.bundle import bundle_path, pack
@@ -46,8 +46,7 @@ def ship_compiled_step(name: str, size: str) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m trainables.build_default", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("trainables.build_default", __doc__)
     parser.add_argument("--system", default=None, help=f"one of {', '.join(SYSTEMS)} (default: "
                         f"{default_system_name()} here)")
     parser.add_argument("--size", default="full", help="full, or smoke (tiny, for tests)")

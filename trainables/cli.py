@@ -151,6 +151,12 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     return FinetuneConfig.from_dict(config_values_from_args(args))
 
 
+def command_parser(module: str, doc: str | None) -> OneLineParser:
+    """The parser of `python -m module`, with the module's docstring `doc`, as written, for its help."""
+    return OneLineParser(prog=f"python -m {module}", description=doc,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def run_command(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace], int],
                 argv: list[str] | None = None) -> int:
     """Every command's `main`: `command(args)` on `argv` (default: the process's arguments) parsed by

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trainables.cli import OneLineParser, add_config_arguments, config_from_args, format_scores, run_command
+from trainables.cli import add_config_arguments, command_parser, config_from_args, format_scores, run_command
 from trainables.core.training import resolve_device, set_threads
 from trainables.stages.finetune import run_finetune, score_all, write_run_folder
 from trainables.stages.inputs import prepare_inputs
@@ -25,8 +25,7 @@ def format_record(record: dict[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m trainables.finetune", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("trainables.finetune", __doc__)
     parser.add_argument("--out", type=Path, help="folder for the fine-tuned model (state_dict; the task head "
                         "as a single-head model, plus model_multihead.pt in replay mode) and metrics")
     parser.add_argument("--resume", type=Path, help="checkpoint folder written by an earlier run's --out")

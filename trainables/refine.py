@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from trainables.cli import OneLineParser, format_scores, parse_bool, run_command
+from trainables.cli import command_parser, format_scores, parse_bool, run_command
 from trainables.core.config import DEFAULT_CHUNK, FinetuneConfig
 from trainables.core.lbfgs import LBFGSConfig
 from trainables.errors import ConfigError
@@ -28,8 +28,7 @@ def format_step(record: Mapping[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m trainables.refine", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("trainables.refine", __doc__)
     parser.add_argument("--from", dest="source", type=Path, required=True,
                         help="output folder of a first-order run (model.pt and metrics.json)")
     parser.add_argument("--out", type=Path, help="folder for the refined model and metrics")

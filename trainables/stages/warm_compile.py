@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from trainables.cli import OneLineParser, run_command
+from trainables.cli import command_parser, run_command
 from trainables.core.config import FinetuneConfig
 from trainables.speed.compiled import compiled_variants
 from trainables.speed.shipped_steps import save_compiled
@@ -29,8 +29,7 @@ def warm_steps(config: FinetuneConfig) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m trainables.stages.warm_compile", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("trainables.stages.warm_compile", __doc__)
     parser.add_argument("config", type=Path, help="a FinetuneConfig as JSON")
     parser.add_argument("--save-compiled", type=Path, default=None, help="write what was compiled here")
     return parser
