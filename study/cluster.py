@@ -27,8 +27,8 @@ def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | N
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        ray.init(address=address, log_to_driver=False)
+    if address:  # Ray's INFO lines (connecting, Tune restoring a stage) are not the study's news either
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
         listen_on_loopback_only()
         # Ray's own notice that it enabled token authentication (its default) is not the study's news.

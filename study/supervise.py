@@ -120,7 +120,13 @@ class Parent:
             signal.signal(signum, self._forward)
 
     def _forward(self, signum, frame) -> None:
-        signal.pidfd_send_signal(self.child_fd, signum)
+        self._signal_child(signum)
+
+    def _signal_child(self, signum: int) -> None:
+        try:
+            signal.pidfd_send_signal(self.child_fd, signum)
+        except ProcessLookupError:  # it has ended: waitpid tells how
+            pass
 
     def wait(self) -> int:
         """The command's exit status, once the child ended or was ended."""
@@ -131,7 +137,7 @@ class Parent:
             self._read_messages()  # first: a watch taken back before what it watched ended
             died = self.watch.died(ready) if self.watch else []
             if died:
-                signal.pidfd_send_signal(self.child_fd, signal.SIGKILL)
+                self._signal_child(signal.SIGKILL)
                 os.waitpid(self.child, 0)
                 self.watch.kill_what_is_left()
                 self.watch.say(died)
@@ -147,7 +153,7 @@ class Parent:
         while not self.from_child.closed and self.from_child.poll():
             try:
                 message = self.from_child.recv_bytes()
-            except EOFError:  # the child ended
+            except (EOFError, OSError):  # the child ended (OSError: in the middle of a message)
                 self.from_child.close()
                 return
             if self.watch:

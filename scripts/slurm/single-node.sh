@@ -16,9 +16,9 @@ chmod 400 /etc/munge/munge.key
 pgrep -x munged >/dev/null || runuser -u munge -- munged 2>/dev/null || munged --force
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd
-for _ in $(seq 60); do
+for _ in $(seq 300); do  # 60 s
   sinfo -h -o %T 2>/dev/null | grep -qE '^idle|^mixed|^allocated' && exit 0
-  sleep 1
+  sleep 0.2
 done
 echo "error: the one-machine SLURM did not come up; see /var/log/slurm/" >&2
 exit 1

@@ -48,12 +48,21 @@ def job_state(job: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", out))
 
 
-def wait_until(condition, what: str, timeout: float, output: Path) -> None:
-    deadline = time.time() + timeout
+def requeued(state: dict[str, str]) -> bool:
+    """Whether the job is back in the queue, held until its begin time. Not `Restarts` alone: it
+    counts the requeue before SLURM sets that begin time, which would then undo a release."""
+    return state.get("Restarts", "0") != "0" and (state.get("JobState"), state.get("Reason")) == ("PENDING",
+                                                                                                "BeginTime")
+
+
+def wait_until(condition, what: str, timeout: float, output: Path) -> float:
+    """Seconds until `condition()` holds (looked at every 0.2 s), failing after `timeout` with the job's output."""
+    start = time.perf_counter()
     while not condition():
         tail = output.read_text(errors="replace")[-3000:] if output.is_file() else ""
-        assert time.time() < deadline, f"no {what} within {timeout} s\n{tail}"
-        time.sleep(1)
+        assert time.perf_counter() - start < timeout, f"no {what} within {timeout} s\n{tail}"
+        time.sleep(0.2)
+    return time.perf_counter() - start
 
 
 def test_a_study_stopped_by_sigterm_requeues_itself_and_resumes(slurm, cache_root, smoke_inputs, tmp_path):
@@ -64,22 +73,29 @@ def test_a_study_stopped_by_sigterm_requeues_itself_and_resumes(slurm, cache_roo
               str(storage), "--quiet"]
     job = subprocess.run(submit, cwd=ROOT, env={**os.environ, "OPTISTUDY_DIR": str(ROOT)}, capture_output=True,
                          text=True, check=True).stdout.strip()
+    seconds = {}
     try:
-        wait_until(lambda: (folder / "results" / "curves.parquet").exists(), "first epochs", 600, output)
+        seconds["to first epochs"] = wait_until(lambda: (folder / "results" / "curves.parquet").exists(),
+                                                "first epochs", 600, output)
         subprocess.run(["scancel", "--signal=TERM", job], check=True)
-        wait_until(lambda: job_state(job).get("Restarts", "0") != "0", "requeue", 120, output)
-        # SLURM holds a requeued job back for a while (its begin time): let it start again now.
+        seconds["stop to requeue"] = wait_until(lambda: requeued(job_state(job)), "requeue", 120, output)
+        # SLURM holds a requeued job back (its begin time, `cred_expire` ahead: 120 s): let it start again now.
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
-        wait_until(lambda: job_state(job).get("JobState") in ("COMPLETED", "FAILED", "CANCELLED"), "end", 900,
-                   output)
+        seconds["requeue to start"] = wait_until(lambda: job_state(job).get("JobState") != "PENDING", "restart", 120,
+                                                 output)
+        seconds["start to end"] = wait_until(lambda: job_state(job).get("JobState") in ("COMPLETED", "FAILED",
+                                                                                      "CANCELLED"), "end", 900, output)
     finally:
         subprocess.run(["scancel", job], capture_output=True)
     text = output.read_text(errors="replace")
     print("\n".join(line for line in text.splitlines() if line.startswith(("optistudy:", "stopped by", "srun:",
                                                                               "slurmstepd", "resumed:", "report:"))))
+    print("; ".join(f"{what} {s:.1f} s" for what, s in seconds.items()))
     assert job_state(job)["JobState"] == "COMPLETED", text[-3000:]
     assert f"stopped by SIGTERM: the finished trials are kept in {folder}; resume with: " in text
     assert "optistudy: stopped (exit 143); requeueing job" in text
     assert "Traceback" not in text and "Failed to fetch metrics" not in text, text[-3000:]
     _assert_complete_once(folder)
-    assert (_table(folder, "scores").status == "ok").all()
+    scores = _table(folder, "scores")
+    assert (scores.status == "ok").all()
+    print(f"rows: {len(scores)} scores, {len(_table(folder, 'curves'))} curve points, none twice")
