@@ -356,7 +356,10 @@ def discard_unstarted_study(folder: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    return run_cli(lambda: run_telling_how_to_resume(argv))
+    from study.supervise import supervise  # the study runs in a child; this process waits, watching its local Ray
+
+    build_parser().parse_args(argv)  # --help and usage errors answered here, before the fork
+    return supervise(lambda: run_cli(lambda: run_telling_how_to_resume(argv)))
 
 
 def run_telling_how_to_resume(argv: list[str]) -> int:
