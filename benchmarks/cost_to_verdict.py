@@ -10,15 +10,16 @@ Prints, per group of test sets (analysis.recommend), the grid's and the twin's r
 optimizer and lr chosen on validation that wins the group), their top 3 (each optimizer at its lr
 chosen on validation, by seed-mean error), whether each matches, and Kendall's tau between the two
 studies' seed-mean errors over the cells both finished; then the trial-seconds of each (the sum of
-the trials' own wall times: a stopped trial's up to its last epoch) and their ratio, the same for
-optimizer steps (the share free of the machine's other load, which moves wall times), GPU-hours
-where trials had GPUs, and the cells the twin stopped per optimizer (which optimizers early stopping
-penalises); last, the twin replayed from the grid's own curves through the same scheduler with 2
-trials at a time and with every cell at once (`replayed_epochs`: what concurrency does to the
-share, at no cost). A cell's protocol or method is part of its label ('adam/cosine'). A study already
-finished in DIR on the same space and flags is read, not run again; twins of other settings get
-names of their own there and share the grid. The goal (issue 46): the same recommendation at <= 35%
-of the grid's trial-seconds.
+the trials' own wall times: a stopped trial's up to its last epoch) and their ratio, the twin's at
+the grid's pace (`at_grid_pace`) and its share of optimizer steps (both free of the machine's other
+load, which moves wall times), GPU-hours where trials had GPUs, and the cells the twin stopped per
+optimizer (which optimizers early stopping penalises); last, the twin replayed from the grid's own
+curves through the same scheduler with 2 trials at a time and with every cell at once
+(`replayed_epochs`: what concurrency does to the share, at no cost). A cell's protocol or method is
+part of its optimizer's label (analysis.load: 'adam+cosine'). A study already finished in DIR on the
+same space and flags is read, not run again; twins of other settings get names of their own there
+and share the grid. The goal (issue 46): the same recommendation at <= 35% of the grid's
+trial-seconds.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ from study.adaptive import EPOCH, AdaptiveSettings, CellScheduler  # noqa: E402
 
 GOAL = 0.35  # the twin's share of the grid's trial-seconds for the same recommendation
 TOP = 3
-AXES = ("protocol", "method")  # a cell's axes besides optimizer and lr (study.adaptive.cell_of)
 
 
 def space_tables(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -98,16 +98,6 @@ def run_or_read(table: dict, name: str, workdir: Path, flags: list[str]) -> Path
         raise SystemExit(f"{name} failed (exit {run.returncode}); log {run.log}")
     print(f"{name}: {run.study_s:.0f} s study wall time; log {run.log}", flush=True)
     return folder
-
-
-def cells_as_optimizers(scores: pd.DataFrame) -> pd.DataFrame:
-    """The scores with every further axis of a cell (`AXES`: a protocol, a method) folded into the
-    optimizer's label ('adam/cosine'): the recommendation then chooses among cells, as the
-    adaptive study decided them, instead of averaging a cell's protocols as if they were seeds."""
-    axes = [axis for axis in AXES if axis in scores and scores[axis].notna().any()]
-    if not axes:
-        return scores
-    return scores.assign(optimizer=scores[["optimizer", *axes]].astype(str).agg("/".join, axis=1))
 
 
 def cell_errors(scores: pd.DataFrame) -> pd.DataFrame:
@@ -277,15 +267,15 @@ def main() -> int:
     flags = [*(["--gpus-per-trial", str(args.gpus_per_trial)] if args.gpus_per_trial else []), *args.extra]
     grid_table, twin_table = space_tables(args)
     grid_folder = run_or_read(grid_table, f"{args.space}-grid", workdir, flags)
-    grid = cells_as_optimizers(load(grid_folder, table="scores"))
+    grid = load(grid_folder, table="scores")
     twin_folder = run_or_read(twin_table, twin_name(args.space, twin_table["adaptive"]), workdir, flags)
-    twin = cells_as_optimizers(load(twin_folder, table="scores"))
+    twin = load(twin_folder, table="scores")
     axes = " x ".join(f"{len(grid_table[axis])} {axis}" for axis in ("optimizers", "lrs", "protocols", "seeds")
                       if axis in grid_table)
     print(f"\n{args.space}: {axes} ({grid['trial_id'].nunique()} trials), {args.epochs} epochs, {args.data_size} "
           f"data, {' '.join(flags) or 'no further flags'}; adaptive: {twin_table['adaptive']}")
     print(comparison(grid, twin).to_string(index=False))
-    grid_curves = cells_as_optimizers(load(grid_folder, table="curves"))
+    grid_curves = load(grid_folder, table="curves")
     print("\n".join(cost_lines(grid, twin, grid_curves, args.gpus_per_trial)))
     print("\n".join(replay_lines(grid_curves, twin_table["adaptive"], args.epochs)))
     return 0

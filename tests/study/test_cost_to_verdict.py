@@ -1,6 +1,6 @@
 """benchmarks/cost_to_verdict.py's bookkeeping: twins of several settings share one workdir and its
-grid, a finished study of another space or flags is refused rather than read, and a cell's further
-axes (a protocol) stay apart in the comparison."""
+grid, a finished study of another space or flags is refused rather than read, a space of an lr per
+optimizer narrowed, the twin timed at the grid's pace and replayed from the grid's curves."""
 
 import argparse
 import json
@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from benchmarks.cost_to_verdict import (at_grid_pace, cells_as_optimizers, replayed_epochs, run_or_read, space_tables,
-                                        space_text, twin_name)
+from benchmarks.cost_to_verdict import (at_grid_pace, replayed_epochs, run_or_read, space_tables, space_text,
+                                        twin_name)
 from search_spaces import space_from_dict
 
 GRID = {"optimizers": ["adam", "sgd"], "lrs": [1e-3], "seeds": [0, 1], "fixed": {"epochs": 10}}
@@ -36,14 +36,6 @@ def test_a_finished_study_of_another_space_or_flags_is_refused_not_read(tmp_path
     assert run_or_read(GRID, "lr_ablation-grid", tmp_path, []) == folder  # the same space and flags: read
     with pytest.raises(SystemExit, match=f"{folder} holds a finished study of another space or flags"):
         run_or_read(table, "lr_ablation-grid", tmp_path, flags)
-
-
-def test_a_cells_protocol_joins_its_optimizer_and_a_plain_grid_is_left_as_it_is():
-    rows = pd.DataFrame({"optimizer": ["adam", "adam", "sgd"], "protocol": ["constant", "cosine", "constant"],
-                         "lr": [1e-3] * 3})
-    assert list(cells_as_optimizers(rows)["optimizer"]) == ["adam/constant", "adam/cosine", "sgd/constant"]
-    plain = rows.drop(columns="protocol")
-    assert cells_as_optimizers(plain) is plain
 
 
 def test_at_the_grids_pace_a_stopped_trial_costs_the_grids_time_to_its_stop_epoch():
