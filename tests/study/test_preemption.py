@@ -58,8 +58,8 @@ from study.supervise import supervise
 
 def run():
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    print(os.getpid(), flush=True)
     try:
+        print(os.getpid(), flush=True)
         time.sleep(60)
     except SystemExit as stopped:
         return stopped.code
