@@ -49,8 +49,8 @@ def modules(root: Path, package: str) -> dict[str, Path]:
     return {module_name(path, root): path for path in sorted((root / package).rglob("*.py"))}
 
 
-def dependencies(path: Path) -> list[tuple[str, int]]:
-    """(module, line) of every import in `path`, and of every string naming a module of PACKAGES."""
+def imported_modules(path: Path) -> list[tuple[str, int]]:
+    """(module, line) of every import in `path`."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -59,9 +59,17 @@ def dependencies(path: Path) -> list[tuple[str, int]]:
                       if node.module in PACKAGES]  # from trainables import core
         elif isinstance(node, ast.Import):
             found += [(alias.name, node.lineno) for alias in node.names]
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_NAME.match(node.value):
-            found.append((node.value, node.lineno))
     return found
+
+
+def started_modules(path: Path) -> list[tuple[str, int]]:
+    """(module, line) of every string in `path` naming a module of PACKAGES (one started by name)."""
+    return [(node.value, node.lineno) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_NAME.match(node.value)]
+
+
+def dependencies(path: Path) -> list[tuple[str, int]]:
+    return imported_modules(path) + started_modules(path)
 
 
 def layer_of(module: str) -> int | None:
@@ -96,6 +104,24 @@ def test_every_module_is_placed_in_a_layer():
 
 def test_imports_point_down_the_layers():
     assert upward_imports() == []
+
+
+def missing_started_modules(root: Path = REPO) -> list[str]:
+    known = {module for package in PACKAGES for module in modules(root, package)}
+    return [f"{module}:{line} starts {target}" for package in PACKAGES
+            for module, path in modules(root, package).items()
+            for target, line in started_modules(path) if target not in known]
+
+
+def test_every_module_started_by_name_exists():
+    """A module named in a string is one a process starts (`python -m`): a move must take the name along."""
+    assert missing_started_modules() == []
+
+
+def test_the_check_sees_a_stale_module_name(tmp_path):
+    (tmp_path / "trainables" / "speed").mkdir(parents=True)
+    (tmp_path / "trainables" / "speed" / "warm.py").write_text("MODULE = 'trainables.warm_compile'\n")
+    assert missing_started_modules(tmp_path) == ["trainables.speed.warm:1 starts trainables.warm_compile"]
 
 
 def test_no_package_imports_what_it_must_not():
