@@ -26,9 +26,9 @@ LAYERS = {
     "trainables.speed": 2,
     "trainables.embedded": 3,
     "trainables.properties": 4, "trainables.stages": 4,
-    "trainables.finetune": 6, "trainables.refine": 6, "trainables.build_default": 6, "trainables.spectrum": 6,
+    "trainables.finetune": 5, "trainables.refine": 5, "trainables.build_default": 5, "trainables.spectrum": 5,
     # one layer: a space's [adaptive] table is checked against study.adaptive's schedulers
-    "search_spaces": 7, "study": 7,
+    "search_spaces": 6, "study": 6,
 }
 
 # What a package must not depend on at all, whatever the layers say (a package's top-level names).
