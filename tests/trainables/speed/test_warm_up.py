@@ -1,9 +1,12 @@
 """Compiling the fine-tuning step beside pretraining: the untrained foundation gives the same compiled
 graph as the pretrained one, and the second process runs, reports and cleans up."""
 
+import dataclasses
+import functools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,8 @@ from trainables.core import data as D
 from trainables.core.foundation import save_model
 from trainables.core.training import forward
 from trainables.embedded import build_system, default_system_name
-from trainables.embedded.pretrain import PRETRAIN, untrained_foundation
+from trainables.embedded import pretrain
+from trainables.embedded.pretrain import PRETRAIN, embedded_foundation, untrained_foundation
 from trainables.speed.compiled import _shallow_tree_copy, eager_copy
 from trainables.speed.warm_up import WARM_STEPS, CompileWarmUp
 from trainables.stages.inputs import WARM_COMPILE, prepare_inputs
@@ -103,3 +107,18 @@ def test_an_error_during_pretraining_stops_the_second_process(smoke_config, untr
             warm_up.start(untrained)
             raise KeyboardInterrupt
     assert warm_up._side.poll() is not None and not warm_up.folder.exists()
+
+
+def test_pretraining_starts_the_warm_up_its_caller_gives(smoke_config, tmp_path, monkeypatch):
+    """embedded_foundation knows no stage: the caller's warm-up (here the stages layer's own) is
+    started on the untrained model and reports when its steps are compiled."""
+    monkeypatch.setitem(pretrain.PRETRAIN, "smoke", dataclasses.replace(PRETRAIN["smoke"], warm_compile=True))
+    files = build_system(default_system_name(), "smoke", cache_root=tmp_path, progress=lambda line: None)
+    lines = []
+    embedded_foundation(files, rebuild=True, progress=lines.append,
+                        warm_up=functools.partial(CompileWarmUp, smoke_config, WARM_COMPILE))
+    assert lines[0] == "compiling the fine-tuning step in a second process while the foundation pretrains"
+    deadline = time.monotonic() + 300
+    while not lines[-1].startswith("compiled the fine-tuning step") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert lines[-1].startswith("compiled the fine-tuning step beside pretraining"), lines[-1]
