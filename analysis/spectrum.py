@@ -49,10 +49,28 @@ def per_model(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.pivot_table(index=keys, columns="property", values="value", aggfunc="first").reset_index()
 
 
-def kappa_alpha_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per (stage, optimizer): mean and standard deviation over seeds of kappa(H), kappa(PH), alpha
-    and friends (SUMMARY), and the seeds counted."""
-    models = per_model(rows)
+def at_floor(rows: pd.DataFrame, relative_floor: float, quantile: float) -> pd.DataFrame:
+    """`per_model(rows)` with kappa(H), kappa(PH) and alpha recomputed from the stored SLQ quadratures
+    with another floor (a fraction of lambda_max) and quantile: the evaluator's estimator
+    (lambda_low = the quantile of the spectral mass above the floor, kappa = lambda_max / lambda_low),
+    to see how much a kappa owes to where the unresolved bulk near 0 falls."""
+    models, nodes = per_model(rows), quadratures(rows)
+    keys = [c for c in models.columns if c in (*MODEL_KEYS, "optimizer", "seed")]
+    above = nodes[nodes["node"] > relative_floor].sort_values("node")
+
+    def lowest(group: pd.DataFrame) -> float:
+        cumulative = (group["weight"].cumsum() / group["weight"].sum()).to_numpy()
+        return float(group["node"].iloc[min(int(np.searchsorted(cumulative, quantile)), len(group) - 1)])
+
+    lows = above.groupby([*keys, "operator"])[["node", "weight"]].apply(lowest).unstack("operator")
+    kappas = (1.0 / lows).add_suffix("_kappa").reset_index()
+    models = models.drop(columns=["H_kappa", "PH_kappa", "alpha"]).merge(kappas, on=keys)
+    return models.assign(alpha=1.0 - np.log(models["PH_kappa"]) / np.log(models["H_kappa"]))
+
+
+def kappa_alpha_table(models: pd.DataFrame) -> pd.DataFrame:
+    """Per (stage, optimizer) of `per_model` rows: mean and standard deviation over seeds of kappa(H),
+    kappa(PH), alpha and friends (SUMMARY), and the seeds counted."""
     columns = [c for c in SUMMARY if c in models]
     grouped = models.groupby(["stage", "optimizer"])[columns]
     table = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
@@ -113,12 +131,11 @@ def density_chart(rows: pd.DataFrame) -> alt.FacetChart:
     ).properties(width=FACET_WIDTH, height=HEIGHT).facet(row="stage:N", column="operator:N")
 
 
-def kappa_error_correlation(rows: pd.DataFrame, scores: pd.DataFrame, *, test_set: str,
+def kappa_error_correlation(models: pd.DataFrame, scores: pd.DataFrame, *, test_set: str,
                             metric: str = "force_rmse_mev_a", kappa: str = "PH_kappa") -> dict[str, float]:
-    """Spearman's rank correlation over models (every seed and stage a point) of `kappa` with
+    """Spearman's rank correlation over `per_model` rows (every seed and stage a point) of `kappa` with
     `metric` on `test_set`: {"rho", "p_value" (scipy's, two-sided), "points"}. NaN below 3 points."""
     require_columns(scores, ["trial_id", "stage", "test_set", "status", metric], "the scores table")
-    models = per_model(rows)
     chosen = scores[(scores["test_set"] == test_set) & (scores["status"] == "ok")]
     keys = [k for k in MODEL_KEYS if k in models and k in chosen]
     merged = models.merge(chosen[[*keys, metric]], on=keys).dropna(subset=[kappa, metric])

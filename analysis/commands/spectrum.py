@@ -8,24 +8,27 @@ import argparse
 
 import pandas as pd
 
-from analysis.commands.base import METRIC, STUDIES, Command, Output, filters
+from analysis.commands.base import METRIC, STUDIES, Command, Output, argument, filters
 from analysis.commands.output import chart_files, load_rows, sections, table_files
-from analysis.spectrum import density_chart, formatted, kappa_alpha_table, kappa_error_correlation, spectrum_rows
+from analysis.spectrum import (at_floor, density_chart, formatted, kappa_alpha_table, kappa_error_correlation,
+                               per_model, spectrum_rows)
 
 
-def correlations(rows: pd.DataFrame, scores: pd.DataFrame, metric: str) -> pd.DataFrame:
+def correlations(models: pd.DataFrame, scores: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Spearman's rho of kappa(PH) with `metric`, one row per test set that has it."""
     test_sets = [t for t in dict.fromkeys(scores["test_set"]) if scores.loc[scores["test_set"] == t, metric].notna().any()]
-    return pd.DataFrame([{"test_set": t, **kappa_error_correlation(rows, scores, test_set=t, metric=metric)}
+    return pd.DataFrame([{"test_set": t, **kappa_error_correlation(models, scores, test_set=t, metric=metric)}
                          for t in test_sets])
 
 
 def run(args: argparse.Namespace) -> Output:
     rows = spectrum_rows(load_rows(args, "properties", skip=("test_set",)))
-    table = formatted(kappa_alpha_table(rows))
-    agreement = correlations(rows, load_rows(args, "scores"), args.metric)
-    note = ("kappa = lambda_max / lambda_low over the positive part (lambda_low: a lower quantile of the SLQ mass above "
-            "a floor; docs/curvature.md); alpha = 1 - log kappa(PH) / log kappa(H). Spearman's rho over models (each "
+    models = per_model(rows) if args.relative_floor is None else at_floor(rows, args.relative_floor, args.quantile)
+    table = formatted(kappa_alpha_table(models))
+    agreement = correlations(models, load_rows(args, "scores"), args.metric)
+    floor = "the evaluator's" if args.relative_floor is None else f"{args.relative_floor:g} x lambda_max, quantile {args.quantile:g}"
+    note = (f"kappa = lambda_max / lambda_low over the positive part (lambda_low: a lower quantile of the SLQ mass above "
+            f"a floor, here {floor}; docs/curvature.md); alpha = 1 - log kappa(PH) / log kappa(H). Spearman's rho over models (each "
             "seed and stage a point); with a few seeds per optimizer a p-value above 0.05 says no more than 'not "
             "shown', and points of one optimizer are not independent.")
     parts = [("kappa and alpha per optimizer, mean (std) over seeds", table),
@@ -38,7 +41,11 @@ def run(args: argparse.Namespace) -> Output:
 COMMAND = Command(
     "spectrum", "curvature per optimizer (a spectrum evaluation): kappa(H), kappa(PH), alpha, spectral densities, "
                 "kappa(PH) against the test errors",
-    (*STUDIES, *filters(None), METRIC),
+    (*STUDIES, *filters(None), METRIC,
+     argument("--relative-floor", type=float, help="recompute kappa and alpha from the stored SLQ quadratures with this "
+              "floor (a fraction of lambda_max; default: the evaluator's kappas)"),
+     argument("--quantile", type=float, default=0.1, help="with --relative-floor: lambda_low's quantile (default: "
+              "%(default)s)")),
     run,
     examples=("results/curvature --out figures/",),
 )
