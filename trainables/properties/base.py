@@ -79,7 +79,7 @@ class PropertySettings:
     spectrum_probes: int = 2              # Rademacher probes of SLQ and Hutchinson's trace
     spectrum_top_eigenvalues: int = 1     # asked of eigsh (the largest is reported)
     spectrum_quantile: float = 0.1        # lambda_low: this quantile of the SLQ mass above the floor
-    spectrum_relative_floor: float = 1e-4  # "positive": above this fraction of lambda_max (below: the unresolved bulk)
+    spectrum_relative_floor: float = 1e-3  # "positive": above this fraction of lambda_max (below: the unresolved bulk)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PropertySettings:
