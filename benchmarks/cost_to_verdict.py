@@ -56,6 +56,7 @@ TOP = 3
 def space_tables(args: argparse.Namespace) -> tuple[dict, dict]:
     """The grid (the space narrowed to the chosen optimizers, lrs, seeds and epochs) and its twin."""
     grid = tomllib.loads((SPACES / f"{args.space}.toml").read_text())
+    grid.pop("description", None)  # prose that changes with the project, not the study: a finished grid stays readable
     for key, value in (("optimizers", args.optimizers), ("lrs", args.lrs), ("seeds", args.seeds)):
         if value:
             grid[key] = value

@@ -54,6 +54,7 @@ def test_a_space_of_an_lr_per_optimizer_narrowed_to_some_optimizers_keeps_their_
                               epochs=10, data_size="full", scheduler="asha", grace_period=1.0, reduction_factor=3.0)
     grid, twin = space_tables(args)
     assert grid["lr_by_optimizer"] == {"sgd": 1e-3, "schedulefree": 5e-3}
+    assert "description" not in grid  # its prose changes; a finished grid of the same study stays readable
     space = space_from_dict("twin", twin)  # a valid space: each optimizer named once, with its [adaptive]
     assert space.optimizers == ("sgd", "schedulefree") and space.adaptive["grace_period"] == 1.0
 
