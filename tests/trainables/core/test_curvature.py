@@ -18,6 +18,7 @@ from trainables.core.curvature import (
     diagonal_root,
     effective_condition_number,
     first_order_record,
+    lbfgs_record,
     lbfgs_root,
     preconditioned,
     preconditioner_for,
@@ -25,7 +26,8 @@ from trainables.core.curvature import (
     stochastic_lanczos_quadrature,
     top_eigenvalues,
 )
-from trainables.core.lbfgs import CurvaturePair, two_loop_direction
+from trainables.core.config import LBFGSConfig
+from trainables.core.lbfgs import CurvaturePair, lbfgs_refine, two_loop_direction
 from trainables.core.loss import LossWeights
 from trainables.core.optimizers import OPTIMIZERS, get_optimizer_spec
 from trainables.errors import ConfigError
@@ -89,6 +91,25 @@ def test_lbfgs_root_squares_to_the_two_loop_operator():
     v = rng.standard_normal(50)
     expected = -two_loop_direction(torch.tensor(v), pairs).numpy()
     np.testing.assert_allclose(root.matvec(root.matvec(v)), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_the_lbfgs_stage_record_gives_its_two_loop_operator(tmp_path):
+    """The pairs an L-BFGS run ends with, saved and loaded, give P = H_k over the model's weights."""
+    model = torch.nn.Linear(3, 2, bias=False).double()
+    a = torch.tensor(planted(np.linspace(1.0, 20.0, 6), seed=3))
+
+    def objective(x: torch.Tensor):
+        return float(0.5 * x @ a @ x), a @ x
+
+    result = lbfgs_refine(objective, torch.ones(6, dtype=torch.float64), LBFGSConfig(max_steps=4, history=4))
+    lbfgs_record(model, [model.weight], result.pairs, {}).save(tmp_path)
+    record = OptimizerRecord.load(tmp_path)
+    spec = preconditioner_for(record)
+    root = spec.root(record, dict(model.named_parameters()))
+    v = np.arange(6.0)
+    expected = -two_loop_direction(torch.tensor(v), result.pairs).numpy()
+    assert spec.name == "lbfgs_two_loop" and len(result.pairs) == 4
+    np.testing.assert_allclose(root.matvec(root.matvec(v)), expected, rtol=1e-9)
 
 
 EXPECTED_PRECONDITIONER = {"sgd": "identity", "sgd_momentum": "identity", "lamb": "trust_ratio"}
