@@ -67,7 +67,8 @@ def supervise(run: Callable[[], int]) -> int:
     cannot wait on a process it did not start (Linux's pidfd, kernel 5.3), `run()` here.
 
     Call it first thing in a command's entry point: the caller's code after it runs in the child
-    only, as if unsupervised, and forking is safe only before threads start."""
+    only, as if unsupervised (never call it inside a test session: its child would run the rest of
+    the session), and forking is safe only before threads start."""
     if not waits_on_processes():
         return run()
     global _to_parent
