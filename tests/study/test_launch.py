@@ -96,7 +96,7 @@ def test_existing_study_is_never_overwritten(smoke_study, launch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--space", "nope"], "error: unknown search space 'nope'; known: lbfgs_refinement, lr_ablation"),
+    (["--space", "nope"], "error: unknown search space 'nope'; known: curvature, lbfgs_refinement, lr_ablation"),
     (["--space", "smoke", "--optimizer", "adamax"], "error: unknown optimizer 'adamax'"),
     (["--space", "smoke", "--lr", "0"], "error: lr must be positive"),
     (["--space", "missing.toml"], "error: space file not found: missing.toml"),
