@@ -145,7 +145,7 @@ def at_grid_pace(twin: pd.DataFrame, grid: pd.DataFrame, grid_curves: pd.DataFra
     keys = ["optimizer", "lr", "seed"]
     trials = twin.drop_duplicates("trial_id")[[*keys, "status", "stopped_at_epoch"]]
     whole = grid.drop_duplicates("trial_id").set_index(keys)["wall_time_s"]
-    at_epoch = grid_curves.set_index([*keys, "step"])["wall_time_s"]
+    at_epoch = first_order(grid_curves).set_index([*keys, "step"])["wall_time_s"]
     return float(sum(at_epoch[(*cell, trial.stopped_at_epoch)] if trial.status == STOPPED else whole[cell]
                      for trial in trials.itertuples() for cell in [(trial.optimizer, trial.lr, trial.seed)]))
 
@@ -197,6 +197,7 @@ def replayed_epochs(curves: pd.DataFrame, adaptive: dict, epochs: int, workers: 
     own curves through study.adaptive.CellScheduler: the cells' first seeds run `workers` at a time
     in the grid's order, each epoch reported when it was in the grid (after its trial's start), each
     cell stopped where the scheduler says. The twin's share at another concurrency, for nothing."""
+    curves = first_order(curves)  # an L-BFGS stage's iterations are no epochs
     first = curves[curves["seed"] == curves["seed"].min()].sort_values(["trial_id", "step"])
     cells = {cell: part.set_index("step")[["wall_time_s", "val_force_rmse_mev_a"]]
              for cell, part in first.groupby(["optimizer", "lr"], sort=False)}

@@ -60,10 +60,12 @@ def test_a_space_of_an_lr_per_optimizer_narrowed_to_some_optimizers_keeps_their_
 
 
 def planted_curves(cells: list[tuple[str, float]]) -> pd.DataFrame:
-    """Four epochs of 10 s for each (optimizer, validation error) cell, in the grid's order as given."""
-    return pd.DataFrame([{"trial_id": f"t{number}", "optimizer": optimizer, "lr": 1e-3, "seed": 0, "step": step,
-                          "wall_time_s": 10.0 * step, "val_force_rmse_mev_a": value}
-                         for number, (optimizer, value) in enumerate(cells) for step in (1, 2, 3, 4)])
+    """Four epochs of 10 s for each (optimizer, validation error) cell, in the grid's order as given,
+    and an L-BFGS stage's first iteration after them (no epoch: the replay leaves it out)."""
+    return pd.DataFrame([{"trial_id": f"t{number}", "stage": stage, "optimizer": optimizer, "lr": 1e-3, "seed": 0,
+                          "step": step, "wall_time_s": 10.0 * step, "val_force_rmse_mev_a": value}
+                         for number, (optimizer, value) in enumerate(cells)
+                         for stage, step in (*(("first_order", step) for step in (1, 2, 3, 4)), ("lbfgs", 1))])
 
 
 def test_the_replay_stops_a_cell_worse_at_the_grace_period_and_keeps_the_others_to_the_end():
