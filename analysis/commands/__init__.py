@@ -6,7 +6,7 @@ To add a command: write `analysis/commands/<name>.py` declaring its `COMMAND` an
 `COMMANDS` below (the order of `python -m analysis --help`)."""
 
 from analysis.commands import (compare, curves, energy_profile, frontier, improvement, lbfgs, lr, profiles,
-                               properties, ranks, report, sql, table, time_to_target)
+                               properties, ranks, report, spectrum, sql, table, time_to_target)
 from analysis.commands.base import Command, Output
 
 COMMANDS: tuple[Command, ...] = (
@@ -23,6 +23,7 @@ COMMANDS: tuple[Command, ...] = (
     profiles.COMMAND,
     energy_profile.COMMAND,
     properties.COMMAND,
+    spectrum.COMMAND,
     report.COMMAND,
 )
 

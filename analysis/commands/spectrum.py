@@ -15,8 +15,9 @@ from analysis.spectrum import (at_floor, density_chart, formatted, kappa_alpha_t
 
 
 def correlations(models: pd.DataFrame, scores: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Spearman's rho of kappa(PH) with `metric`, one row per test set that has it."""
-    test_sets = [t for t in dict.fromkeys(scores["test_set"]) if scores.loc[scores["test_set"] == t, metric].notna().any()]
+    """Spearman's rho of kappa(PH) with `metric`, one row per test set where it varies (not the
+    foundation's own scores, `val_before`, the same for every model)."""
+    test_sets = [t for t in dict.fromkeys(scores["test_set"]) if scores.loc[scores["test_set"] == t, metric].nunique() > 1]
     return pd.DataFrame([{"test_set": t, **kappa_error_correlation(models, scores, test_set=t, metric=metric)}
                          for t in test_sets])
 

@@ -42,8 +42,9 @@ def rows():
 @pytest.fixture
 def scores():
     # force RMSE rising with kappa(PH): the ranking of errors is the ranking of kappas
-    return pd.DataFrame([{"study": "s", "trial_id": f"{o}_{seed}", "stage": "first_order", "test_set": "1200K",
-                          "status": "ok", "force_rmse_mev_a": 100 + KAPPA_PH[o] * (1 + 0.1 * seed)}
+    return pd.DataFrame([{"study": "s", "trial_id": f"{o}_{seed}", "stage": "first_order", "optimizer": o, "lr": 1e-3,
+                          "seed": seed, "test_set": "1200K", "status": "ok",
+                          "force_rmse_mev_a": 100 + KAPPA_PH[o] * (1 + 0.1 * seed)}
                          for o in KAPPA_PH for seed in (0, 1, 2)])
 
 
@@ -90,3 +91,16 @@ def test_too_few_points_give_no_correlation(rows, scores):
 def test_a_study_without_spectrum_rows_says_how_to_get_them(rows):
     with pytest.raises(AnalysisError, match="--space curvature"):
         spectrum_rows(rows.assign(evaluator="md"))
+
+
+def test_the_command_prints_kappa_alpha_and_the_correlation_and_writes_the_densities(rows, scores, tmp_path, capsys):
+    from analysis.cli import main
+
+    results = tmp_path / "curvature" / "results"
+    results.mkdir(parents=True)
+    rows.assign(reference=np.nan, error=np.nan).to_parquet(results / "properties.parquet")
+    scores.to_parquet(results / "scores.parquet")
+    assert main(["spectrum", str(tmp_path / "curvature"), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "kappa and alpha per optimizer" in out and "Spearman's rho of kappa(PH)" in out and "1200K" in out
+    assert (tmp_path / "out" / "spectral_density.html").is_file() and (tmp_path / "out" / "spectrum.csv").is_file()
