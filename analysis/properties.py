@@ -47,7 +47,7 @@ def measured(df: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         raise AnalysisError(f"no measured property (status ok or unstable with a value); statuses: "
                             f"{', '.join(map(str, distinct(df['status'])))}")
-    return rows.assign(abs_error=rows["error"].abs())
+    return rows.assign(abs_error=pd.to_numeric(rows["error"]).abs())  # all None: an object column
 
 
 def ranked_row(rows: pd.DataFrame) -> pd.Series:

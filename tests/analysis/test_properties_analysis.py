@@ -103,6 +103,13 @@ def test_nothing_measured_is_an_error_naming_the_statuses(properties):
         property_table(skipped)
 
 
+def test_properties_without_a_reference_anywhere_are_tabled_not_crashed(properties):
+    # Every error None (no evaluator with a reference, e.g. the spectrum alone): pandas reads an object column.
+    unreferenced = properties[properties["status"] == "ok"].assign(reference=None, error=None)
+    table = property_table(unreferenced)
+    assert not table.empty
+
+
 def test_rmse_against_a_property_and_its_front(properties, scores):
     merged = rmse_vs_property(properties, scores, "vib_frequency_mae")
     assert len(merged) == 5 and set(merged["test_set"]) == {"val"}  # the failed relaxation is left out
