@@ -1,4 +1,4 @@
-"""Curvature at a model's final weights (issue 43; trainables.core.curvature): the Hessian H of Eq. 1
+"""Curvature at a model's final weights (trainables.core.curvature): the Hessian H of Eq. 1
 (energies and autograd forces) on a fixed sample of the run's training configurations, and the
 preconditioned P^(1/2) H P^(1/2) with P from the optimizer's state saved beside the model
 (`optimizer_state.pt`): top eigenvalue (eigsh), trace (Hutchinson), spectral density (stochastic
@@ -13,28 +13,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from ase.calculators.calculator import Calculator
 
-from trainables.core.config import FinetuneConfig
-from trainables.core.curvature import (
-    Eq1Hessian,
-    OptimizerRecord,
-    Quadrature,
-    alpha_exponent,
-    effective_condition_number,
-    preconditioned,
-    preconditioner_for,
-    stochastic_lanczos_quadrature,
-    top_eigenvalues,
-)
-from trainables.core.foundation import load_foundation
-from trainables.core.training import resolve_device
 from trainables.errors import ConfigError
 from trainables.properties.base import Measurement, Outcome, PropertySettings
+
+if TYPE_CHECKING:  # torch and the curvature code load with the first measurement, not with the registry
+    import torch
+
+    from trainables.core.curvature import OptimizerRecord, Quadrature
 
 OPERATORS = {"H": "L/theta^2", "PH": "P-scaled"}  # the Hessian, and P^(1/2) H P^(1/2) (P's units vary by optimizer)
 PER_OPERATOR = ("lambda_max", "lambda_low", "lambda_min", "kappa", "trace", "negative_mass")
@@ -66,6 +56,11 @@ def run_parameters(model: torch.nn.Module, record: OptimizerRecord) -> dict[str,
 
 def run_hessian(folder: Path, record: OptimizerRecord, settings: PropertySettings, device: torch.device):
     """(H over the run's sample, the model's trained parameters) at the folder's model, in float64."""
+    import torch
+
+    from trainables.core.config import FinetuneConfig
+    from trainables.core.curvature import Eq1Hessian
+    from trainables.core.foundation import load_foundation
     from trainables.stages.finetune import MODEL_FILE, loss_weights
     from trainables.stages.inputs import prepare_inputs
 
@@ -81,6 +76,8 @@ def run_hessian(folder: Path, record: OptimizerRecord, settings: PropertySetting
 
 def operator_spectrum(operator, settings: PropertySettings) -> dict[str, Any]:
     """The measurements of one symmetric operator, and its SLQ quadrature (for the density)."""
+    from trainables.core.curvature import effective_condition_number, stochastic_lanczos_quadrature, top_eigenvalues
+
     lambda_max = float(top_eigenvalues(operator, k=settings.spectrum_top_eigenvalues, tol=1e-3, seed=PROBE_SEED,
                                        basis=settings.spectrum_lanczos_steps)[0])
     quadrature = stochastic_lanczos_quadrature(operator, settings.spectrum_lanczos_steps, settings.spectrum_probes,
@@ -100,6 +97,9 @@ def quadrature_json(quadrature: Quadrature) -> dict[str, list[list[float]]]:
 
 def measure_run(folder: Path, settings: PropertySettings, device: str = "cpu") -> Measurement:
     """The spectra of H and of P^(1/2) H P^(1/2) at the model saved in run `folder`, and their cost."""
+    from trainables.core.curvature import OptimizerRecord, alpha_exponent, preconditioned, preconditioner_for
+    from trainables.core.training import resolve_device
+
     folder = Path(folder)
     record = OptimizerRecord.load(folder)
     hessian, parameters = run_hessian(folder, record, settings, resolve_device(device))
