@@ -16,11 +16,10 @@ from ray import tune
 from search_spaces import PROPERTY_FILES, SearchSpace
 from study.engine import REUSE_ACTORS, StudyContext, fit, stage_tuner, trial_error_message, trial_meta, with_resources
 from study.points import later_stage_space, stage_config
-from study.results import property_rows
+from study.results import property_rows, write_study_text
 from study.settings import Launch
 from study.trials import evaluate_trainable
 from trainables.core.config import FinetuneConfig
-from trainables.files import write_text_atomically
 
 REFERENCES_FILE = "property_references.json"
 
@@ -112,7 +111,7 @@ def cached_references(path: Path, settings: dict[str, Any], compute) -> dict[str
         if cached.get("settings") == settings:
             return cached["references"]
     references = compute()
-    write_text_atomically(path, json.dumps({"settings": settings, "references": references}))
+    write_study_text(path, json.dumps({"settings": settings, "references": references}))
     return references
 
 

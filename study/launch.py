@@ -32,12 +32,11 @@ from search_spaces import SearchSpace, get_space, known_spaces
 from study.cluster import init_ray, shutdown_ray, watch_local_ray
 from study.handoff import InputsHandoff, timed
 from study.lock import study_lock
-from study.results import ResultsStore, StorageError
+from study.results import ResultsStore, StorageError, write_study_text
 from study.settings import Launch, Resources
 from trainables.cli import OneLineParser, add_config_arguments, config_values_from_args, run_cli
 from trainables.core.config import FinetuneConfig
 from trainables.errors import ConfigError, OptistudyError
-from trainables.files import write_text_atomically
 
 if TYPE_CHECKING:
     from study.engine import StudyContext
@@ -158,7 +157,7 @@ def write_manifest(folder: Path, **fields: Any) -> None:
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text()) if path.is_file() else {}
     manifest.update(fields)
-    write_text_atomically(path, json.dumps(manifest, indent=2, default=str))
+    write_study_text(path, json.dumps(manifest, indent=2, default=str))
 
 
 def context(launch: Launch, sources: Sources) -> StudyContext:

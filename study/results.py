@@ -44,6 +44,11 @@ def write_table_atomically(rows: list[dict[str, Any]], path: Path) -> None:
     _write_atomically(path, lambda tmp: pq.write_table(pa.Table.from_pylist(rows), tmp))
 
 
+def write_study_text(path: Path, text: str) -> None:
+    """`write_table_atomically` for a text file of the study (its manifest, its cached references)."""
+    _write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
 def _write_atomically(path: Path, write) -> None:
     try:
         path.parent.mkdir(exist_ok=True)

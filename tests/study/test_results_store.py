@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
-from study.results import ResultsStore
+from study.results import ResultsStore, StorageError, write_study_text
 
 WRITER = """
 import sys
@@ -88,3 +89,12 @@ def test_a_validation_within_an_epoch_keeps_its_fractional_epoch_as_step():
     end = curve_row(meta, {"epoch": 2, "steps": 8, "val_force_rmse_mev_a": 18.0})
     assert (within["step"], within["steps"], within["train_time_s"]) == (1.5, 6.0, 3.0)
     assert end["step"] == 2 and isinstance(end["step"], int)
+
+
+def test_a_study_text_that_cannot_be_written_is_a_storage_error_naming_it(tmp_path):
+    write_study_text(tmp_path / "manifest.json", "{}")
+    assert (tmp_path / "manifest.json").read_text() == "{}"
+    blocked = tmp_path / "manifest.json" / "references.json"  # its folder is a file: an OSError, even as root
+    with pytest.raises(StorageError, match=f"cannot write {blocked}: "):
+        write_study_text(blocked, "{}")
+    assert (tmp_path / "manifest.json").read_text() == "{}"
