@@ -1,4 +1,4 @@
-"""Why optimizers differ (issue 43): the curvature rows of the `spectrum` evaluator, per optimizer.
+"""Why optimizers differ: the curvature rows of the `spectrum` evaluator, per optimizer.
 
 The rows are `load(study, table="properties")` with evaluator "spectrum": per model, `H_*` and
 `PH_*` (the Hessian of Eq. 1 and P^(1/2) H P^(1/2), P the optimizer's preconditioner at the final

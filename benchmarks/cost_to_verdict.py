@@ -18,7 +18,7 @@ curves through the same scheduler with 2 trials at a time and with every cell at
 (`replayed_epochs`: what concurrency does to the share, at no cost). A cell's protocol or method is
 part of its optimizer's label (analysis.load: 'adam+cosine'). A study already finished in DIR on the
 same space and flags is read, not run again; twins of other settings get names of their own there
-and share the grid. The goal (issue 46): the same recommendation at <= 35% of the grid's
+and share the grid. The goal: the same recommendation at <= 35% of the grid's
 trial-seconds.
 """
 

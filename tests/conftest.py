@@ -44,7 +44,7 @@ def smoke_files(smoke_inputs):
 # the cache under a test (the other tests run with compile = false). They are the longest share of
 # the suite, so they start first.
 COMPILER_FILES = ["test_compile_lock.py", "test_compiled.py", "test_fused_conv.py", "test_refine.py",
-                  "test_replay.py", "test_warm_compile.py"]
+                  "test_replay.py", "test_warm_up.py"]
 
 
 def work_unit(nodeid: str) -> str:

@@ -1,5 +1,5 @@
 """The curvature of one run's final model, plain and preconditioned by its optimizer (the `spectrum`
-evaluator of `trainables.properties.spectrum`, issue 43):
+evaluator of `trainables.properties.spectrum`):
 
     python -m trainables.spectrum RUN_FOLDER [--configurations 8] [--lanczos-steps 15] [--probes 2]
 

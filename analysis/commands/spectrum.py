@@ -1,4 +1,4 @@
-"""`spectrum`: the curvature behind the ranking (issue 43): kappa(H), kappa(PH) and alpha per
+"""`spectrum`: the curvature behind the ranking: kappa(H), kappa(PH) and alpha per
 optimizer with their seed spread, the spectral densities of H and PH, and how kappa(PH) ranks
 with the test-set errors."""
 

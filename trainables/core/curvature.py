@@ -4,7 +4,7 @@ The paper (Liu, Wang, Zhao, arXiv 2512.05489, Sec. 2.3 and Appendix A) reads eve
 preconditioner P applied to the gradient: the error contracts under I - lr P H, so what matters is
 the spectrum of P H, which equals that of the symmetric P^(1/2) H P^(1/2). It claims
 kappa(PH) = kappa(H)^(1 - alpha), alpha ~ 1 for Adam-type scaling and 0 for SGD. This module
-measures it (issue 43):
+measures it:
 
 - `Eq1Hessian`: H of Eq. 1 (energies and autograd forces, a mean over a fixed sample of training
   configurations) as a scipy LinearOperator of Hessian-vector products. The forces are already a
