@@ -1,22 +1,6 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def launch_command(storage: Path, *extra: str, space: str = "smoke", local: bool = True) -> list[str]:
-    """`python -m study.launch` on `space`; a local Ray of 2 CPUs unless `local` is False."""
-    command = [sys.executable, "-m", "study.launch", "--space", space, "--storage", str(storage), "--quiet"]
-    return command + (["--num-cpus", "2"] if local else []) + list(extra)
-
-
-def run_launch(storage: Path, *extra: str, space: str = "smoke", timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(launch_command(storage, *extra, space=space), capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+from launching import launch_command, run_launch
 
 
 @pytest.fixture(scope="session")

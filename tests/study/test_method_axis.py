@@ -2,8 +2,8 @@
 x seed is one trial, the method and its cost land in the rows, every method scores the replay set,
 and the analysis names each optimizer+method pair a solver (real Ray, real MACE, real Parquet)."""
 
-import pyarrow.parquet as pq
 import pytest
+from launching import launched_space, results_table
 
 from search_spaces import get_space, space_from_dict
 from trainables.errors import ConfigError
@@ -31,24 +31,16 @@ compile = false
 
 
 @pytest.fixture(scope="module")
-def method_study(cache_root, smoke_inputs, tmp_path_factory, launch):
-    folder = tmp_path_factory.mktemp("methods")
-    (folder / "methods.toml").write_text(SPACE)
-    done = launch(folder / "studies", space=str(folder / "methods.toml"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return folder / "studies" / "methods", done.stdout
-
-
-def _table(folder, name):
-    return pq.read_table(folder / "results" / f"{name}.parquet").to_pandas()
+def method_study(cache_root, smoke_inputs, tmp_path_factory):
+    return launched_space(SPACE, "methods", tmp_path_factory)
 
 
 def test_the_method_axis_expands_the_grid_and_lands_in_the_rows(method_study):
-    scores = _table(method_study[0], "scores")
+    scores = results_table(method_study[0], "scores")
     trials = scores.drop_duplicates("trial_id").set_index("method")
     assert sorted(zip(trials.index, trials.lr)) == [("freeze+replay", 2e-3), ("lora", 1e-2), ("naive", 1e-3)]
     assert (scores.status == "ok").all()
-    assert set(_table(method_study[0], "curves").method) == {"naive", "freeze+replay", "lora"}
+    assert set(results_table(method_study[0], "curves").method) == {"naive", "freeze+replay", "lora"}
     # every method scores the pre-training sample before and after: forgetting for each
     assert {"replay", "replay_before"} <= set(scores.test_set)
     assert scores.groupby("method").test_set.apply(lambda s: {"replay", "replay_before"} <= set(s)).all()
@@ -58,7 +50,7 @@ def test_the_method_axis_expands_the_grid_and_lands_in_the_rows(method_study):
 
 def test_each_trial_runs_its_method_and_settings(method_study, smoke_config, smoke_inputs):
     """The study's validation scores are those of the same runs made here, one process, one inputs."""
-    val = _table(method_study[0], "scores").query("test_set == 'val'").set_index("method")
+    val = results_table(method_study[0], "scores").query("test_set == 'val'").set_index("method")
     base = smoke_config.replace(epochs=1, replay_samples=8, method_settings={"freeze": {"layers": 6},
                                                                              "lora": {"rank": 2}})
     for method, lr in (("naive", 1e-3), ("freeze+replay", 2e-3), ("lora", 1e-2)):

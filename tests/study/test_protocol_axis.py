@@ -1,8 +1,8 @@
 """A space's protocols are a grid axis: every optimizer (at its own lr) x seed runs under each named
 overlay, and the name lands in the score and curve rows (real Ray, real MACE, real Parquet)."""
 
-import pyarrow.parquet as pq
 import pytest
+from launching import launched_space, results_table
 
 from trainables.stages.finetune import run_finetune
 
@@ -24,27 +24,19 @@ compile = false
 
 
 @pytest.fixture(scope="module")
-def protocol_study(cache_root, smoke_inputs, tmp_path_factory, launch):
-    folder = tmp_path_factory.mktemp("protocols")
-    (folder / "protocols.toml").write_text(SPACE)
-    done = launch(folder / "studies", space=str(folder / "protocols.toml"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return folder / "studies" / "protocols", done.stdout
-
-
-def _table(folder, name):
-    return pq.read_table(folder / "results" / f"{name}.parquet").to_pandas()
+def protocol_study(cache_root, smoke_inputs, tmp_path_factory):
+    return launched_space(SPACE, "protocols", tmp_path_factory)
 
 
 def test_the_protocol_axis_expands_the_grid_and_lands_in_the_rows(protocol_study):
     folder, _ = protocol_study
-    scores = _table(folder, "scores")
+    scores = results_table(folder, "scores")
     trials = scores.drop_duplicates("trial_id")
     assert sorted(zip(trials.optimizer, trials.lr, trials.protocol)) == [
         ("adam", 1e-3, "constant"), ("adam", 1e-3, "ema"), ("schedulefree", 5e-3, "constant"),
         ("schedulefree", 5e-3, "ema")]
     assert (scores.status == "ok").all()
-    assert set(_table(folder, "curves").protocol) == {"constant", "ema"}
+    assert set(results_table(folder, "curves").protocol) == {"constant", "ema"}
 
 
 def test_analysis_reads_each_optimizer_and_protocol_as_a_solver(protocol_study):
@@ -59,7 +51,7 @@ def test_analysis_reads_each_optimizer_and_protocol_as_a_solver(protocol_study):
 
 def test_each_trial_runs_its_protocols_settings(protocol_study, smoke_config, smoke_inputs):
     """The study's validation scores are those of the same runs made here, EMA on or off."""
-    val = _table(protocol_study[0], "scores").query("test_set == 'val'").set_index(["optimizer", "protocol"])
+    val = results_table(protocol_study[0], "scores").query("test_set == 'val'").set_index(["optimizer", "protocol"])
     base = smoke_config.replace(epochs=1)
     for optimizer, lr in (("adam", 1e-3), ("schedulefree", 5e-3)):
         for protocol, changes in (("constant", {}), ("ema", {"ema_decay": 0.9})):
