@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from study.results import StorageError
+from study.supervise import command_pid
 from trainables.errors import OptistudyError
 from trainables.files import try_lock
 
@@ -81,7 +82,7 @@ def _is_current(handle: IO[str], path: Path) -> bool:
 def _write_holder(handle: IO[str]) -> None:
     handle.seek(0)
     handle.truncate()
-    handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+    handle.write(json.dumps({"host": socket.gethostname(), "pid": command_pid(),
                              "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
     handle.flush()
 

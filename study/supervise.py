@@ -27,8 +27,10 @@ from typing import Callable, Protocol
 FORWARDED = (signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-# In a supervised child: the end of the pipe to its parent (fork shares this module's state).
+# In a supervised child: the end of the pipe to its parent (fork shares this module's state), and
+# the parent's pid.
 _to_parent: Connection | None = None
+_parent: int | None = None
 
 
 class Watch(Protocol):
@@ -71,7 +73,7 @@ def supervise(run: Callable[[], int]) -> int:
     the session), and forking is safe only before threads start."""
     if not waits_on_processes():
         return run()
-    global _to_parent
+    global _to_parent, _parent
     from_child, to_parent = Pipe(duplex=False)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -81,7 +83,7 @@ def supervise(run: Callable[[], int]) -> int:
     if child == 0:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
         from_child.close()
-        _to_parent = to_parent
+        _to_parent, _parent = to_parent, parent
         _die_with(parent)
         return run()
     to_parent.close()
@@ -91,6 +93,12 @@ def supervise(run: Callable[[], int]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def command_pid() -> int:
+    """The pid of the command as started (what `ps` shows a user, and what `kill` should be sent
+    to): the supervising parent's in a supervised child, else this process's."""
+    return _parent if _parent is not None else os.getpid()
 
 
 def hand_over(watch: bytes) -> Handover | None:
