@@ -384,7 +384,7 @@ def run_telling_how_to_resume(argv: list[str]) -> int:
 
 def ray_died(names: list[str], folder: Path, argv: list[str]) -> None:
     """The one line that names the local Ray's processes that died under the study and says how
-    to go on (from `study.cluster.LocalRayWatch`'s thread, which then ends the process with status 1)."""
+    to go on (said by the supervising parent, `study.supervise`, which then ends with status 1)."""
     went_on = (f"the finished trials are kept in {folder}; resume with: {resume_command(argv)}"
                if holds_study(folder) else f"run again: {shlex.join([sys.executable, '-m', 'study.launch', *argv])}")
     print(f"error: the study's local Ray died under it ({', '.join(names)} ended: killed, or out of memory); "
