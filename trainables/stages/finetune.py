@@ -232,12 +232,17 @@ def training_protocol(model, config: FinetuneConfig, spec, total_steps: int):
             make_average(model, optimizer, spec, config.ema_decay))
 
 
+def seed_and_threads(config: FinetuneConfig) -> None:
+    """The process's thread count and every random generator's seed, as the run is configured."""
+    set_threads(config.threads)
+    seed_everything(config.seed)
+
+
 def run_finetune(config: FinetuneConfig, inputs: PreparedInputs | None = None, resume_from: Path | None = None,
                  on_epoch: EpochCallback | None = None) -> FinetuneResult:
     """Fine-tune for the configured budget; a non-finite loss ends the run as `diverged`."""
     start, compiled_before = time.perf_counter(), compile_seconds()
-    set_threads(config.threads)
-    seed_everything(config.seed)
+    seed_and_threads(config)
     inputs = inputs_for_mode(inputs or prepare_inputs(config), config.mode)
     device, spec, method = resolve_device(config.device), get_optimizer_spec(config.optimizer), config.method_spec
     reset_peak_memory(device)
